@@ -1,0 +1,655 @@
+//! Configuration: tenant, server, ERP connections, payment-method configs, SMTP.
+//!
+//! Loaded from a TOML file. Every error names the file, the line and column, and the field, so an
+//! operator can fix it without guessing. Secrets are references (`env:NAME`, `file:PATH`,
+//! `plain:VALUE` for local trials; `ssm:` / `secretsmanager:` on AWS) resolved once at start into a
+//! [`Secret`] whose `Debug`/`Display` print `***`.
+
+use chrono::NaiveTime;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A configuration error with its location.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// A resolved secret. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The value, for the one place that sends it (an auth header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+    Plain(Secret),
+    Ssm(String),
+    SecretsManager(String),
+}
+
+impl SecretRef {
+    pub fn parse(s: &str) -> Result<SecretRef, String> {
+        let (scheme, rest) = s.split_once(':').ok_or_else(|| {
+            "a secret must be a reference: env:NAME, file:PATH, plain:VALUE, ssm:/path or secretsmanager:NAME".to_string()
+        })?;
+        if rest.is_empty() {
+            return Err(format!("empty {scheme}: reference"));
+        }
+        Ok(match scheme {
+            "env" => SecretRef::Env(rest.to_string()),
+            "file" => SecretRef::File(PathBuf::from(rest)),
+            "plain" => SecretRef::Plain(Secret::new(rest)),
+            "ssm" => SecretRef::Ssm(rest.to_string()),
+            "secretsmanager" => SecretRef::SecretsManager(rest.to_string()),
+            other => return Err(format!("unknown secret scheme {other:?}")),
+        })
+    }
+
+    /// Resolves env/file/plain references. SSM and Secrets Manager are resolved by the AWS
+    /// entry points, so here they are an error.
+    pub fn resolve_local(&self) -> Result<Secret, String> {
+        match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map(Secret)
+                .map_err(|_| format!("environment variable {name} is not set")),
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map(|s| Secret(s.trim_end().to_string()))
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+            SecretRef::Plain(s) => Ok(s.clone()),
+            SecretRef::Ssm(_) | SecretRef::SecretsManager(_) => {
+                Err("ssm:/secretsmanager: references are resolved on AWS only".into())
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SecretRef::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Processing mode of a payment-method config (behaviour.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Standard,
+    Expert,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErpKind {
+    Pixi,
+    /// In-process ERP fed from a JSON file: for local trials and tests.
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PspKind {
+    Unzer,
+    /// In-process PSP fed from a JSON file: for local trials and tests.
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+impl QuietHours {
+    /// Whether `t` (local time) is inside the window; handles windows across midnight.
+    pub fn contains(&self, t: NaiveTime) -> bool {
+        if self.start <= self.end {
+            t >= self.start && t < self.end
+        } else {
+            t >= self.start || t < self.end
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub timezone: chrono_tz::Tz,
+    pub quiet_hours: Option<QuietHours>,
+    pub notify_email: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: std::net::SocketAddr,
+    pub database: PathBuf,
+    pub poll_interval_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErpConnection {
+    pub id: String,
+    pub kind: ErpKind,
+    pub active: bool,
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<SecretRef>,
+    /// `memory` kind: JSON file with orders (and PSP payments).
+    pub fixtures: Option<PathBuf>,
+}
+
+/// One payment-method config, keyed by (ERP connection, mandant, ERP payment method).
+#[derive(Debug, Clone)]
+pub struct MethodConfig {
+    pub erp: String,
+    pub mandant: String,
+    pub erp_method: String,
+    pub psp: PspKind,
+    pub active: bool,
+    pub mode: Mode,
+    pub invoice_event: String,
+    pub return_event: String,
+    /// Largest difference absorbed as rounding, in minor units.
+    pub rounding_tolerance: u32,
+    pub public_key: String,
+    pub private_key: SecretRef,
+    /// Unzer API host; defaults by key prefix on the connector side.
+    pub api_host: Option<String>,
+}
+
+impl MethodConfig {
+    /// The config's identity: (ERP connection, mandant, ERP payment method).
+    pub fn key(&self) -> (&str, &str, &str) {
+        (&self.erp, &self.mandant, &self.erp_method)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<SecretRef>,
+    pub from: String,
+    pub to: String,
+    pub starttls: bool,
+}
+
+/// The whole configuration of one paybridge process (one tenant).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tenant: Tenant,
+    pub server: Server,
+    pub erp: Vec<ErpConnection>,
+    pub methods: Vec<MethodConfig>,
+    pub smtp: Option<Smtp>,
+}
+
+impl Config {
+    /// The active config for an order's (connection, mandant, method tag); an inactive
+    /// connection deactivates its configs.
+    pub fn method_for(&self, erp: &str, mandant: &str, erp_method: &str) -> Option<&MethodConfig> {
+        let conn_active = self.erp.iter().any(|c| c.id == erp && c.active);
+        self.methods
+            .iter()
+            .find(|m| m.key() == (erp, mandant, erp_method))
+            .filter(|m| m.active && conn_active)
+    }
+
+    /// Configs using this PSP public key (webhooks name the key, not the config).
+    pub fn methods_with_public_key<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a MethodConfig> {
+        self.methods.iter().filter(move |m| m.public_key == key)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            field: "(file)".into(),
+            message: e.to_string(),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let loc = Locator { text, file };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| loc.line_col(s.start));
+            ConfigError {
+                file: file.to_string(),
+                line,
+                column,
+                field: "(syntax)".into(),
+                message: e.message().to_string(),
+            }
+        })?;
+        raw.validate(&loc)
+    }
+}
+
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn err<T>(&self, span: std::ops::Range<usize>, field: &str, message: impl Into<String>) -> Result<T, ConfigError> {
+        let (line, column) = self.line_col(span.start);
+        Err(ConfigError {
+            file: self.file.to_string(),
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    tenant: Spanned<RawTenant>,
+    #[serde(default)]
+    server: Option<Spanned<RawServer>>,
+    #[serde(default)]
+    erp: Vec<Spanned<RawErp>>,
+    #[serde(default)]
+    method: Vec<Spanned<RawMethod>>,
+    #[serde(default)]
+    smtp: Option<Spanned<RawSmtp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    id: Spanned<String>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    /// `"00:00-04:00"`, or `"off"`.
+    #[serde(default)]
+    quiet_hours: Option<Spanned<String>>,
+    #[serde(default)]
+    notify_email: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    database: Option<PathBuf>,
+    #[serde(default)]
+    poll_interval_secs: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawErp {
+    id: Spanned<String>,
+    kind: ErpKind,
+    #[serde(default = "yes")]
+    active: bool,
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    password: Option<SecretRef>,
+    #[serde(default)]
+    fixtures: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMethod {
+    erp: Spanned<String>,
+    mandant: String,
+    erp_method: Spanned<String>,
+    psp: PspKind,
+    #[serde(default = "yes")]
+    active: bool,
+    mode: Mode,
+    invoice_event: Spanned<String>,
+    return_event: Spanned<String>,
+    #[serde(default)]
+    rounding_tolerance: u32,
+    public_key: Spanned<String>,
+    private_key: SecretRef,
+    #[serde(default)]
+    api_host: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    #[serde(default = "smtp_port")]
+    port: u16,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    password: Option<SecretRef>,
+    from: Spanned<String>,
+    to: Spanned<String>,
+    #[serde(default = "yes")]
+    starttls: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn smtp_port() -> u16 {
+    587
+}
+
+/// pixi XML tags: letters, digits, `_` and `-`, starting with a letter.
+fn valid_tag(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn parse_quiet_hours(s: &str) -> Result<Option<QuietHours>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected \"HH:MM-HH:MM\" or \"off\", got {s:?}"))?;
+    let t = |x: &str| {
+        NaiveTime::parse_from_str(x.trim(), "%H:%M").map_err(|_| format!("bad time {x:?}"))
+    };
+    Ok(Some(QuietHours {
+        start: t(a)?,
+        end: t(b)?,
+    }))
+}
+
+impl RawConfig {
+    fn validate(self, loc: &Locator<'_>) -> Result<Config, ConfigError> {
+        let t = self.tenant.into_inner();
+        if t.id.get_ref().trim().is_empty() {
+            return loc.err(t.id.span(), "tenant.id", "must not be empty");
+        }
+        let timezone = match &t.timezone {
+            None => chrono_tz::Europe::Berlin,
+            Some(tz) => match tz.get_ref().parse::<chrono_tz::Tz>() {
+                Ok(z) => z,
+                Err(_) => {
+                    return loc.err(tz.span(), "tenant.timezone", format!("unknown time zone {:?}", tz.get_ref()));
+                }
+            },
+        };
+        let quiet_hours = match &t.quiet_hours {
+            None => parse_quiet_hours("00:00-04:00").expect("default parses"),
+            Some(q) => match parse_quiet_hours(q.get_ref()) {
+                Ok(q) => q,
+                Err(m) => return loc.err(q.span(), "tenant.quiet_hours", m),
+            },
+        };
+        let tenant = Tenant {
+            id: t.id.into_inner(),
+            timezone,
+            quiet_hours,
+            notify_email: t.notify_email,
+        };
+
+        let server = match self.server.map(Spanned::into_inner) {
+            None => Server {
+                listen: "127.0.0.1:8080".parse().expect("literal"),
+                database: PathBuf::from("./paybridge.db"),
+                poll_interval_secs: 60,
+            },
+            Some(s) => {
+                let listen = match &s.listen {
+                    None => "127.0.0.1:8080".parse().expect("literal"),
+                    Some(l) => match l.get_ref().parse() {
+                        Ok(a) => a,
+                        Err(_) => {
+                            return loc.err(l.span(), "server.listen", format!("not an address:port: {:?}", l.get_ref()));
+                        }
+                    },
+                };
+                let poll_interval_secs = match &s.poll_interval_secs {
+                    None => 60,
+                    Some(p) if *p.get_ref() == 0 => {
+                        return loc.err(p.span(), "server.poll_interval_secs", "must be at least 1");
+                    }
+                    Some(p) => *p.get_ref(),
+                };
+                Server {
+                    listen,
+                    database: s.database.unwrap_or_else(|| PathBuf::from("./paybridge.db")),
+                    poll_interval_secs,
+                }
+            }
+        };
+
+        if self.erp.len() > 2 {
+            return loc.err(self.erp[2].span(), "erp", "at most two ERP connections per tenant");
+        }
+        let mut ids = HashSet::new();
+        let mut erp = Vec::new();
+        for (i, e) in self.erp.into_iter().enumerate() {
+            let span = e.span();
+            let e = e.into_inner();
+            if !ids.insert(e.id.get_ref().clone()) {
+                return loc.err(e.id.span(), &format!("erp[{i}].id"), format!("duplicate connection id {:?}", e.id.get_ref()));
+            }
+            match e.kind {
+                ErpKind::Pixi => {
+                    let Some(url) = &e.url else {
+                        return loc.err(span, &format!("erp[{i}].url"), "required for kind = \"pixi\"");
+                    };
+                    if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) {
+                        return loc.err(url.span(), &format!("erp[{i}].url"), "must be an http(s) URL");
+                    }
+                    if e.user.is_none() || e.password.is_none() {
+                        return loc.err(span, &format!("erp[{i}].user"), "user and password are required for kind = \"pixi\"");
+                    }
+                }
+                ErpKind::Memory => {
+                    if e.fixtures.is_none() {
+                        return loc.err(span, &format!("erp[{i}].fixtures"), "required for kind = \"memory\"");
+                    }
+                }
+            }
+            erp.push(ErpConnection {
+                id: e.id.into_inner(),
+                kind: e.kind,
+                active: e.active,
+                url: e.url.map(Spanned::into_inner),
+                user: e.user,
+                password: e.password,
+                fixtures: e.fixtures,
+            });
+        }
+
+        let mut keys = HashSet::new();
+        let mut methods = Vec::new();
+        for (i, m) in self.method.into_iter().enumerate() {
+            let m = m.into_inner();
+            if !ids.contains(m.erp.get_ref()) {
+                return loc.err(m.erp.span(), &format!("method[{i}].erp"), format!("no [[erp]] connection with id {:?}", m.erp.get_ref()));
+            }
+            if !valid_tag(m.erp_method.get_ref()) {
+                return loc.err(m.erp_method.span(), &format!("method[{i}].erp_method"), "an XML tag name: letters, digits, _ or -, no special characters");
+            }
+            if !keys.insert((m.erp.get_ref().clone(), m.mandant.clone(), m.erp_method.get_ref().clone())) {
+                return loc.err(m.erp_method.span(), &format!("method[{i}]"), "a config for this (erp, mandant, erp_method) exists already");
+            }
+            for (name, v) in [("invoice_event", &m.invoice_event), ("return_event", &m.return_event)] {
+                if v.get_ref().trim().is_empty() {
+                    return loc.err(v.span(), &format!("method[{i}].{name}"), "booking event code must not be empty");
+                }
+            }
+            if m.psp == PspKind::Unzer
+                && !(m.public_key.get_ref().starts_with("s-pub-") || m.public_key.get_ref().starts_with("p-pub-"))
+            {
+                return loc.err(m.public_key.span(), &format!("method[{i}].public_key"), "an Unzer public key starts with s-pub- or p-pub-");
+            }
+            methods.push(MethodConfig {
+                erp: m.erp.into_inner(),
+                mandant: m.mandant,
+                erp_method: m.erp_method.into_inner(),
+                psp: m.psp,
+                active: m.active,
+                mode: m.mode,
+                invoice_event: m.invoice_event.into_inner(),
+                return_event: m.return_event.into_inner(),
+                rounding_tolerance: m.rounding_tolerance,
+                public_key: m.public_key.into_inner(),
+                private_key: m.private_key,
+                api_host: m.api_host,
+            });
+        }
+
+        let smtp = match self.smtp {
+            None => None,
+            Some(s) => {
+                let s = s.into_inner();
+                for (name, v) in [("from", &s.from), ("to", &s.to)] {
+                    if !v.get_ref().contains('@') {
+                        return loc.err(v.span(), &format!("smtp.{name}"), "not an e-mail address");
+                    }
+                }
+                Some(Smtp {
+                    host: s.host,
+                    port: s.port,
+                    user: s.user,
+                    password: s.password,
+                    from: s.from.into_inner(),
+                    to: s.to.into_inner(),
+                    starttls: s.starttls,
+                })
+            }
+        };
+
+        Ok(Config {
+            tenant,
+            server,
+            erp,
+            methods,
+            smtp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[tenant]
+id = "acme"
+timezone = "Europe/Berlin"
+
+[[erp]]
+id = "main"
+kind = "pixi"
+url = "https://pixi.example/soap"
+user = "api"
+password = "env:PIXI_PW"
+
+[[method]]
+erp = "main"
+mandant = "01"
+erp_method = "UNZER_CARD"
+psp = "unzer"
+mode = "expert"
+invoice_event = "ZE"
+return_event = "RE"
+rounding_tolerance = 2
+public_key = "s-pub-abc"
+private_key = "env:UNZER_PRIV"
+"#;
+
+    #[test]
+    fn parses_good_config_with_defaults() {
+        let c = Config::parse(GOOD, "good.toml").unwrap();
+        assert_eq!(c.tenant.id, "acme");
+        let q = c.tenant.quiet_hours.unwrap();
+        assert!(q.contains(NaiveTime::from_hms_opt(2, 0, 0).unwrap()));
+        assert!(!q.contains(NaiveTime::from_hms_opt(4, 0, 0).unwrap()));
+        assert_eq!(c.methods[0].mode, Mode::Expert);
+        assert_eq!(c.server.database, PathBuf::from("./paybridge.db"));
+        assert!(c.method_for("main", "01", "UNZER_CARD").is_some());
+        assert!(c.method_for("main", "02", "UNZER_CARD").is_none());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let bad = GOOD.replace("mode = \"expert\"", "mode = \"turbo\"");
+        let e = Config::parse(&bad, "bad.toml").unwrap_err();
+        assert_eq!(e.file, "bad.toml");
+        assert_eq!(e.line, 20, "{e}");
+        assert!(e.to_string().starts_with("bad.toml:20:"), "{e}");
+
+        let bad = GOOD.replace("erp = \"main\"", "erp = \"other\"");
+        let e = Config::parse(&bad, "bad.toml").unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (16, "method[0].erp"), "{e}");
+
+        let bad = GOOD.replace("UNZER_CARD", "UNZER CARD!");
+        let e = Config::parse(&bad, "bad.toml").unwrap_err();
+        assert_eq!(e.field, "method[0].erp_method");
+
+        let bad = GOOD.replace("\"Europe/Berlin\"", "\"Mars/Olympus\"");
+        let e = Config::parse(&bad, "bad.toml").unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (4, "tenant.timezone"));
+
+        let bad = GOOD.replace("env:UNZER_PRIV", "s-priv-raw-secret");
+        let e = Config::parse(&bad, "bad.toml").unwrap_err();
+        assert!(e.message.contains("reference"), "{e}");
+        assert!(!e.to_string().contains("s-priv-raw-secret"), "secret leaked into error: {e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = SecretRef::parse("plain:hunter2").unwrap().resolve_local().unwrap();
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

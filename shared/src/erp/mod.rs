@@ -1,0 +1,50 @@
+//! The ERP adapter contract. pixi (SOAP) implements it in a later module; tests and the local
+//! `memory` connection kind use [`crate::testing::MemoryErp`].
+//!
+//! ERP writes are not idempotent (pixi has no request ids), so the contract has a read-back:
+//! after a write whose outcome is unknown, [`Erp::was_applied`] is asked before writing again.
+
+use crate::ledger::ErpWrite;
+use crate::model::ErpOrder;
+use async_trait::async_trait;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ErpError {
+    /// Known not applied; worth trying again later (connection refused, 503, quiet hours).
+    #[error("ERP temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// The request may or may not have been processed (timeout after sending).
+    #[error("ERP outcome unknown: {0}")]
+    Unknown(String),
+    /// The ERP refused the request (SOAP fault, ERROR return code); retrying will not help.
+    #[error("ERP refused: {0}")]
+    Refused(String),
+    /// The reply could not be understood.
+    #[error("ERP reply invalid: {0}")]
+    BadReply(String),
+}
+
+/// What changed in the ERP since a watermark.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Changes {
+    /// Orders to look at (to authorize, with invoices to capture, changed).
+    pub order_ids: Vec<String>,
+    /// The watermark to store once the work for these orders is durably planned.
+    pub watermark: String,
+}
+
+#[async_trait]
+pub trait Erp: Send + Sync {
+    /// Orders that need attention since `watermark` (`None`: from the beginning).
+    async fn changes(&self, watermark: Option<&str>) -> Result<Changes, ErpError>;
+
+    /// The full facts of several orders in one batch; unknown ids are left out.
+    async fn orders(&self, order_ids: &[String]) -> Result<Vec<ErpOrder>, ErpError>;
+
+    /// Performs one write for an order. `op_ref` identifies the operation (used in comments /
+    /// booking texts so a read-back can recognise it).
+    async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError>;
+
+    /// Whether a write with this `op_ref` is visible in the ERP; `None` if the ERP cannot tell.
+    async fn was_applied(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<Option<bool>, ErpError>;
+}

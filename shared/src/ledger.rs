@@ -1,0 +1,565 @@
+//! The ledger: one record per operation paybridge performs for an order, the operation's state
+//! machine, and the order-level money invariants (architecture.md §3).
+//!
+//! Exactly-once effects on at-least-once plumbing rest on three things here:
+//! - **Deterministic ids.** An operation's id is derived from what caused it (tenant, connection,
+//!   order, ERP document, purpose). Planning the same document twice gives the same id, and the
+//!   store's conditional insert turns the second plan into a no-op.
+//! - **In-flight marks.** Before an external call the operation records which step it is about
+//!   to take (`inflight`). A record found with an in-flight mark means the outcome is unknown:
+//!   the next attempt asks the PSP/ERP what happened before it sends anything again.
+//! - **Invariants before every money call and after every result**: Σcaptured ≤ authorized
+//!   (+ tolerance), Σrefunded ≤ Σcaptured, Σreversed ≤ open authorization. A violation stops the
+//!   operation with an error flag; it never moves money.
+//!
+//! States: `Planned → Running(claimed, lease) → Done`, or `Retry` (next attempt at) or `Failed`
+//! (needs a human). Progress inside `Running` is `psp_done` then `erp_done` writes, which is the
+//! claimed → psp_done → erp_done → done sequence of the architecture in two fields.
+
+use crate::model::{BankDetails, Position};
+use crate::money::{Money, MoneyError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Identity of an order in paybridge: tenant, ERP connection, ERP order number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrderKey {
+    pub tenant: String,
+    pub conn: String,
+    pub order_id: String,
+}
+
+impl OrderKey {
+    pub fn new(tenant: &str, conn: &str, order_id: &str) -> OrderKey {
+        OrderKey {
+            tenant: tenant.into(),
+            conn: conn.into(),
+            order_id: order_id.into(),
+        }
+    }
+
+    /// The store partition key (`T#{tenant}#O#{conn}#{order}`).
+    pub fn pk(&self) -> String {
+        format!("T#{}#O#{}#{}", self.tenant, self.conn, self.order_id)
+    }
+
+    /// Inverse of [`OrderKey::pk`].
+    pub fn from_pk(pk: &str) -> Option<OrderKey> {
+        let rest = pk.strip_prefix("T#")?;
+        let (tenant, rest) = rest.split_once("#O#")?;
+        let (conn, order) = rest.split_once('#')?;
+        Some(OrderKey::new(tenant, conn, order))
+    }
+}
+
+impl fmt::Display for OrderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.tenant, self.conn, self.order_id)
+    }
+}
+
+/// The ERP document an operation belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocKind {
+    Order,
+    Invoice,
+    CreditNote,
+    Line,
+}
+
+/// Why an operation exists. With the document it makes the operation's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Standard mode: capture the whole order before release.
+    CaptureOrder,
+    /// HOLD → OPEN.
+    Release,
+    /// HOLD → OPEN with a shipping lock (check failed).
+    ReleaseLocked,
+    /// Prepayment: HOLD → OPEN with lock and transfer details.
+    ReleasePrepayment,
+    /// Prepayment received: clear our lock.
+    ClearLock,
+    /// Capture (charge) an invoice amount.
+    CaptureInvoice,
+    /// Invoice covered by an earlier capture: mark captured + booking only.
+    BookInvoice,
+    /// Report a shipment (legacy invoice secured).
+    Shipment,
+    /// Whole order cancelled: reverse the open authorization.
+    CancelOrder,
+    /// Whole order cancelled: refund what was captured.
+    RefundOrder,
+    /// Cancelled lines refunded (standard mode / charged in shop).
+    RefundLine,
+    /// Cancelled lines aggregated into one reversal or refund.
+    CancelLines,
+    /// Expert mode: close the payment after the last delivery.
+    ClosePayment,
+    /// Credit note refunded.
+    RefundCredit,
+    /// An ERP comment + error mark for a problem (written once per problem code).
+    Problem,
+}
+
+/// One PSP money movement (or shipment report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum PspCall {
+    Capture { amount: Money },
+    /// Reversal of (part of) the open authorization, or of a pending prepayment/invoice charge.
+    Reverse { amount: Money },
+    Refund { amount: Money, reason: RefundReason },
+    Shipment { invoice_id: String },
+}
+
+impl PspCall {
+    pub fn amount(&self) -> Option<Money> {
+        match self {
+            PspCall::Capture { amount } | PspCall::Reverse { amount } | PspCall::Refund { amount, .. } => {
+                Some(*amount)
+            }
+            PspCall::Shipment { .. } => None,
+        }
+    }
+}
+
+/// Unzer cancel reason codes (php-sdk `CancelReasonCodes`: CANCEL, RETURN, CREDIT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundReason {
+    Cancel,
+    Return,
+    Credit,
+}
+
+/// One ERP write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "write", rename_all = "snake_case")]
+pub enum ErpWrite {
+    /// HOLD → OPEN (pixi: `pixiPaySetAuthorizationStatus`).
+    Release,
+    /// Per-order shipping lock (pixi: `pixiSetOrderShippingLock`).
+    SetShippingLock,
+    ClearShippingLock,
+    /// Mark the invoice captured with the invoice booking event; this books the payment in the
+    /// customer account (pixi: `pixiPaySetInvoiceCapture`, `Success=1`, `EventID`).
+    MarkInvoiceCaptured {
+        invoice_id: String,
+        event_code: String,
+        amount: Money,
+    },
+    /// A manual booking in the customer account (pixi: `pixiCACreateManualBooking`); refunds
+    /// are negative.
+    ManualBooking {
+        amount: Money,
+        event_code: String,
+        document: String,
+    },
+    /// Prepayment transfer data into the customer-service fields.
+    TransferDetails { details: BankDetails },
+    /// An order comment (pixi: `pixiCreateOrderComment`).
+    Comment { text: String },
+}
+
+/// A planned operation as the engine emits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub doc_kind: DocKind,
+    pub doc_id: String,
+    pub purpose: Purpose,
+    pub psp: Option<PspCall>,
+    pub erp: Vec<ErpWrite>,
+}
+
+impl Plan {
+    /// The deterministic id of this plan for an order.
+    pub fn op_id(&self, order: &OrderKey) -> String {
+        op_id(order, self.doc_kind, &self.doc_id, self.purpose)
+    }
+}
+
+/// Deterministic operation id: `{tenant}/{conn}/{order}/{doc kind}:{doc id}/{purpose}`.
+pub fn op_id(order: &OrderKey, kind: DocKind, doc_id: &str, purpose: Purpose) -> String {
+    let k = serde_json::to_value(kind).ok();
+    let p = serde_json::to_value(purpose).ok();
+    let s = |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    format!("{order}/{}:{doc_id}/{}", s(k), s(p))
+}
+
+/// The short reference sent to the PSP with a money call (Unzer `paymentReference`/`invoiceId`):
+/// `pb` + 24 hex digits of SHA-256 of the operation id. Stable across retries.
+pub fn psp_reference(op_id: &str) -> String {
+    let h = Sha256::digest(op_id.as_bytes());
+    format!("pb{}", &hex::encode(h)[..24])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpStatus {
+    Planned,
+    Running,
+    /// Waiting for `next_attempt_at`.
+    Retry,
+    Done,
+    /// Needs a human.
+    Failed,
+}
+
+impl OpStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OpStatus::Done | OpStatus::Failed)
+    }
+}
+
+/// The external step an operation is about to take (or took without recording the result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    Psp,
+    Erp { index: usize },
+}
+
+/// A ledger record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub order: OrderKey,
+    pub plan: Plan,
+    pub status: OpStatus,
+    pub psp_done: bool,
+    /// PSP transaction id of the money movement.
+    pub psp_tx: Option<String>,
+    /// Number of ERP writes completed (prefix of `plan.erp`).
+    pub erp_done: usize,
+    /// Set before an external call, cleared when its result is recorded.
+    pub inflight: Option<Step>,
+    pub attempts: u32,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Store version this record was read at (not part of the stored body's meaning).
+    #[serde(skip)]
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("operation {0} is finished")]
+    Finished(String),
+    #[error("operation {0} is leased until {1}")]
+    Leased(String, DateTime<Utc>),
+    #[error("operation {0} is not due before {1}")]
+    NotDue(String, DateTime<Utc>),
+    #[error("operation {id}: {what}")]
+    Invalid { id: String, what: &'static str },
+}
+
+impl Operation {
+    pub fn new(order: &OrderKey, plan: Plan, now: DateTime<Utc>) -> Operation {
+        Operation {
+            id: plan.op_id(order),
+            order: order.clone(),
+            plan,
+            status: OpStatus::Planned,
+            psp_done: false,
+            psp_tx: None,
+            erp_done: 0,
+            inflight: None,
+            attempts: 0,
+            lease_until: None,
+            next_attempt_at: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+
+    /// Money moved by this operation once done: its PSP call's amount.
+    pub fn moved(&self) -> Option<&PspCall> {
+        self.plan.psp.as_ref().filter(|_| self.psp_done)
+    }
+
+    /// Takes the operation for one attempt. A running operation whose lease expired can be
+    /// taken over (its in-flight mark stays, so the new holder reconciles first).
+    pub fn claim(&mut self, now: DateTime<Utc>, lease: chrono::Duration) -> Result<(), TransitionError> {
+        match self.status {
+            OpStatus::Done | OpStatus::Failed => return Err(TransitionError::Finished(self.id.clone())),
+            OpStatus::Running => {
+                if let Some(until) = self.lease_until
+                    && until > now
+                {
+                    return Err(TransitionError::Leased(self.id.clone(), until));
+                }
+            }
+            OpStatus::Retry => {
+                if let Some(at) = self.next_attempt_at
+                    && at > now
+                {
+                    return Err(TransitionError::NotDue(self.id.clone(), at));
+                }
+            }
+            OpStatus::Planned => {}
+        }
+        self.status = OpStatus::Running;
+        self.attempts += 1;
+        self.lease_until = Some(now + lease);
+        self.next_attempt_at = None;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    fn running(&self, what: &'static str) -> Result<(), TransitionError> {
+        if self.status != OpStatus::Running {
+            return Err(TransitionError::Invalid { id: self.id.clone(), what });
+        }
+        Ok(())
+    }
+
+    /// Marks the next external step as in flight (persist before calling out).
+    pub fn begin(&mut self, step: Step, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.running("begin outside a claim")?;
+        let expected = if !self.psp_done && self.plan.psp.is_some() {
+            Step::Psp
+        } else {
+            Step::Erp { index: self.erp_done }
+        };
+        if step != expected {
+            return Err(TransitionError::Invalid { id: self.id.clone(), what: "step out of order" });
+        }
+        self.inflight = Some(step);
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// The PSP call is done (now or found on reconciliation).
+    pub fn psp_succeeded(&mut self, tx_id: String, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.running("psp result outside a claim")?;
+        if self.plan.psp.is_none() || self.psp_done {
+            return Err(TransitionError::Invalid { id: self.id.clone(), what: "no pending psp step" });
+        }
+        self.psp_done = true;
+        self.psp_tx = Some(tx_id);
+        self.inflight = None;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// ERP write `erp_done` is done (now or found on read-back).
+    pub fn erp_succeeded(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.running("erp result outside a claim")?;
+        if self.plan.psp.is_some() && !self.psp_done {
+            return Err(TransitionError::Invalid { id: self.id.clone(), what: "erp before psp" });
+        }
+        if self.erp_done >= self.plan.erp.len() {
+            return Err(TransitionError::Invalid { id: self.id.clone(), what: "no pending erp step" });
+        }
+        self.erp_done += 1;
+        self.inflight = None;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// The step still to take, if any.
+    pub fn next_step(&self) -> Option<Step> {
+        if self.plan.psp.is_some() && !self.psp_done {
+            Some(Step::Psp)
+        } else if self.erp_done < self.plan.erp.len() {
+            Some(Step::Erp { index: self.erp_done })
+        } else {
+            None
+        }
+    }
+
+    pub fn finish(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.running("finish outside a claim")?;
+        if self.next_step().is_some() {
+            return Err(TransitionError::Invalid { id: self.id.clone(), what: "steps remain" });
+        }
+        self.status = OpStatus::Done;
+        self.lease_until = None;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    /// Try again at `at`. The in-flight mark is kept: an unknown outcome stays unknown until
+    /// reconciled.
+    pub fn retry_at(&mut self, at: DateTime<Utc>, error: String, now: DateTime<Utc>) {
+        self.status = OpStatus::Retry;
+        self.next_attempt_at = Some(at);
+        self.lease_until = None;
+        self.last_error = Some(error);
+        self.updated_at = now;
+    }
+
+    /// Stop and ask a human. Only for outcomes known not to have moved money, or after money
+    /// moved but a later step is impossible.
+    pub fn fail(&mut self, error: String, now: DateTime<Utc>) {
+        self.status = OpStatus::Failed;
+        self.lease_until = None;
+        self.next_attempt_at = None;
+        self.last_error = Some(error);
+        self.updated_at = now;
+    }
+}
+
+/// A broken money invariant. Never leads to a money call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantViolation {
+    #[error("capture of {amount} exceeds the open authorization {open} (tolerance {tolerance} minor units)")]
+    CaptureExceedsAuthorization { amount: Money, open: Money, tolerance: u32 },
+    #[error("refund of {amount} exceeds the refundable {refundable}")]
+    RefundExceedsCaptured { amount: Money, refundable: Money },
+    #[error("reversal of {amount} exceeds the open authorization {open}")]
+    ReversalExceedsOpen { amount: Money, open: Money },
+    #[error("amount must be positive, got {0}")]
+    NotPositive(Money),
+    #[error("PSP position broken: {0}")]
+    Position(String),
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+/// Checks a money call against the current PSP position before sending it.
+pub fn check_call(call: &PspCall, pos: &Position, tolerance: u32) -> Result<(), InvariantViolation> {
+    if let Some(a) = call.amount()
+        && !a.is_positive()
+    {
+        return Err(InvariantViolation::NotPositive(a));
+    }
+    match call {
+        PspCall::Capture { amount } => {
+            let open = pos.remaining()?;
+            if !amount.le_with_tolerance(&open, tolerance)? {
+                return Err(InvariantViolation::CaptureExceedsAuthorization { amount: *amount, open, tolerance });
+            }
+        }
+        PspCall::Reverse { amount } => {
+            let open = pos.remaining()?;
+            if amount.cmp_to(&open)?.is_gt() {
+                return Err(InvariantViolation::ReversalExceedsOpen { amount: *amount, open });
+            }
+        }
+        PspCall::Refund { amount, .. } => {
+            let refundable = pos.refundable()?;
+            if amount.cmp_to(&refundable)?.is_gt() {
+                return Err(InvariantViolation::RefundExceedsCaptured { amount: *amount, refundable });
+            }
+        }
+        PspCall::Shipment { .. } => {}
+    }
+    Ok(())
+}
+
+/// Checks a position after a result: Σcaptured ≤ authorized − reversed (+ tolerance),
+/// Σrefunded ≤ Σcaptured.
+pub fn check_position(pos: &Position, tolerance: u32) -> Result<(), InvariantViolation> {
+    let cap_limit = pos.authorized.checked_sub(pos.reversed)?;
+    if !pos.charged.le_with_tolerance(&cap_limit, tolerance)? {
+        return Err(InvariantViolation::Position(format!(
+            "captured {} > authorized {} − reversed {}",
+            pos.charged, pos.authorized, pos.reversed
+        )));
+    }
+    if pos.refunded.cmp_to(&pos.charged)?.is_gt() {
+        return Err(InvariantViolation::Position(format!(
+            "refunded {} > captured {}",
+            pos.refunded, pos.charged
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn eur(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::EUR)
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            doc_kind: DocKind::Invoice,
+            doc_id: "R1".into(),
+            purpose: Purpose::CaptureInvoice,
+            psp: Some(PspCall::Capture { amount: eur(1000) }),
+            erp: vec![ErpWrite::Comment { text: "x".into() }],
+        }
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        let k = OrderKey::new("t", "c", "100");
+        assert_eq!(plan().op_id(&k), "t/c/100/invoice:R1/capture_invoice");
+        assert_eq!(plan().op_id(&k), plan().op_id(&k));
+        let mut p2 = plan();
+        p2.purpose = Purpose::BookInvoice;
+        assert_ne!(p2.op_id(&k), plan().op_id(&k));
+        assert_eq!(psp_reference("a"), psp_reference("a"));
+        assert_eq!(psp_reference("a").len(), 26);
+        assert_eq!(OrderKey::from_pk(&k.pk()), Some(k));
+    }
+
+    #[test]
+    fn state_machine_happy_path_and_guards() {
+        let k = OrderKey::new("t", "c", "100");
+        let mut op = Operation::new(&k, plan(), t(0));
+        assert!(op.begin(Step::Psp, t(0)).is_err(), "no step before claim");
+        op.claim(t(0), chrono::Duration::seconds(30)).unwrap();
+        let mut other = op.clone();
+        assert!(matches!(other.claim(t(1), chrono::Duration::seconds(30)), Err(TransitionError::Leased(..))));
+        assert!(op.begin(Step::Erp { index: 0 }, t(1)).is_err(), "erp before psp");
+        op.begin(Step::Psp, t(1)).unwrap();
+        // lease expired: takeover keeps the in-flight mark (unknown outcome)
+        other = op.clone();
+        other.claim(t(60), chrono::Duration::seconds(30)).unwrap();
+        assert_eq!(other.inflight, Some(Step::Psp));
+        op.psp_succeeded("s-chg-1".into(), t(2)).unwrap();
+        assert!(op.finish(t(2)).is_err(), "erp step remains");
+        op.begin(Step::Erp { index: 0 }, t(2)).unwrap();
+        op.erp_succeeded(t(3)).unwrap();
+        op.finish(t(3)).unwrap();
+        assert_eq!(op.status, OpStatus::Done);
+        assert!(matches!(op.claim(t(4), chrono::Duration::seconds(30)), Err(TransitionError::Finished(_))));
+    }
+
+    #[test]
+    fn retry_waits_until_due() {
+        let k = OrderKey::new("t", "c", "100");
+        let mut op = Operation::new(&k, plan(), t(0));
+        op.claim(t(0), chrono::Duration::seconds(30)).unwrap();
+        op.retry_at(t(100), "timeout".into(), t(1));
+        assert!(matches!(op.claim(t(50), chrono::Duration::seconds(30)), Err(TransitionError::NotDue(..))));
+        op.claim(t(100), chrono::Duration::seconds(30)).unwrap();
+        assert_eq!(op.attempts, 2);
+    }
+
+    #[test]
+    fn invariants() {
+        let pos = Position { authorized: eur(10000), charged: eur(6000), reversed: eur(1000), refunded: eur(500) };
+        assert!(check_call(&PspCall::Capture { amount: eur(3000) }, &pos, 0).is_ok());
+        assert!(check_call(&PspCall::Capture { amount: eur(3002) }, &pos, 2).is_ok());
+        assert!(check_call(&PspCall::Capture { amount: eur(3003) }, &pos, 2).is_err());
+        assert!(check_call(&PspCall::Reverse { amount: eur(3001) }, &pos, 0).is_err());
+        assert!(check_call(&PspCall::Refund { amount: eur(5500), reason: RefundReason::Return }, &pos, 0).is_ok());
+        assert!(check_call(&PspCall::Refund { amount: eur(5501), reason: RefundReason::Return }, &pos, 0).is_err());
+        assert!(check_call(&PspCall::Capture { amount: eur(0) }, &pos, 0).is_err());
+        assert!(check_call(&PspCall::Capture { amount: Money::from_minor(1, Currency::JPY) }, &pos, 0).is_err());
+        assert!(check_position(&pos, 0).is_ok());
+        let bad = Position { refunded: eur(7000), ..pos };
+        assert!(check_position(&bad, 0).is_err());
+    }
+}

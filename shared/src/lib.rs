@@ -1,0 +1,27 @@
+//! paybridge-core: everything of paybridge that is not an entry point.
+//!
+//! | module | what it is for |
+//! |---|---|
+//! | [`money`] | `Money` = `Decimal` + currency exponent; minor units; rounding tolerance |
+//! | [`model`] | facts read from the ERP (orders, invoices, credit notes) and the PSP's view of a payment |
+//! | [`config`] | tenant, ERP connections, payment-method configs; TOML loading with located errors |
+//! | [`engine`] | the pure decision function: facts + PSP view + ledger + config + now → planned operations |
+//! | [`ledger`] | operation records, their state machine, deterministic ids and the money invariants |
+//! | [`store`] | the `Store` trait (single-table item model), its typed repository, the SQLite backend |
+//! | [`queue`] | the `Queue` trait (at-least-once jobs with delayed redelivery) and its SQLite backend |
+//! | [`erp`], [`psp`], [`notify`] | the adapter traits the app talks to (ERP, PSP, operator notifications) |
+//! | [`app`] | the IO orchestration shared by every entry point: `poll_cycle`, `run_job`, `accept_webhook` |
+//! | [`testing`] | in-memory ERP/PSP/notifier fakes used by tests and the local `memory` connection kind |
+
+pub mod app;
+pub mod config;
+pub mod engine;
+pub mod erp;
+pub mod ledger;
+pub mod model;
+pub mod money;
+pub mod notify;
+pub mod psp;
+pub mod queue;
+pub mod store;
+pub mod testing;

@@ -1,0 +1,48 @@
+//! The PSP adapter contract. Unzer (REST) implements it in a later module; tests and the local
+//! `memory` kind use [`crate::testing::MemoryPsp`].
+//!
+//! Every money call answers one of [`PspOutcome`]: a timeout or a 5xx after the request may have
+//! been processed is `Unknown`, never a failure, and the caller resolves it by fetching the
+//! payment and looking for the transaction carrying our reference.
+
+use crate::config::MethodConfig;
+use crate::ledger::PspCall;
+use crate::model::PspPayment;
+use async_trait::async_trait;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PspError {
+    #[error("PSP temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("PSP payment {0} not found")]
+    NotFound(String),
+    #[error("PSP refused the credentials: {0}")]
+    Auth(String),
+    #[error("PSP reply invalid: {0}")]
+    BadReply(String),
+}
+
+/// The result of one money call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PspOutcome {
+    /// Done; the PSP's transaction id.
+    Done { tx_id: String },
+    /// Accepted but not final yet (e.g. a direct debit); look again later.
+    Pending { tx_id: String },
+    /// Refused for good (business decline, state conflict); nothing moved.
+    Declined { code: String, message: String },
+    /// Known not processed (connection refused, 429); safe to send again later.
+    Retryable { message: String },
+    /// Maybe processed (timeout, 5xx after sending): reconcile before any resend.
+    Unknown { message: String },
+}
+
+#[async_trait]
+pub trait Psp: Send + Sync {
+    /// The payment as the PSP sees it now, with the method config's credentials.
+    async fn fetch(&self, account: &MethodConfig, payment_id: &str) -> Result<PspPayment, PspError>;
+
+    /// Performs one call on the payment; `reference` is our operation's PSP reference and must
+    /// travel with the request so a later fetch can find the transaction.
+    async fn execute(&self, account: &MethodConfig, payment: &PspPayment, call: &PspCall, reference: &str) -> PspOutcome;
+}

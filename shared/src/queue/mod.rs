@@ -1,0 +1,70 @@
+//! Work queue: at-least-once delivery of small job references with delayed redelivery, the
+//! shape of SQS (send with delay, receive with a visibility timeout, delete, change visibility).
+//! The embedded backend is [`sqlite`]; the AWS one is SQS. Consumers must tolerate duplicates
+//! and any order: jobs only name what to look at, the store says what is true.
+
+pub mod conformance;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What a worker should look at. Small by design (SQS messages, no state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Job {
+    /// Run (or resume, or reconcile) one ledger operation.
+    RunOp { order_pk: String, op_id: String },
+    /// Re-evaluate one order from its stored facts and a fresh PSP view.
+    Evaluate { order_pk: String },
+    /// Apply one stored PSP event.
+    ApplyEvent { event_pk: String },
+}
+
+/// One received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub job: Job,
+    /// Handle for ack/retry; valid until the visibility timeout ends.
+    pub receipt: String,
+    /// How often this message has been received, this time included.
+    pub receive_count: u32,
+    /// The message id (stable across redeliveries).
+    pub message_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue backend: {0}")]
+    Backend(String),
+    #[error("receipt is no longer valid")]
+    StaleReceipt,
+    #[error("message body is not a job: {0}")]
+    BadMessage(String),
+}
+
+/// The queue contract. `now` (unix milliseconds) is passed in so the embedded backend runs on a
+/// simulated clock; SQS ignores it and uses its own.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Enqueues `job`, invisible for `delay`.
+    async fn send(&self, job: &Job, delay: Duration, now_ms: i64) -> Result<(), QueueError>;
+
+    /// Up to `max` visible messages, each hidden for `visibility` afterwards.
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Deletes a handled message.
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
+
+    /// Makes the message visible again after `delay` (SQS ChangeMessageVisibility).
+    async fn retry_later(&self, receipt: &str, delay: Duration, now_ms: i64) -> Result<(), QueueError>;
+
+    /// Messages not yet deleted (visible or in flight); for tests and the dashboard.
+    async fn depth(&self) -> Result<usize, QueueError>;
+}

@@ -1,0 +1,387 @@
+//! Typed access to the single-table model of architecture.md §4, written once against the
+//! [`Store`] trait so every backend stores the same items under the same keys:
+//!
+//! | item | pk / sk |
+//! |---|---|
+//! | order state | `T#{tenant}#O#{conn}#{order}` / `ORDER` (index `T#{tenant}#PROBLEM` while it has errors) |
+//! | operation | same pk / `OP#{op_id}` (index `T#{tenant}#OPEN` by due time while not finished) |
+//! | history entry | same pk / `H#{time}#{digest}` |
+//! | payment → order | `T#{tenant}#PAY#{payment_id}` / `ORDER` |
+//! | PSP event | `E#{psp}#{identity}` / `EVENT` (index `T#{tenant}#EVENTS` while unapplied; TTL) |
+//! | poller lease, watermark | `T#{tenant}#C#{conn}` / `LEASE`, `WATERMARK#{kind}` |
+
+use super::{Item, Store, StoreError};
+use crate::engine::{Flag, Severity};
+use crate::ledger::{Operation, OrderKey};
+use crate::model::ErpOrder;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(item: &Item) -> Result<T, StoreError> {
+    serde_json::from_value(item.body.clone()).map_err(|e| StoreError::Corrupt {
+        pk: item.pk.clone(),
+        sk: item.sk.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn body<T: Serialize>(v: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(v).map_err(|e| StoreError::Backend(format!("serialize: {e}")))
+}
+
+/// What paybridge keeps about an order between runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub key: OrderKey,
+    /// The last facts read from the ERP.
+    pub facts: Option<ErpOrder>,
+    /// Current problems (errors and hints).
+    pub flags: Vec<Flag>,
+    /// Error codes an operator marked solved ("problem solved"); they stay quiet until they
+    /// disappear and come back.
+    pub solved: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub version: u64,
+}
+
+impl OrderRecord {
+    pub fn new(key: OrderKey, now: DateTime<Utc>) -> OrderRecord {
+        OrderRecord {
+            key,
+            facts: None,
+            flags: Vec::new(),
+            solved: Vec::new(),
+            updated_at: now,
+            version: 0,
+        }
+    }
+
+    /// Open (unsolved) errors.
+    pub fn open_errors(&self) -> impl Iterator<Item = &Flag> {
+        self.flags
+            .iter()
+            .filter(|f| f.severity == Severity::Error && !self.solved.contains(&f.code))
+    }
+}
+
+/// One line of an order's history: every transition with its cause and references.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub op_id: Option<String>,
+    pub what: String,
+    /// PSP transaction id or ERP reference, when there is one.
+    pub reference: Option<String>,
+}
+
+/// A verified PSP event as stored before it is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub psp: String,
+    pub identity: String,
+    pub tenant: String,
+    pub event: String,
+    pub payment_id: String,
+    pub public_key: String,
+    pub received_at: DateTime<Utc>,
+    pub applied: bool,
+    #[serde(skip)]
+    pub version: u64,
+}
+
+impl EventRecord {
+    pub fn pk(&self) -> String {
+        format!("E#{}#{}", self.psp, self.identity)
+    }
+}
+
+/// Events are kept this long (TTL).
+pub const EVENT_TTL_DAYS: i64 = 30;
+
+/// Typed repository over any [`Store`].
+pub struct Repo<'s> {
+    pub store: &'s dyn Store,
+}
+
+impl<'s> Repo<'s> {
+    pub fn new(store: &'s dyn Store) -> Repo<'s> {
+        Repo { store }
+    }
+
+    // ---- orders ----
+
+    pub async fn order(&self, key: &OrderKey, now: DateTime<Utc>) -> Result<Option<OrderRecord>, StoreError> {
+        match self.store.get(&key.pk(), "ORDER", now.timestamp()).await? {
+            None => Ok(None),
+            Some(item) => {
+                let mut r: OrderRecord = parse(&item)?;
+                r.version = item.version;
+                Ok(Some(r))
+            }
+        }
+    }
+
+    /// Inserts (version 0) or CAS-updates the order record; returns the new version.
+    pub async fn save_order(&self, rec: &OrderRecord, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut item = Item::new(rec.key.pk(), "ORDER", body(rec)?);
+        if rec.open_errors().next().is_some() {
+            item.gsi_pk = Some(format!("T#{}#PROBLEM", rec.key.tenant));
+            item.gsi_sk = Some(format!("{}#{}", ts(rec.updated_at), rec.key.pk()));
+        }
+        if rec.version == 0 {
+            if self.store.insert(&item, now.timestamp()).await? {
+                Ok(1)
+            } else {
+                Err(StoreError::Conflict { pk: item.pk, sk: item.sk })
+            }
+        } else {
+            item.version = rec.version;
+            self.store.update(&item).await
+        }
+    }
+
+    /// Orders with open errors, oldest first.
+    pub async fn problem_orders(&self, tenant: &str, limit: usize, now: DateTime<Utc>) -> Result<Vec<OrderRecord>, StoreError> {
+        let items = self
+            .store
+            .query_index(&format!("T#{tenant}#PROBLEM"), None, limit, now.timestamp())
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let mut r: OrderRecord = parse(i)?;
+                r.version = i.version;
+                Ok(r)
+            })
+            .collect()
+    }
+
+    // ---- payment index ----
+
+    pub async fn link_payment(&self, tenant: &str, payment_id: &str, key: &OrderKey, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let item = Item::new(format!("T#{tenant}#PAY#{payment_id}"), "ORDER", serde_json::json!({ "order_pk": key.pk() }));
+        self.store.insert(&item, now.timestamp()).await?;
+        Ok(())
+    }
+
+    pub async fn order_for_payment(&self, tenant: &str, payment_id: &str, now: DateTime<Utc>) -> Result<Option<OrderKey>, StoreError> {
+        let Some(item) = self
+            .store
+            .get(&format!("T#{tenant}#PAY#{payment_id}"), "ORDER", now.timestamp())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(item
+            .body
+            .get("order_pk")
+            .and_then(|v| v.as_str())
+            .and_then(OrderKey::from_pk))
+    }
+
+    // ---- operations ----
+
+    fn op_item(op: &Operation) -> Result<Item, StoreError> {
+        let mut item = Item::new(op.order.pk(), format!("OP#{}", op.id), body(op)?);
+        if !op.status.is_terminal() {
+            let due = op
+                .next_attempt_at
+                .or(op.lease_until)
+                .unwrap_or(op.created_at);
+            item.gsi_pk = Some(format!("T#{}#OPEN", op.order.tenant));
+            item.gsi_sk = Some(format!("{}#{}", ts(due), op.order.pk()));
+        }
+        item.version = op.version;
+        Ok(item)
+    }
+
+    /// Conditional insert of a planned operation: false if it exists already.
+    pub async fn insert_op(&self, op: &Operation, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.store.insert(&Self::op_item(op)?, now.timestamp()).await
+    }
+
+    pub async fn op(&self, key: &OrderKey, op_id: &str, now: DateTime<Utc>) -> Result<Option<Operation>, StoreError> {
+        match self.store.get(&key.pk(), &format!("OP#{op_id}"), now.timestamp()).await? {
+            None => Ok(None),
+            Some(item) => {
+                let mut op: Operation = parse(&item)?;
+                op.version = item.version;
+                Ok(Some(op))
+            }
+        }
+    }
+
+    /// CAS update; on success `op.version` is the new version.
+    pub async fn save_op(&self, op: &mut Operation) -> Result<(), StoreError> {
+        op.version = self.store.update(&Self::op_item(op)?).await?;
+        Ok(())
+    }
+
+    pub async fn ops(&self, key: &OrderKey, now: DateTime<Utc>) -> Result<Vec<Operation>, StoreError> {
+        let items = self.store.query(&key.pk(), "OP#", now.timestamp()).await?;
+        items
+            .iter()
+            .map(|i| {
+                let mut op: Operation = parse(i)?;
+                op.version = i.version;
+                Ok(op)
+            })
+            .collect()
+    }
+
+    /// Unfinished operations due by `now` (the outbox sweep: planned but never enqueued, or
+    /// whose job was lost).
+    pub async fn due_ops(&self, tenant: &str, now: DateTime<Utc>, limit: usize) -> Result<Vec<(OrderKey, String)>, StoreError> {
+        let max = format!("{}#\u{10FFFF}", ts(now));
+        let items = self
+            .store
+            .query_index(&format!("T#{tenant}#OPEN"), Some(&max), limit, now.timestamp())
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| {
+                let key = OrderKey::from_pk(&i.pk)?;
+                Some((key, i.sk.strip_prefix("OP#")?.to_string()))
+            })
+            .collect())
+    }
+
+    // ---- history ----
+
+    pub async fn add_history(&self, key: &OrderKey, entry: &HistoryEntry, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let b = body(entry)?;
+        let digest = hex::encode(&Sha256::digest(b.to_string().as_bytes())[..6]);
+        let item = Item::new(key.pk(), format!("H#{}#{digest}", ts(entry.at)), b);
+        self.store.insert(&item, now.timestamp()).await?;
+        Ok(())
+    }
+
+    pub async fn history(&self, key: &OrderKey, now: DateTime<Utc>) -> Result<Vec<HistoryEntry>, StoreError> {
+        let items = self.store.query(&key.pk(), "H#", now.timestamp()).await?;
+        items.iter().map(parse).collect()
+    }
+
+    // ---- events ----
+
+    /// Stores a verified event; false if the same event was stored before (a repeat).
+    pub async fn insert_event(&self, ev: &EventRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut item = Item::new(ev.pk(), "EVENT", body(ev)?);
+        item.expires_at = Some(now.timestamp() + EVENT_TTL_DAYS * 86_400);
+        if !ev.applied {
+            item.gsi_pk = Some(format!("T#{}#EVENTS", ev.tenant));
+            item.gsi_sk = Some(format!("{}#{}", ts(ev.received_at), ev.pk()));
+        }
+        self.store.insert(&item, now.timestamp()).await
+    }
+
+    pub async fn event(&self, pk: &str, now: DateTime<Utc>) -> Result<Option<EventRecord>, StoreError> {
+        match self.store.get(pk, "EVENT", now.timestamp()).await? {
+            None => Ok(None),
+            Some(item) => {
+                let mut e: EventRecord = parse(&item)?;
+                e.version = item.version;
+                Ok(Some(e))
+            }
+        }
+    }
+
+    pub async fn mark_event_applied(&self, ev: &EventRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut applied = ev.clone();
+        applied.applied = true;
+        let mut item = Item::new(ev.pk(), "EVENT", body(&applied)?);
+        item.expires_at = Some(now.timestamp() + EVENT_TTL_DAYS * 86_400);
+        item.version = ev.version;
+        self.store.update(&item).await?;
+        Ok(())
+    }
+
+    /// Stored events not applied yet (early events, or events whose job was lost).
+    pub async fn unapplied_events(&self, tenant: &str, limit: usize, now: DateTime<Utc>) -> Result<Vec<EventRecord>, StoreError> {
+        let items = self
+            .store
+            .query_index(&format!("T#{tenant}#EVENTS"), None, limit, now.timestamp())
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let mut e: EventRecord = parse(i)?;
+                e.version = i.version;
+                Ok(e)
+            })
+            .collect()
+    }
+
+    // ---- poller lease and watermark ----
+
+    /// Takes or renews the poller lease of a connection; false if another holder has it.
+    pub async fn acquire_lease(&self, tenant: &str, conn: &str, holder: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool, StoreError> {
+        let pk = format!("T#{tenant}#C#{conn}");
+        let until = now + ttl;
+        let new_body = serde_json::json!({ "holder": holder, "until": ts(until) });
+        match self.store.get(&pk, "LEASE", now.timestamp()).await? {
+            None => self.store.insert(&Item::new(pk, "LEASE", new_body), now.timestamp()).await,
+            Some(item) => {
+                let held_by = item.body.get("holder").and_then(|v| v.as_str()).unwrap_or_default();
+                let held_until = item
+                    .body
+                    .get("until")
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|d| d.with_timezone(&Utc));
+                if held_by != holder && held_until.is_some_and(|u| u > now) {
+                    return Ok(false);
+                }
+                let mut next = Item::new(pk, "LEASE", new_body);
+                next.version = item.version;
+                match self.store.update(&next).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.is_conflict() => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    pub async fn release_lease(&self, tenant: &str, conn: &str, holder: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let pk = format!("T#{tenant}#C#{conn}");
+        if let Some(item) = self.store.get(&pk, "LEASE", now.timestamp()).await?
+            && item.body.get("holder").and_then(|v| v.as_str()) == Some(holder)
+        {
+            match self.store.delete(&pk, "LEASE", item.version).await {
+                Ok(()) => {}
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn watermark(&self, tenant: &str, conn: &str, kind: &str, now: DateTime<Utc>) -> Result<Option<(String, u64)>, StoreError> {
+        let pk = format!("T#{tenant}#C#{conn}");
+        Ok(self
+            .store
+            .get(&pk, &format!("WATERMARK#{kind}"), now.timestamp())
+            .await?
+            .and_then(|i| Some((i.body.get("value")?.as_str()?.to_string(), i.version))))
+    }
+
+    /// Advances the watermark; `version` is what [`Repo::watermark`] returned (0 = none yet).
+    pub async fn set_watermark(&self, tenant: &str, conn: &str, kind: &str, value: &str, version: u64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut item = Item::new(format!("T#{tenant}#C#{conn}"), format!("WATERMARK#{kind}"), serde_json::json!({ "value": value }));
+        if version == 0 {
+            if !self.store.insert(&item, now.timestamp()).await? {
+                return Err(StoreError::Conflict { pk: item.pk, sk: item.sk });
+            }
+        } else {
+            item.version = version;
+            self.store.update(&item).await?;
+        }
+        Ok(())
+    }
+}
