@@ -175,6 +175,19 @@ impl<'a> Cx<'_, 'a> {
         if self.order().is_manual() || self.input.config.is_none() {
             return;
         }
+        // A release with shipping lock stays an error until an operator marks it solved.
+        if let Some(op) = self.input.ledger.iter().find(|o| o.plan.purpose == Purpose::ReleaseLocked) {
+            let reason = op
+                .plan
+                .erp
+                .iter()
+                .find_map(|w| match w {
+                    ErpWrite::Comment { text } => text.split(": ").last().map(str::to_string),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "authorization check failed".into());
+            self.problem(Severity::Error, "authorization_check", &reason);
+        }
         for op in self.input.ledger.iter().filter(|o| o.status == OpStatus::Failed) {
             let code = format!("op_failed:{}", op.id.rsplit('/').take(2).collect::<Vec<_>>().join("@"));
             let msg = format!("{:?} for {} failed: {}", op.plan.purpose, op.plan.doc_id, op.last_error.as_deref().unwrap_or("unknown"));
