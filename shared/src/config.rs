@@ -253,7 +253,7 @@ impl Config {
                 file: file.to_string(),
                 line,
                 column,
-                field: "(syntax)".into(),
+                field: loc.key_on_line(line),
                 message: e.message().to_string(),
             }
         })?;
@@ -272,6 +272,19 @@ impl Locator<'_> {
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         (line, column)
+    }
+
+    /// The key assigned on a line (`key = …`), else the table header, for error messages.
+    fn key_on_line(&self, line: usize) -> String {
+        let Some(l) = self.text.lines().nth(line.wrapping_sub(1)) else {
+            return "(syntax)".into();
+        };
+        let l = l.trim();
+        match l.split_once('=') {
+            Some((k, _)) if !l.starts_with('[') => k.trim().to_string(),
+            _ if l.starts_with('[') => l.trim_matches(|c| c == '[' || c == ']').to_string(),
+            _ => "(syntax)".into(),
+        }
     }
 
     fn err<T>(&self, span: std::ops::Range<usize>, field: &str, message: impl Into<String>) -> Result<T, ConfigError> {
@@ -625,12 +638,12 @@ private_key = "env:UNZER_PRIV"
         let bad = GOOD.replace("mode = \"expert\"", "mode = \"turbo\"");
         let e = Config::parse(&bad, "bad.toml").unwrap_err();
         assert_eq!(e.file, "bad.toml");
-        assert_eq!(e.line, 20, "{e}");
-        assert!(e.to_string().starts_with("bad.toml:20:"), "{e}");
+        assert_eq!((e.line, e.field.as_str()), (18, "mode"), "{e}");
+        assert!(e.to_string().starts_with("bad.toml:18:"), "{e}");
 
         let bad = GOOD.replace("erp = \"main\"", "erp = \"other\"");
         let e = Config::parse(&bad, "bad.toml").unwrap_err();
-        assert_eq!((e.line, e.field.as_str()), (16, "method[0].erp"), "{e}");
+        assert_eq!((e.line, e.field.as_str()), (14, "method[0].erp"), "{e}");
 
         let bad = GOOD.replace("UNZER_CARD", "UNZER CARD!");
         let e = Config::parse(&bad, "bad.toml").unwrap_err();
