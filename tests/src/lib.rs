@@ -1,1 +1,7 @@
-//! paybridge-testkit: simulators and cross-crate scenario tests (grows with the wire connectors).
+//! paybridge-testkit: simulators that stand in for systems we cannot reach from here — the
+//! Unzer Payment API ([`unzer_sim`]) and the pixi SOAP API ([`pixi_sim`]) — following their
+//! public wire formats, usable as a library (in-process, on a loopback port) and through the
+//! `paybridge-sim` binary; plus the cross-crate scenario tests under `tests/tests/`.
+
+pub mod pixi_sim;
+pub mod unzer_sim;

@@ -525,8 +525,17 @@ impl App {
                         Ok(p) => p,
                         Err(e) => return Ok(StepResult::Retry(format!("PSP fetch: {e}"))),
                     };
-                    // Reconcile first: has the PSP got a transaction with our reference?
-                    if let Some(tx) = payment.find_by_reference(&reference) {
+                    // A call may have been sent before (in-flight mark): reconcile first — has
+                    // the PSP got a transaction with our reference? Only then send.
+                    let found = if op.inflight == Some(Step::Psp) {
+                        match self.psp.find_transaction(cfg, &payment, &call, &reference).await {
+                            Ok(f) => f,
+                            Err(e) => return Ok(StepResult::Retry(format!("PSP reconciliation: {e}"))),
+                        }
+                    } else {
+                        None
+                    };
+                    if let Some(tx) = found {
                         match tx.status {
                             crate::model::TxStatus::Success => {
                                 let tx_id = tx.id.clone();

@@ -503,16 +503,16 @@ impl<'a> Cx<'_, 'a> {
             .iter()
             .any(|t| t.kind == TxKind::Charge && t.status == TxStatus::Success);
         if o.fully_cancelled() {
+            // Prepayment: reverse what is still due, refund whatever was received.
             let reverse = match family {
-                MethodFamily::AuthorizeCapture | MethodFamily::InvoiceLegacy => true,
-                MethodFamily::Prepayment => !received,
+                MethodFamily::AuthorizeCapture | MethodFamily::InvoiceLegacy | MethodFamily::Prepayment => true,
                 MethodFamily::PaylaterInvoice | MethodFamily::PaylaterDebit => !charged_any,
                 MethodFamily::ChargedInShop => false,
             };
             let refund = match family {
                 MethodFamily::AuthorizeCapture => mode == Mode::Standard,
                 MethodFamily::ChargedInShop => true,
-                MethodFamily::Prepayment => received,
+                MethodFamily::Prepayment => true,
                 _ => false,
             };
             if reverse && budget.open.is_positive() && !self.has_op(DocKind::Order, &id, Purpose::CancelOrder) {

@@ -6,6 +6,8 @@
 
 use crate::ledger::ErpWrite;
 use crate::model::ErpOrder;
+pub mod pixi;
+
 use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! Operator notifications: one message per new problem of an order (e-mail through the tenant's
 //! SMTP settings in a later module; a log notifier and a recording fake here).
 
+pub mod email;
+
 use async_trait::async_trait;
 
 /// A problem to tell an operator about. Never carries secrets or card data.

@@ -7,7 +7,9 @@
 
 use crate::config::MethodConfig;
 use crate::ledger::PspCall;
-use crate::model::PspPayment;
+use crate::model::{PspPayment, PspTransaction};
+pub mod unzer;
+
 use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,4 +47,13 @@ pub trait Psp: Send + Sync {
     /// Performs one call on the payment; `reference` is our operation's PSP reference and must
     /// travel with the request so a later fetch can find the transaction.
     async fn execute(&self, account: &MethodConfig, payment: &PspPayment, call: &PspCall, reference: &str) -> PspOutcome;
+
+    /// Reconciliation after an unknown outcome: the transaction made for `call` that carries
+    /// `reference`, if the PSP has one. The default looks at the references in the fetched
+    /// view; a connector whose payment view lacks references (Unzer lists transactions without
+    /// them) fetches the candidate transactions instead.
+    async fn find_transaction(&self, account: &MethodConfig, payment: &PspPayment, call: &PspCall, reference: &str) -> Result<Option<PspTransaction>, PspError> {
+        let _ = (account, call);
+        Ok(payment.find_by_reference(reference).cloned())
+    }
 }

@@ -23,7 +23,8 @@ pub struct Item {
     pub version: u64,
     /// JSON document.
     pub body: serde_json::Value,
-    /// Unix seconds after which the item is dead; readers treat expired items as absent.
+    /// Unix seconds from which on the item is dead (`expires_at <= now`); readers treat expired
+    /// items as absent. `update` does not look at it (DynamoDB's TTL deletes lazily too).
     pub expires_at: Option<i64>,
     /// Secondary index entry.
     pub gsi_pk: Option<String>,

@@ -1,0 +1,1 @@
+//! pixi* SOAP 1.1 ERP connector.

@@ -1,0 +1,1 @@
+//! Error e-mails through the tenant's SMTP settings (lettre, rustls).

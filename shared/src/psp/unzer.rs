@@ -1,0 +1,1 @@
+//! Unzer Payment API connector (REST + JSON, private-key Basic auth).

@@ -1,0 +1,1 @@
+//! pixi SOAP API simulator.

@@ -1,0 +1,1 @@
+//! Unzer Payment API simulator.
