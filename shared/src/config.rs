@@ -229,7 +229,10 @@ impl Config {
     }
 
     /// Configs using this PSP public key (webhooks name the key, not the config).
-    pub fn methods_with_public_key<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a MethodConfig> {
+    pub fn methods_with_public_key<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Iterator<Item = &'a MethodConfig> {
         self.methods.iter().filter(move |m| m.public_key == key)
     }
 
@@ -287,7 +290,12 @@ impl Locator<'_> {
         }
     }
 
-    fn err<T>(&self, span: std::ops::Range<usize>, field: &str, message: impl Into<String>) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         let (line, column) = self.line_col(span.start);
         Err(ConfigError {
             file: self.file.to_string(),
@@ -432,7 +440,11 @@ impl RawConfig {
             Some(tz) => match tz.get_ref().parse::<chrono_tz::Tz>() {
                 Ok(z) => z,
                 Err(_) => {
-                    return loc.err(tz.span(), "tenant.timezone", format!("unknown time zone {:?}", tz.get_ref()));
+                    return loc.err(
+                        tz.span(),
+                        "tenant.timezone",
+                        format!("unknown time zone {:?}", tz.get_ref()),
+                    );
                 }
             },
         };
@@ -462,27 +474,41 @@ impl RawConfig {
                     Some(l) => match l.get_ref().parse() {
                         Ok(a) => a,
                         Err(_) => {
-                            return loc.err(l.span(), "server.listen", format!("not an address:port: {:?}", l.get_ref()));
+                            return loc.err(
+                                l.span(),
+                                "server.listen",
+                                format!("not an address:port: {:?}", l.get_ref()),
+                            );
                         }
                     },
                 };
                 let poll_interval_secs = match &s.poll_interval_secs {
                     None => 60,
                     Some(p) if *p.get_ref() == 0 => {
-                        return loc.err(p.span(), "server.poll_interval_secs", "must be at least 1");
+                        return loc.err(
+                            p.span(),
+                            "server.poll_interval_secs",
+                            "must be at least 1",
+                        );
                     }
                     Some(p) => *p.get_ref(),
                 };
                 Server {
                     listen,
-                    database: s.database.unwrap_or_else(|| PathBuf::from("./paybridge.db")),
+                    database: s
+                        .database
+                        .unwrap_or_else(|| PathBuf::from("./paybridge.db")),
                     poll_interval_secs,
                 }
             }
         };
 
         if self.erp.len() > 2 {
-            return loc.err(self.erp[2].span(), "erp", "at most two ERP connections per tenant");
+            return loc.err(
+                self.erp[2].span(),
+                "erp",
+                "at most two ERP connections per tenant",
+            );
         }
         let mut ids = HashSet::new();
         let mut erp = Vec::new();
@@ -490,23 +516,45 @@ impl RawConfig {
             let span = e.span();
             let e = e.into_inner();
             if !ids.insert(e.id.get_ref().clone()) {
-                return loc.err(e.id.span(), &format!("erp[{i}].id"), format!("duplicate connection id {:?}", e.id.get_ref()));
+                return loc.err(
+                    e.id.span(),
+                    &format!("erp[{i}].id"),
+                    format!("duplicate connection id {:?}", e.id.get_ref()),
+                );
             }
             match e.kind {
                 ErpKind::Pixi => {
                     let Some(url) = &e.url else {
-                        return loc.err(span, &format!("erp[{i}].url"), "required for kind = \"pixi\"");
+                        return loc.err(
+                            span,
+                            &format!("erp[{i}].url"),
+                            "required for kind = \"pixi\"",
+                        );
                     };
-                    if !(url.get_ref().starts_with("http://") || url.get_ref().starts_with("https://")) {
-                        return loc.err(url.span(), &format!("erp[{i}].url"), "must be an http(s) URL");
+                    if !(url.get_ref().starts_with("http://")
+                        || url.get_ref().starts_with("https://"))
+                    {
+                        return loc.err(
+                            url.span(),
+                            &format!("erp[{i}].url"),
+                            "must be an http(s) URL",
+                        );
                     }
                     if e.user.is_none() || e.password.is_none() {
-                        return loc.err(span, &format!("erp[{i}].user"), "user and password are required for kind = \"pixi\"");
+                        return loc.err(
+                            span,
+                            &format!("erp[{i}].user"),
+                            "user and password are required for kind = \"pixi\"",
+                        );
                     }
                 }
                 ErpKind::Memory => {
                     if e.fixtures.is_none() {
-                        return loc.err(span, &format!("erp[{i}].fixtures"), "required for kind = \"memory\"");
+                        return loc.err(
+                            span,
+                            &format!("erp[{i}].fixtures"),
+                            "required for kind = \"memory\"",
+                        );
                     }
                 }
             }
@@ -526,23 +574,51 @@ impl RawConfig {
         for (i, m) in self.method.into_iter().enumerate() {
             let m = m.into_inner();
             if !ids.contains(m.erp.get_ref()) {
-                return loc.err(m.erp.span(), &format!("method[{i}].erp"), format!("no [[erp]] connection with id {:?}", m.erp.get_ref()));
+                return loc.err(
+                    m.erp.span(),
+                    &format!("method[{i}].erp"),
+                    format!("no [[erp]] connection with id {:?}", m.erp.get_ref()),
+                );
             }
             if !valid_tag(m.erp_method.get_ref()) {
-                return loc.err(m.erp_method.span(), &format!("method[{i}].erp_method"), "an XML tag name: letters, digits, _ or -, no special characters");
+                return loc.err(
+                    m.erp_method.span(),
+                    &format!("method[{i}].erp_method"),
+                    "an XML tag name: letters, digits, _ or -, no special characters",
+                );
             }
-            if !keys.insert((m.erp.get_ref().clone(), m.mandant.clone(), m.erp_method.get_ref().clone())) {
-                return loc.err(m.erp_method.span(), &format!("method[{i}]"), "a config for this (erp, mandant, erp_method) exists already");
+            if !keys.insert((
+                m.erp.get_ref().clone(),
+                m.mandant.clone(),
+                m.erp_method.get_ref().clone(),
+            )) {
+                return loc.err(
+                    m.erp_method.span(),
+                    &format!("method[{i}]"),
+                    "a config for this (erp, mandant, erp_method) exists already",
+                );
             }
-            for (name, v) in [("invoice_event", &m.invoice_event), ("return_event", &m.return_event)] {
+            for (name, v) in [
+                ("invoice_event", &m.invoice_event),
+                ("return_event", &m.return_event),
+            ] {
                 if v.get_ref().trim().is_empty() {
-                    return loc.err(v.span(), &format!("method[{i}].{name}"), "booking event code must not be empty");
+                    return loc.err(
+                        v.span(),
+                        &format!("method[{i}].{name}"),
+                        "booking event code must not be empty",
+                    );
                 }
             }
             if m.psp == PspKind::Unzer
-                && !(m.public_key.get_ref().starts_with("s-pub-") || m.public_key.get_ref().starts_with("p-pub-"))
+                && !(m.public_key.get_ref().starts_with("s-pub-")
+                    || m.public_key.get_ref().starts_with("p-pub-"))
             {
-                return loc.err(m.public_key.span(), &format!("method[{i}].public_key"), "an Unzer public key starts with s-pub- or p-pub-");
+                return loc.err(
+                    m.public_key.span(),
+                    &format!("method[{i}].public_key"),
+                    "an Unzer public key starts with s-pub- or p-pub-",
+                );
             }
             methods.push(MethodConfig {
                 erp: m.erp.into_inner(),
@@ -656,12 +732,18 @@ private_key = "env:UNZER_PRIV"
         let bad = GOOD.replace("env:UNZER_PRIV", "s-priv-raw-secret");
         let e = Config::parse(&bad, "bad.toml").unwrap_err();
         assert!(e.message.contains("reference"), "{e}");
-        assert!(!e.to_string().contains("s-priv-raw-secret"), "secret leaked into error: {e}");
+        assert!(
+            !e.to_string().contains("s-priv-raw-secret"),
+            "secret leaked into error: {e}"
+        );
     }
 
     #[test]
     fn secrets_never_print() {
-        let s = SecretRef::parse("plain:hunter2").unwrap().resolve_local().unwrap();
+        let s = SecretRef::parse("plain:hunter2")
+            .unwrap()
+            .resolve_local()
+            .unwrap();
         assert_eq!(format!("{s:?} {s}"), "*** ***");
         assert_eq!(s.expose(), "hunter2");
     }

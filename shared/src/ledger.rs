@@ -110,19 +110,28 @@ pub enum Purpose {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum PspCall {
-    Capture { amount: Money },
+    Capture {
+        amount: Money,
+    },
     /// Reversal of (part of) the open authorization, or of a pending prepayment/invoice charge.
-    Reverse { amount: Money },
-    Refund { amount: Money, reason: RefundReason },
-    Shipment { invoice_id: String },
+    Reverse {
+        amount: Money,
+    },
+    Refund {
+        amount: Money,
+        reason: RefundReason,
+    },
+    Shipment {
+        invoice_id: String,
+    },
 }
 
 impl PspCall {
     pub fn amount(&self) -> Option<Money> {
         match self {
-            PspCall::Capture { amount } | PspCall::Reverse { amount } | PspCall::Refund { amount, .. } => {
-                Some(*amount)
-            }
+            PspCall::Capture { amount }
+            | PspCall::Reverse { amount }
+            | PspCall::Refund { amount, .. } => Some(*amount),
             PspCall::Shipment { .. } => None,
         }
     }
@@ -161,9 +170,13 @@ pub enum ErpWrite {
         document: String,
     },
     /// Prepayment transfer data into the customer-service fields.
-    TransferDetails { details: BankDetails },
+    TransferDetails {
+        details: BankDetails,
+    },
     /// An order comment (pixi: `pixiCreateOrderComment`).
-    Comment { text: String },
+    Comment {
+        text: String,
+    },
 }
 
 /// A planned operation as the engine emits it.
@@ -187,7 +200,10 @@ impl Plan {
 pub fn op_id(order: &OrderKey, kind: DocKind, doc_id: &str, purpose: Purpose) -> String {
     let k = serde_json::to_value(kind).ok();
     let p = serde_json::to_value(purpose).ok();
-    let s = |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let s = |v: Option<serde_json::Value>| {
+        v.and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
     format!("{order}/{}:{doc_id}/{}", s(k), s(p))
 }
 
@@ -289,9 +305,15 @@ impl Operation {
 
     /// Takes the operation for one attempt. A running operation whose lease expired can be
     /// taken over (its in-flight mark stays, so the new holder reconciles first).
-    pub fn claim(&mut self, now: DateTime<Utc>, lease: chrono::Duration) -> Result<(), TransitionError> {
+    pub fn claim(
+        &mut self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<(), TransitionError> {
         match self.status {
-            OpStatus::Done | OpStatus::Failed => return Err(TransitionError::Finished(self.id.clone())),
+            OpStatus::Done | OpStatus::Failed => {
+                return Err(TransitionError::Finished(self.id.clone()));
+            }
             OpStatus::Running => {
                 if let Some(until) = self.lease_until
                     && until > now
@@ -318,7 +340,10 @@ impl Operation {
 
     fn running(&self, what: &'static str) -> Result<(), TransitionError> {
         if self.status != OpStatus::Running {
-            return Err(TransitionError::Invalid { id: self.id.clone(), what });
+            return Err(TransitionError::Invalid {
+                id: self.id.clone(),
+                what,
+            });
         }
         Ok(())
     }
@@ -329,10 +354,15 @@ impl Operation {
         let expected = if !self.psp_done && self.plan.psp.is_some() {
             Step::Psp
         } else {
-            Step::Erp { index: self.erp_done }
+            Step::Erp {
+                index: self.erp_done,
+            }
         };
         if step != expected {
-            return Err(TransitionError::Invalid { id: self.id.clone(), what: "step out of order" });
+            return Err(TransitionError::Invalid {
+                id: self.id.clone(),
+                what: "step out of order",
+            });
         }
         self.inflight = Some(step);
         self.updated_at = now;
@@ -340,10 +370,17 @@ impl Operation {
     }
 
     /// The PSP call is done (now or found on reconciliation).
-    pub fn psp_succeeded(&mut self, tx_id: String, now: DateTime<Utc>) -> Result<(), TransitionError> {
+    pub fn psp_succeeded(
+        &mut self,
+        tx_id: String,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
         self.running("psp result outside a claim")?;
         if self.plan.psp.is_none() || self.psp_done {
-            return Err(TransitionError::Invalid { id: self.id.clone(), what: "no pending psp step" });
+            return Err(TransitionError::Invalid {
+                id: self.id.clone(),
+                what: "no pending psp step",
+            });
         }
         self.psp_done = true;
         self.psp_tx = Some(tx_id);
@@ -356,10 +393,16 @@ impl Operation {
     pub fn erp_succeeded(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
         self.running("erp result outside a claim")?;
         if self.plan.psp.is_some() && !self.psp_done {
-            return Err(TransitionError::Invalid { id: self.id.clone(), what: "erp before psp" });
+            return Err(TransitionError::Invalid {
+                id: self.id.clone(),
+                what: "erp before psp",
+            });
         }
         if self.erp_done >= self.plan.erp.len() {
-            return Err(TransitionError::Invalid { id: self.id.clone(), what: "no pending erp step" });
+            return Err(TransitionError::Invalid {
+                id: self.id.clone(),
+                what: "no pending erp step",
+            });
         }
         self.erp_done += 1;
         self.inflight = None;
@@ -372,7 +415,9 @@ impl Operation {
         if self.plan.psp.is_some() && !self.psp_done {
             Some(Step::Psp)
         } else if self.erp_done < self.plan.erp.len() {
-            Some(Step::Erp { index: self.erp_done })
+            Some(Step::Erp {
+                index: self.erp_done,
+            })
         } else {
             None
         }
@@ -381,7 +426,10 @@ impl Operation {
     pub fn finish(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
         self.running("finish outside a claim")?;
         if self.next_step().is_some() {
-            return Err(TransitionError::Invalid { id: self.id.clone(), what: "steps remain" });
+            return Err(TransitionError::Invalid {
+                id: self.id.clone(),
+                what: "steps remain",
+            });
         }
         self.status = OpStatus::Done;
         self.lease_until = None;
@@ -413,8 +461,14 @@ impl Operation {
 /// A broken money invariant. Never leads to a money call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvariantViolation {
-    #[error("capture of {amount} exceeds the open authorization {open} (tolerance {tolerance} minor units)")]
-    CaptureExceedsAuthorization { amount: Money, open: Money, tolerance: u32 },
+    #[error(
+        "capture of {amount} exceeds the open authorization {open} (tolerance {tolerance} minor units)"
+    )]
+    CaptureExceedsAuthorization {
+        amount: Money,
+        open: Money,
+        tolerance: u32,
+    },
     #[error("refund of {amount} exceeds the refundable {refundable}")]
     RefundExceedsCaptured { amount: Money, refundable: Money },
     #[error("reversal of {amount} exceeds the open authorization {open}")]
@@ -428,7 +482,11 @@ pub enum InvariantViolation {
 }
 
 /// Checks a money call against the current PSP position before sending it.
-pub fn check_call(call: &PspCall, pos: &Position, tolerance: u32) -> Result<(), InvariantViolation> {
+pub fn check_call(
+    call: &PspCall,
+    pos: &Position,
+    tolerance: u32,
+) -> Result<(), InvariantViolation> {
     if let Some(a) = call.amount()
         && !a.is_positive()
     {
@@ -438,19 +496,29 @@ pub fn check_call(call: &PspCall, pos: &Position, tolerance: u32) -> Result<(), 
         PspCall::Capture { amount } => {
             let open = pos.remaining()?;
             if !amount.le_with_tolerance(&open, tolerance)? {
-                return Err(InvariantViolation::CaptureExceedsAuthorization { amount: *amount, open, tolerance });
+                return Err(InvariantViolation::CaptureExceedsAuthorization {
+                    amount: *amount,
+                    open,
+                    tolerance,
+                });
             }
         }
         PspCall::Reverse { amount } => {
             let open = pos.remaining()?;
             if amount.cmp_to(&open)?.is_gt() {
-                return Err(InvariantViolation::ReversalExceedsOpen { amount: *amount, open });
+                return Err(InvariantViolation::ReversalExceedsOpen {
+                    amount: *amount,
+                    open,
+                });
             }
         }
         PspCall::Refund { amount, .. } => {
             let refundable = pos.refundable()?;
             if amount.cmp_to(&refundable)?.is_gt() {
-                return Err(InvariantViolation::RefundExceedsCaptured { amount: *amount, refundable });
+                return Err(InvariantViolation::RefundExceedsCaptured {
+                    amount: *amount,
+                    refundable,
+                });
             }
         }
         PspCall::Shipment { .. } => {}
@@ -520,8 +588,14 @@ mod tests {
         assert!(op.begin(Step::Psp, t(0)).is_err(), "no step before claim");
         op.claim(t(0), chrono::Duration::seconds(30)).unwrap();
         let mut other = op.clone();
-        assert!(matches!(other.claim(t(1), chrono::Duration::seconds(30)), Err(TransitionError::Leased(..))));
-        assert!(op.begin(Step::Erp { index: 0 }, t(1)).is_err(), "erp before psp");
+        assert!(matches!(
+            other.claim(t(1), chrono::Duration::seconds(30)),
+            Err(TransitionError::Leased(..))
+        ));
+        assert!(
+            op.begin(Step::Erp { index: 0 }, t(1)).is_err(),
+            "erp before psp"
+        );
         op.begin(Step::Psp, t(1)).unwrap();
         // lease expired: takeover keeps the in-flight mark (unknown outcome)
         other = op.clone();
@@ -533,7 +607,10 @@ mod tests {
         op.erp_succeeded(t(3)).unwrap();
         op.finish(t(3)).unwrap();
         assert_eq!(op.status, OpStatus::Done);
-        assert!(matches!(op.claim(t(4), chrono::Duration::seconds(30)), Err(TransitionError::Finished(_))));
+        assert!(matches!(
+            op.claim(t(4), chrono::Duration::seconds(30)),
+            Err(TransitionError::Finished(_))
+        ));
     }
 
     #[test]
@@ -542,24 +619,64 @@ mod tests {
         let mut op = Operation::new(&k, plan(), t(0));
         op.claim(t(0), chrono::Duration::seconds(30)).unwrap();
         op.retry_at(t(100), "timeout".into(), t(1));
-        assert!(matches!(op.claim(t(50), chrono::Duration::seconds(30)), Err(TransitionError::NotDue(..))));
+        assert!(matches!(
+            op.claim(t(50), chrono::Duration::seconds(30)),
+            Err(TransitionError::NotDue(..))
+        ));
         op.claim(t(100), chrono::Duration::seconds(30)).unwrap();
         assert_eq!(op.attempts, 2);
     }
 
     #[test]
     fn invariants() {
-        let pos = Position { authorized: eur(10000), charged: eur(6000), reversed: eur(1000), refunded: eur(500) };
+        let pos = Position {
+            authorized: eur(10000),
+            charged: eur(6000),
+            reversed: eur(1000),
+            refunded: eur(500),
+        };
         assert!(check_call(&PspCall::Capture { amount: eur(3000) }, &pos, 0).is_ok());
         assert!(check_call(&PspCall::Capture { amount: eur(3002) }, &pos, 2).is_ok());
         assert!(check_call(&PspCall::Capture { amount: eur(3003) }, &pos, 2).is_err());
         assert!(check_call(&PspCall::Reverse { amount: eur(3001) }, &pos, 0).is_err());
-        assert!(check_call(&PspCall::Refund { amount: eur(5500), reason: RefundReason::Return }, &pos, 0).is_ok());
-        assert!(check_call(&PspCall::Refund { amount: eur(5501), reason: RefundReason::Return }, &pos, 0).is_err());
+        assert!(
+            check_call(
+                &PspCall::Refund {
+                    amount: eur(5500),
+                    reason: RefundReason::Return
+                },
+                &pos,
+                0
+            )
+            .is_ok()
+        );
+        assert!(
+            check_call(
+                &PspCall::Refund {
+                    amount: eur(5501),
+                    reason: RefundReason::Return
+                },
+                &pos,
+                0
+            )
+            .is_err()
+        );
         assert!(check_call(&PspCall::Capture { amount: eur(0) }, &pos, 0).is_err());
-        assert!(check_call(&PspCall::Capture { amount: Money::from_minor(1, Currency::JPY) }, &pos, 0).is_err());
+        assert!(
+            check_call(
+                &PspCall::Capture {
+                    amount: Money::from_minor(1, Currency::JPY)
+                },
+                &pos,
+                0
+            )
+            .is_err()
+        );
         assert!(check_position(&pos, 0).is_ok());
-        let bad = Position { refunded: eur(7000), ..pos };
+        let bad = Position {
+            refunded: eur(7000),
+            ..pos
+        };
         assert!(check_position(&bad, 0).is_err());
     }
 }

@@ -296,7 +296,11 @@ impl Money {
     }
 
     /// `self ≤ other + tolerance` (minor units).
-    pub fn le_with_tolerance(&self, other: &Money, tolerance_minor: u32) -> Result<bool, MoneyError> {
+    pub fn le_with_tolerance(
+        &self,
+        other: &Money,
+        tolerance_minor: u32,
+    ) -> Result<bool, MoneyError> {
         self.same(other)?;
         let tol = Money::from_minor(i64::from(tolerance_minor), self.currency);
         Ok(self.amount <= other.checked_add(tol)?.amount)
@@ -329,7 +333,10 @@ mod tests {
         let jpy = Currency::from_code("JPY").unwrap();
         assert_eq!(Money::from_minor(500, jpy).amount(), dec!(500));
         let kwd = Currency::from_code("KWD").unwrap();
-        assert_eq!(Money::new(dec!(1.234), kwd).unwrap().to_minor().unwrap(), 1234);
+        assert_eq!(
+            Money::new(dec!(1.234), kwd).unwrap().to_minor().unwrap(),
+            1234
+        );
     }
 
     #[test]

@@ -97,7 +97,11 @@ impl MemoryErp {
     }
 
     pub fn comments(&self, order_id: &str) -> Vec<String> {
-        lock(&self.state).comments.get(order_id).cloned().unwrap_or_default()
+        lock(&self.state)
+            .comments
+            .get(order_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn bookings(&self, order_id: &str) -> Vec<Booking> {
@@ -146,7 +150,9 @@ impl Erp for MemoryErp {
         s.calls += 1;
         let since: u64 = match watermark {
             None => 0,
-            Some(w) => w.parse().map_err(|_| ErpError::BadReply(format!("bad watermark {w:?}")))?,
+            Some(w) => w
+                .parse()
+                .map_err(|_| ErpError::BadReply(format!("bad watermark {w:?}")))?,
         };
         let mut ids: Vec<(u64, String)> = s
             .changed_at
@@ -167,7 +173,10 @@ impl Erp for MemoryErp {
             return Err(ErpError::Unavailable("memory ERP switched off".into()));
         }
         s.calls += 1;
-        Ok(order_ids.iter().filter_map(|id| s.orders.get(id).cloned()).collect())
+        Ok(order_ids
+            .iter()
+            .filter_map(|id| s.orders.get(id).cloned())
+            .collect())
     }
 
     async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError> {
@@ -191,21 +200,37 @@ impl Erp for MemoryErp {
             ErpWrite::SetShippingLock => order.shipping_lock = true,
             ErpWrite::ClearShippingLock => order.shipping_lock = false,
             ErpWrite::MarkInvoiceCaptured { invoice_id, .. } => {
-                match order.invoices.iter_mut().find(|i| &i.invoice_id == invoice_id) {
+                match order
+                    .invoices
+                    .iter_mut()
+                    .find(|i| &i.invoice_id == invoice_id)
+                {
                     Some(i) => i.captured = true,
-                    None => return Err(ErpError::Refused(format!("invoice {invoice_id} not found"))),
+                    None => {
+                        return Err(ErpError::Refused(format!("invoice {invoice_id} not found")));
+                    }
                 }
             }
-            ErpWrite::ManualBooking { .. } | ErpWrite::TransferDetails { .. } | ErpWrite::Comment { .. } => {}
+            ErpWrite::ManualBooking { .. }
+            | ErpWrite::TransferDetails { .. }
+            | ErpWrite::Comment { .. } => {}
         }
         match write {
-            ErpWrite::MarkInvoiceCaptured { invoice_id, event_code, amount } => s.bookings.push(Booking {
+            ErpWrite::MarkInvoiceCaptured {
+                invoice_id,
+                event_code,
+                amount,
+            } => s.bookings.push(Booking {
                 order_id: order_id.into(),
                 document: invoice_id.clone(),
                 event_code: event_code.clone(),
                 amount: *amount,
             }),
-            ErpWrite::ManualBooking { amount, event_code, document } => s.bookings.push(Booking {
+            ErpWrite::ManualBooking {
+                amount,
+                event_code,
+                document,
+            } => s.bookings.push(Booking {
                 order_id: order_id.into(),
                 document: document.clone(),
                 event_code: event_code.clone(),
@@ -214,24 +239,32 @@ impl Erp for MemoryErp {
             ErpWrite::TransferDetails { details } => {
                 s.transfer.insert(order_id.into(), details.clone());
             }
-            ErpWrite::Comment { text } => s.comments.entry(order_id.into()).or_default().push(text.clone()),
+            ErpWrite::Comment { text } => s
+                .comments
+                .entry(order_id.into())
+                .or_default()
+                .push(text.clone()),
             _ => {}
         }
-        s.applied.push((order_id.into(), op_ref.into(), write.clone()));
+        s.applied
+            .push((order_id.into(), op_ref.into(), write.clone()));
         if std::mem::take(&mut s.lose_next_reply) {
             return Err(ErpError::Unknown("reply lost".into()));
         }
         Ok(())
     }
 
-    async fn was_applied(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<Option<bool>, ErpError> {
+    async fn was_applied(
+        &self,
+        order_id: &str,
+        write: &ErpWrite,
+        op_ref: &str,
+    ) -> Result<Option<bool>, ErpError> {
         let mut s = lock(&self.state);
         s.calls += 1;
-        Ok(Some(
-            s.applied
-                .iter()
-                .any(|(o, r, w)| o == order_id && r == op_ref && w == write),
-        ))
+        Ok(Some(s.applied.iter().any(|(o, r, w)| {
+            o == order_id && r == op_ref && w == write
+        })))
     }
 }
 
@@ -305,13 +338,20 @@ impl MemoryPsp {
         }
     }
 
-    fn apply(s: &mut PspState, payment_id: &str, call: &PspCall, reference: &str) -> Result<String, (String, String)> {
+    fn apply(
+        s: &mut PspState,
+        payment_id: &str,
+        call: &PspCall,
+        reference: &str,
+    ) -> Result<String, (String, String)> {
         s.tx_seq += 1;
         let n = s.tx_seq;
         let Some(p) = s.payments.get_mut(payment_id) else {
             return Err(("API.310.100.003".into(), "payment not found".into()));
         };
-        let pos = p.position().map_err(|e| ("API.000".into(), e.to_string()))?;
+        let pos = p
+            .position()
+            .map_err(|e| ("API.000".into(), e.to_string()))?;
         let (kind, amount, prefix) = match call {
             PspCall::Capture { amount } => (TxKind::Charge, *amount, "s-chg"),
             PspCall::Reverse { amount } => (TxKind::CancelAuthorize, *amount, "s-cnl"),
@@ -323,12 +363,17 @@ impl MemoryPsp {
         let over = |a: Money, limit: Money| a.cmp_to(&limit).map(|o| o.is_gt()).unwrap_or(true);
         match call {
             PspCall::Capture { amount } if over(*amount, pos.remaining().unwrap_or(*amount)) => {
-                return Err(("API.330.100.007".into(), "charged amount higher than expected".into()));
+                return Err((
+                    "API.330.100.007".into(),
+                    "charged amount higher than expected".into(),
+                ));
             }
             PspCall::Reverse { amount } if over(*amount, pos.remaining().unwrap_or(*amount)) => {
                 return Err(("API.340.000.004".into(), "cancel not allowed".into()));
             }
-            PspCall::Refund { amount, .. } if over(*amount, pos.refundable().unwrap_or(*amount)) => {
+            PspCall::Refund { amount, .. }
+                if over(*amount, pos.refundable().unwrap_or(*amount)) =>
+            {
                 return Err(("API.340.000.004".into(), "cancel not allowed".into()));
             }
             _ => {}
@@ -343,7 +388,10 @@ impl MemoryPsp {
         });
         if let Ok(pos) = p.position() {
             let open = pos.remaining().unwrap_or(pos.authorized);
-            p.state = if pos.charged.is_positive() && pos.refundable().is_ok_and(|r| r.is_zero()) && open.is_zero() {
+            p.state = if pos.charged.is_positive()
+                && pos.refundable().is_ok_and(|r| r.is_zero())
+                && open.is_zero()
+            {
                 PaymentState::Canceled
             } else if pos.charged.is_positive() && open.is_zero() {
                 PaymentState::Completed
@@ -361,7 +409,11 @@ impl MemoryPsp {
 
 #[async_trait]
 impl Psp for MemoryPsp {
-    async fn fetch(&self, _account: &MethodConfig, payment_id: &str) -> Result<PspPayment, PspError> {
+    async fn fetch(
+        &self,
+        _account: &MethodConfig,
+        payment_id: &str,
+    ) -> Result<PspPayment, PspError> {
         let mut s = lock(&self.state);
         if s.fetch_down {
             return Err(PspError::Unavailable("memory PSP switched off".into()));
@@ -373,7 +425,13 @@ impl Psp for MemoryPsp {
             .ok_or_else(|| PspError::NotFound(payment_id.to_string()))
     }
 
-    async fn execute(&self, _account: &MethodConfig, payment: &PspPayment, call: &PspCall, reference: &str) -> PspOutcome {
+    async fn execute(
+        &self,
+        _account: &MethodConfig,
+        payment: &PspPayment,
+        call: &PspCall,
+        reference: &str,
+    ) -> PspOutcome {
         let mut s = lock(&self.state);
         if let Some((outcome, apply)) = s.next.take() {
             if apply {
@@ -422,7 +480,8 @@ pub struct Fixtures {
 /// Loads a fixtures file into a fresh memory ERP and PSP.
 pub fn load_fixtures(path: &Path) -> Result<(MemoryErp, MemoryPsp), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let f: Fixtures = serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    let f: Fixtures = serde_json::from_str(&text)
+        .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
     let erp = MemoryErp::new();
     let psp = MemoryPsp::new();
     for o in f.orders {

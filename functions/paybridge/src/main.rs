@@ -1,1 +1,97 @@
-fn main() {}
+//! `paybridge`: the local binary. It hosts everything the AWS functions do in one process on an
+//! embedded SQLite store, for trials, small installations and development:
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `paybridge serve --config F` | poller + worker + HTTP listener (health, Unzer webhooks, problems) |
+//! | `paybridge config check --config F` | loads, validates and resolves the configuration; prints `ok` |
+//!
+//! Modules: [`cli`] (arguments), [`startup`] (config, secrets, connectors, start-up checks, exit
+//! codes), [`connectors`] (the connector kinds this build has), [`serve`] (the running process),
+//! [`http`] (the router). This file only parses arguments, sets up logging and maps errors to exit
+//! codes; `anyhow` is used here and nowhere else.
+//!
+//! Exit codes: 0 ok, 1 runtime failure (store cannot be opened, address in use, …), 2 unusable
+//! configuration or arguments, 3 a configured remote system is unreachable at start.
+
+mod cli;
+mod connectors;
+mod http;
+mod serve;
+mod startup;
+
+use clap::Parser;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    // Usage errors exit with 2 (clap's convention), help and version with 0.
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The exit code for a failure: the typed errors know theirs, anything else is 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(s) = e.downcast_ref::<startup::StartError>() {
+        s.exit_code()
+    } else if let Some(s) = e.downcast_ref::<serve::ServeError>() {
+        s.exit_code()
+    } else {
+        1
+    }
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Serve(args) => Ok(serve::serve(args).await?),
+        cli::Command::Config {
+            command: cli::ConfigCommand::Check { config },
+        } => {
+            startup::prepare(&config)?;
+            println!("ok");
+            Ok(())
+        }
+    }
+}
+
+/// Logs go to stderr (stdout stays for command results such as `ok`). The filter comes from
+/// `RUST_LOG`, default `info`.
+fn init_logging(json: bool) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(s) if !s.is_empty() => EnvFilter::try_new(&s).unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={s:?} is not a valid filter ({e}); using \"info\"");
+            EnvFilter::new("info")
+        }),
+        _ => EnvFilter::new("info"),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

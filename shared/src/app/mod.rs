@@ -124,7 +124,10 @@ struct UnzerWebhook {
 }
 
 fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The orchestrator. Clients are built once and shared.
@@ -163,28 +166,40 @@ impl App {
         }
         let end_local = day.and_time(q.end);
         // A DST gap at the end time: take the earliest valid instant after it.
-        let end = tz
-            .from_local_datetime(&end_local)
-            .earliest()
-            .or_else(|| tz.from_local_datetime(&(end_local + Duration::hours(1))).earliest())?;
+        let end = tz.from_local_datetime(&end_local).earliest().or_else(|| {
+            tz.from_local_datetime(&(end_local + Duration::hours(1)))
+                .earliest()
+        })?;
         Some(end.with_timezone(&Utc))
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
-        let factor = 1i32.checked_shl(attempts.saturating_sub(1).min(16)).unwrap_or(i32::MAX);
+        let factor = 1i32
+            .checked_shl(attempts.saturating_sub(1).min(16))
+            .unwrap_or(i32::MAX);
         (self.settings.base_backoff * factor).min(self.settings.max_backoff)
     }
 
     fn method_for(&self, key: &OrderKey, facts: &ErpOrder) -> Option<&MethodConfig> {
-        self.config.method_for(&key.conn, &facts.mandant, &facts.payment_method)
+        self.config
+            .method_for(&key.conn, &facts.mandant, &facts.payment_method)
     }
 
     async fn enqueue(&self, job: Job, now: DateTime<Utc>) -> Result<(), AppError> {
-        self.queue.send(&job, std::time::Duration::ZERO, now.timestamp_millis()).await?;
+        self.queue
+            .send(&job, std::time::Duration::ZERO, now.timestamp_millis())
+            .await?;
         Ok(())
     }
 
-    async fn history(&self, key: &OrderKey, now: DateTime<Utc>, op_id: Option<&str>, what: String, reference: Option<String>) -> Result<(), AppError> {
+    async fn history(
+        &self,
+        key: &OrderKey,
+        now: DateTime<Utc>,
+        op_id: Option<&str>,
+        what: String,
+        reference: Option<String>,
+    ) -> Result<(), AppError> {
         let entry = HistoryEntry {
             at: now,
             op_id: op_id.map(str::to_string),
@@ -207,20 +222,43 @@ impl App {
                 report.held_quiet_hours += 1;
                 continue;
             }
-            let erp = self.erps.get(&conn.id).ok_or_else(|| AppError::UnknownConnection(conn.id.clone()))?;
-            if !self.repo().acquire_lease(&tenant, &conn.id, &self.holder, now, self.settings.poll_lease).await? {
+            let erp = self
+                .erps
+                .get(&conn.id)
+                .ok_or_else(|| AppError::UnknownConnection(conn.id.clone()))?;
+            if !self
+                .repo()
+                .acquire_lease(
+                    &tenant,
+                    &conn.id,
+                    &self.holder,
+                    now,
+                    self.settings.poll_lease,
+                )
+                .await?
+            {
                 report.held_lease += 1;
                 continue;
             }
-            let result = self.poll_connection(&conn.id, erp.as_ref(), now, &mut report).await;
-            self.repo().release_lease(&tenant, &conn.id, &self.holder, now).await?;
+            let result = self
+                .poll_connection(&conn.id, erp.as_ref(), now, &mut report)
+                .await;
+            self.repo()
+                .release_lease(&tenant, &conn.id, &self.holder, now)
+                .await?;
             result?;
         }
         self.sweep(now, &mut report).await?;
         Ok(report)
     }
 
-    async fn poll_connection(&self, conn: &str, erp: &dyn Erp, now: DateTime<Utc>, report: &mut PollReport) -> Result<(), AppError> {
+    async fn poll_connection(
+        &self,
+        conn: &str,
+        erp: &dyn Erp,
+        now: DateTime<Utc>,
+        report: &mut PollReport,
+    ) -> Result<(), AppError> {
         let tenant = self.tenant().to_string();
         let wm = self.repo().watermark(&tenant, conn, "changes", now).await?;
         let changes = erp.changes(wm.as_ref().map(|(v, _)| v.as_str())).await?;
@@ -234,7 +272,14 @@ impl App {
         // Only now is the work durably planned: advance the watermark.
         if wm.as_ref().map(|(v, _)| v) != Some(&changes.watermark) {
             self.repo()
-                .set_watermark(&tenant, conn, "changes", &changes.watermark, wm.map_or(0, |(_, v)| v), now)
+                .set_watermark(
+                    &tenant,
+                    conn,
+                    "changes",
+                    &changes.watermark,
+                    wm.map_or(0, |(_, v)| v),
+                    now,
+                )
                 .await?;
         }
         Ok(())
@@ -242,13 +287,30 @@ impl App {
 
     async fn sweep(&self, now: DateTime<Utc>, report: &mut PollReport) -> Result<(), AppError> {
         let tenant = self.tenant().to_string();
-        for (key, op_id) in self.repo().due_ops(&tenant, now - self.settings.sweep_grace, 500).await? {
-            self.enqueue(Job::RunOp { order_pk: key.pk(), op_id }, now).await?;
+        for (key, op_id) in self
+            .repo()
+            .due_ops(&tenant, now - self.settings.sweep_grace, 500)
+            .await?
+        {
+            self.enqueue(
+                Job::RunOp {
+                    order_pk: key.pk(),
+                    op_id,
+                },
+                now,
+            )
+            .await?;
             report.swept_ops += 1;
         }
         for ev in self.repo().unapplied_events(&tenant, 500, now).await? {
-            if self.repo().order_for_payment(&tenant, &ev.payment_id, now).await?.is_some() {
-                self.enqueue(Job::ApplyEvent { event_pk: ev.pk() }, now).await?;
+            if self
+                .repo()
+                .order_for_payment(&tenant, &ev.payment_id, now)
+                .await?
+                .is_some()
+            {
+                self.enqueue(Job::ApplyEvent { event_pk: ev.pk() }, now)
+                    .await?;
                 report.swept_events += 1;
             }
         }
@@ -258,10 +320,18 @@ impl App {
     /// Evaluates one order: new facts (from a poll) or the stored ones (after a webhook or a
     /// finished operation), a fresh PSP view, the ledger; inserts and enqueues new operations,
     /// records flags and notifies new errors. Returns the number of operations planned.
-    pub async fn evaluate(&self, key: &OrderKey, new_facts: Option<ErpOrder>, now: DateTime<Utc>) -> Result<usize, AppError> {
+    pub async fn evaluate(
+        &self,
+        key: &OrderKey,
+        new_facts: Option<ErpOrder>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, AppError> {
         let repo = self.repo();
         for _ in 0..5 {
-            let mut rec = repo.order(key, now).await?.unwrap_or_else(|| OrderRecord::new(key.clone(), now));
+            let mut rec = repo
+                .order(key, now)
+                .await?
+                .unwrap_or_else(|| OrderRecord::new(key.clone(), now));
             if let Some(f) = &new_facts {
                 rec.facts = Some(f.clone());
             }
@@ -299,8 +369,22 @@ impl App {
                 let op = Operation::new(key, plan, now);
                 if repo.insert_op(&op, now).await? {
                     planned += 1;
-                    self.history(key, now, Some(&op.id), format!("planned {:?}", op.plan.purpose), None).await?;
-                    self.enqueue(Job::RunOp { order_pk: key.pk(), op_id: op.id.clone() }, now).await?;
+                    self.history(
+                        key,
+                        now,
+                        Some(&op.id),
+                        format!("planned {:?}", op.plan.purpose),
+                        None,
+                    )
+                    .await?;
+                    self.enqueue(
+                        Job::RunOp {
+                            order_pk: key.pk(),
+                            op_id: op.id.clone(),
+                        },
+                        now,
+                    )
+                    .await?;
                 }
             }
             for note in decision.notes {
@@ -308,7 +392,8 @@ impl App {
             }
             let before: Vec<String> = rec.open_errors().map(|f| f.code.clone()).collect();
             rec.flags = decision.flags;
-            rec.solved.retain(|c| rec.flags.iter().any(|f| &f.code == c));
+            rec.solved
+                .retain(|c| rec.flags.iter().any(|f| &f.code == c));
             let fresh: Vec<_> = rec
                 .open_errors()
                 .filter(|f| !before.contains(&f.code))
@@ -321,7 +406,14 @@ impl App {
                 Err(e) => return Err(e.into()),
             }
             for f in fresh {
-                self.history(key, now, None, format!("error {}: {}", f.code, f.message), None).await?;
+                self.history(
+                    key,
+                    now,
+                    None,
+                    format!("error {}: {}", f.code, f.message),
+                    None,
+                )
+                .await?;
                 let problem = Problem {
                     tenant: key.tenant.clone(),
                     order_id: key.order_id.clone(),
@@ -340,7 +432,16 @@ impl App {
                 for ev in repo.unapplied_events(&key.tenant, 500, now).await? {
                     if &ev.payment_id == pid {
                         match repo.mark_event_applied(&ev, now).await {
-                            Ok(()) => self.history(key, now, None, format!("PSP event {} applied", ev.event), None).await?,
+                            Ok(()) => {
+                                self.history(
+                                    key,
+                                    now,
+                                    None,
+                                    format!("PSP event {} applied", ev.event),
+                                    None,
+                                )
+                                .await?
+                            }
                             Err(e) if e.is_conflict() => {}
                             Err(e) => return Err(e.into()),
                         }
@@ -349,15 +450,23 @@ impl App {
             }
             return Ok(planned);
         }
-        Err(StoreError::Conflict { pk: key.pk(), sk: "ORDER".into() }.into())
+        Err(StoreError::Conflict {
+            pk: key.pk(),
+            sk: "ORDER".into(),
+        }
+        .into())
     }
 
     // ------------------------------------------------------------------ jobs
 
     /// Receives up to `max` jobs, runs them, acks or delays each. Returns how many ran.
     pub async fn work_once(&self, max: usize, now: DateTime<Utc>) -> Result<usize, AppError> {
-        let visibility = std::time::Duration::from_secs(self.settings.op_lease.num_seconds().max(1) as u64 * 2);
-        let deliveries = self.queue.receive(max, visibility, now.timestamp_millis()).await?;
+        let visibility =
+            std::time::Duration::from_secs(self.settings.op_lease.num_seconds().max(1) as u64 * 2);
+        let deliveries = self
+            .queue
+            .receive(max, visibility, now.timestamp_millis())
+            .await?;
         let n = deliveries.len();
         for d in deliveries {
             self.handle_delivery(&d, now).await?;
@@ -366,7 +475,11 @@ impl App {
     }
 
     /// Runs one delivery and settles the message (ack, or make visible again later).
-    pub async fn handle_delivery(&self, d: &Delivery, now: DateTime<Utc>) -> Result<JobOutcome, AppError> {
+    pub async fn handle_delivery(
+        &self,
+        d: &Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
         let outcome = match self.run_job(&d.job, now).await {
             Ok(o) => o,
             Err(e) => {
@@ -378,7 +491,9 @@ impl App {
             JobOutcome::Done => self.queue.ack(&d.receipt).await?,
             JobOutcome::RetryAt(at) => {
                 let delay = (*at - now).to_std().unwrap_or_default();
-                self.queue.retry_later(&d.receipt, delay, now.timestamp_millis()).await?;
+                self.queue
+                    .retry_later(&d.receipt, delay, now.timestamp_millis())
+                    .await?;
             }
         }
         Ok(outcome)
@@ -403,7 +518,11 @@ impl App {
         }
     }
 
-    async fn apply_event(&self, event_pk: &str, now: DateTime<Utc>) -> Result<JobOutcome, AppError> {
+    async fn apply_event(
+        &self,
+        event_pk: &str,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
         let repo = self.repo();
         let Some(ev) = repo.event(event_pk, now).await? else {
             return Ok(JobOutcome::Done);
@@ -411,7 +530,10 @@ impl App {
         if ev.applied {
             return Ok(JobOutcome::Done);
         }
-        match repo.order_for_payment(&ev.tenant, &ev.payment_id, now).await? {
+        match repo
+            .order_for_payment(&ev.tenant, &ev.payment_id, now)
+            .await?
+        {
             // Early event: the order is not imported yet. It stays stored and is applied when
             // the order appears (evaluate marks it).
             None => Ok(JobOutcome::Done),
@@ -431,7 +553,12 @@ impl App {
     }
 
     /// Runs (or resumes, or reconciles) one operation.
-    async fn run_op(&self, key: &OrderKey, op_id: &str, now: DateTime<Utc>) -> Result<JobOutcome, AppError> {
+    async fn run_op(
+        &self,
+        key: &OrderKey,
+        op_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
         let repo = self.repo();
         let Some(mut op) = repo.op(key, op_id, now).await? else {
             return Ok(JobOutcome::Done);
@@ -465,7 +592,11 @@ impl App {
             }
         }
         if op.attempts > self.settings.max_attempts {
-            let why = format!("gave up after {} attempts: {}", op.attempts - 1, op.last_error.clone().unwrap_or_default());
+            let why = format!(
+                "gave up after {} attempts: {}",
+                op.attempts - 1,
+                op.last_error.clone().unwrap_or_default()
+            );
             op.fail(why, now);
             if self.save(&mut op).await? {
                 self.evaluate(key, None, now).await?;
@@ -478,9 +609,17 @@ impl App {
         let result = self.steps(key, &mut op, &facts, &cfg, now).await;
         match result {
             Ok(StepResult::Finished) => {
-                op.finish(now).map_err(|e| StoreError::Backend(e.to_string()))?;
+                op.finish(now)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
                 if self.save(&mut op).await? {
-                    self.history(key, now, Some(&op.id), format!("done {:?}", op.plan.purpose), op.psp_tx.clone()).await?;
+                    self.history(
+                        key,
+                        now,
+                        Some(&op.id),
+                        format!("done {:?}", op.plan.purpose),
+                        op.psp_tx.clone(),
+                    )
+                    .await?;
                     // Follow-ups (release after capture, lock cleared after receipt, …).
                     self.evaluate(key, None, now).await?;
                 }
@@ -491,14 +630,22 @@ impl App {
                 let at = now + self.backoff(op.attempts);
                 op.retry_at(at, why.clone(), now);
                 if self.save(&mut op).await? {
-                    self.history(key, now, Some(&op.id), format!("retry at {at}: {why}"), None).await?;
+                    self.history(
+                        key,
+                        now,
+                        Some(&op.id),
+                        format!("retry at {at}: {why}"),
+                        None,
+                    )
+                    .await?;
                 }
                 Ok(JobOutcome::RetryAt(at))
             }
             Ok(StepResult::Failed(why)) => {
                 op.fail(why.clone(), now);
                 if self.save(&mut op).await? {
-                    self.history(key, now, Some(&op.id), format!("failed: {why}"), None).await?;
+                    self.history(key, now, Some(&op.id), format!("failed: {why}"), None)
+                        .await?;
                     self.evaluate(key, None, now).await?;
                 }
                 Ok(JobOutcome::Done)
@@ -512,7 +659,14 @@ impl App {
         }
     }
 
-    async fn steps(&self, key: &OrderKey, op: &mut Operation, facts: &ErpOrder, cfg: &MethodConfig, now: DateTime<Utc>) -> Result<StepResult, AppError> {
+    async fn steps(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        facts: &ErpOrder,
+        cfg: &MethodConfig,
+        now: DateTime<Utc>,
+    ) -> Result<StepResult, AppError> {
         let reference = ledger::psp_reference(&op.id);
         while let Some(step) = op.next_step() {
             match step {
@@ -528,9 +682,15 @@ impl App {
                     // A call may have been sent before (in-flight mark): reconcile first — has
                     // the PSP got a transaction with our reference? Only then send.
                     let found = if op.inflight == Some(Step::Psp) {
-                        match self.psp.find_transaction(cfg, &payment, &call, &reference).await {
+                        match self
+                            .psp
+                            .find_transaction(cfg, &payment, &call, &reference)
+                            .await
+                        {
                             Ok(f) => f,
-                            Err(e) => return Ok(StepResult::Retry(format!("PSP reconciliation: {e}"))),
+                            Err(e) => {
+                                return Ok(StepResult::Retry(format!("PSP reconciliation: {e}")));
+                            }
                         }
                     } else {
                         None
@@ -539,43 +699,73 @@ impl App {
                         match tx.status {
                             crate::model::TxStatus::Success => {
                                 let tx_id = tx.id.clone();
-                                op.psp_succeeded(tx_id.clone(), now).map_err(|e| StoreError::Backend(e.to_string()))?;
+                                op.psp_succeeded(tx_id.clone(), now)
+                                    .map_err(|e| StoreError::Backend(e.to_string()))?;
                                 if !self.save(op).await? {
                                     return Ok(StepResult::Lost);
                                 }
-                                self.history(key, now, Some(&op.id), "PSP call found done on reconciliation".into(), Some(tx_id)).await?;
+                                self.history(
+                                    key,
+                                    now,
+                                    Some(&op.id),
+                                    "PSP call found done on reconciliation".into(),
+                                    Some(tx_id),
+                                )
+                                .await?;
                                 continue;
                             }
                             crate::model::TxStatus::Pending => {
-                                return Ok(StepResult::Retry("PSP transaction still pending".into()));
+                                return Ok(StepResult::Retry(
+                                    "PSP transaction still pending".into(),
+                                ));
                             }
                             crate::model::TxStatus::Error => {
-                                return Ok(StepResult::Failed(format!("the PSP refused transaction {}", tx.id)));
+                                return Ok(StepResult::Failed(format!(
+                                    "the PSP refused transaction {}",
+                                    tx.id
+                                )));
                             }
                         }
                     }
                     let pos = match payment.position() {
                         Ok(p) => p,
-                        Err(e) => return Ok(StepResult::Failed(format!("PSP amounts inconsistent: {e}"))),
+                        Err(e) => {
+                            return Ok(StepResult::Failed(format!(
+                                "PSP amounts inconsistent: {e}"
+                            )));
+                        }
                     };
                     if let Err(v) = ledger::check_call(&call, &pos, cfg.rounding_tolerance) {
                         return Ok(StepResult::Failed(format!("money invariant: {v}")));
                     }
-                    op.begin(Step::Psp, now).map_err(|e| StoreError::Backend(e.to_string()))?;
+                    op.begin(Step::Psp, now)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
                     if !self.save(op).await? {
                         return Ok(StepResult::Lost);
                     }
                     match self.psp.execute(cfg, &payment, &call, &reference).await {
                         PspOutcome::Done { tx_id } => {
-                            op.psp_succeeded(tx_id.clone(), now).map_err(|e| StoreError::Backend(e.to_string()))?;
+                            op.psp_succeeded(tx_id.clone(), now)
+                                .map_err(|e| StoreError::Backend(e.to_string()))?;
                             if !self.save(op).await? {
                                 return Ok(StepResult::Lost);
                             }
-                            self.history(key, now, Some(&op.id), format!("PSP {call:?} done"), Some(tx_id)).await?;
+                            self.history(
+                                key,
+                                now,
+                                Some(&op.id),
+                                format!("PSP {call:?} done"),
+                                Some(tx_id),
+                            )
+                            .await?;
                         }
-                        PspOutcome::Pending { .. } => return Ok(StepResult::Retry("PSP transaction pending".into())),
+                        PspOutcome::Pending { .. } => {
+                            return Ok(StepResult::Retry("PSP transaction pending".into()));
+                        }
                         PspOutcome::Unknown { message } => {
-                            return Ok(StepResult::Retry(format!("PSP outcome unknown: {message}")));
+                            return Ok(StepResult::Retry(format!(
+                                "PSP outcome unknown: {message}"
+                            )));
                         }
                         PspOutcome::Retryable { message } => {
                             op.inflight = None;
@@ -583,7 +773,9 @@ impl App {
                         }
                         PspOutcome::Declined { code, message } => {
                             op.inflight = None;
-                            return Ok(StepResult::Failed(format!("PSP declined ({code}): {message}")));
+                            return Ok(StepResult::Failed(format!(
+                                "PSP declined ({code}): {message}"
+                            )));
                         }
                     }
                 }
@@ -591,12 +783,16 @@ impl App {
                     if self.quiet_until(now).is_some() {
                         return Ok(StepResult::Retry("ERP quiet hours".into()));
                     }
-                    let erp = self.erps.get(&key.conn).ok_or_else(|| AppError::UnknownConnection(key.conn.clone()))?;
+                    let erp = self
+                        .erps
+                        .get(&key.conn)
+                        .ok_or_else(|| AppError::UnknownConnection(key.conn.clone()))?;
                     let write = op.plan.erp[index].clone();
                     if op.inflight == Some(step) {
                         match erp.was_applied(&key.order_id, &write, &op.id).await {
                             Ok(Some(true)) => {
-                                op.erp_succeeded(now).map_err(|e| StoreError::Backend(e.to_string()))?;
+                                op.erp_succeeded(now)
+                                    .map_err(|e| StoreError::Backend(e.to_string()))?;
                                 if !self.save(op).await? {
                                     return Ok(StepResult::Lost);
                                 }
@@ -604,18 +800,22 @@ impl App {
                             }
                             Ok(Some(false)) => {}
                             Ok(None) => {
-                                return Ok(StepResult::Failed(format!("ERP write {index} may have been applied and cannot be read back: check by hand")));
+                                return Ok(StepResult::Failed(format!(
+                                    "ERP write {index} may have been applied and cannot be read back: check by hand"
+                                )));
                             }
                             Err(e) => return Ok(StepResult::Retry(format!("ERP read-back: {e}"))),
                         }
                     }
-                    op.begin(step, now).map_err(|e| StoreError::Backend(e.to_string()))?;
+                    op.begin(step, now)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
                     if !self.save(op).await? {
                         return Ok(StepResult::Lost);
                     }
                     match erp.apply(&key.order_id, &write, &op.id).await {
                         Ok(()) => {
-                            op.erp_succeeded(now).map_err(|e| StoreError::Backend(e.to_string()))?;
+                            op.erp_succeeded(now)
+                                .map_err(|e| StoreError::Backend(e.to_string()))?;
                             if !self.save(op).await? {
                                 return Ok(StepResult::Lost);
                             }
@@ -624,7 +824,9 @@ impl App {
                             op.inflight = None;
                             return Ok(StepResult::Retry(format!("ERP unavailable: {m}")));
                         }
-                        Err(ErpError::Unknown(m)) => return Ok(StepResult::Retry(format!("ERP outcome unknown: {m}"))),
+                        Err(ErpError::Unknown(m)) => {
+                            return Ok(StepResult::Retry(format!("ERP outcome unknown: {m}")));
+                        }
                         Err(e @ (ErpError::Refused(_) | ErpError::BadReply(_))) => {
                             op.inflight = None;
                             return Ok(StepResult::Failed(e.to_string()));
@@ -641,15 +843,31 @@ impl App {
     /// Verifies and stores an Unzer webhook before it is acknowledged. Only known public keys
     /// are accepted; the body's `retrieveUrl` is never fetched — the worker re-fetches the
     /// payment from the configured host with that tenant's private key.
-    pub async fn accept_webhook(&self, body: &[u8], now: DateTime<Utc>) -> Result<WebhookAck, WebhookError> {
+    pub async fn accept_webhook(
+        &self,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<WebhookAck, WebhookError> {
         if body.len() > MAX_WEBHOOK_BYTES {
             return Err(WebhookError::TooLarge(body.len()));
         }
-        let hook: UnzerWebhook = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
-        if self.config.methods_with_public_key(&hook.public_key).next().is_none() {
+        let hook: UnzerWebhook =
+            serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+        if self
+            .config
+            .methods_with_public_key(&hook.public_key)
+            .next()
+            .is_none()
+        {
             return Err(WebhookError::UnknownKey);
         }
-        if hook.event.is_empty() || hook.event.len() > 64 || !hook.event.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') {
+        if hook.event.is_empty()
+            || hook.event.len() > 64
+            || !hook
+                .event
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+        {
             return Err(WebhookError::Malformed("bad event name".into()));
         }
         // The payment id comes from `paymentId`, else from the last `/payments/{id}` segment.
@@ -663,7 +881,15 @@ impl App {
             })
             .filter(|id| valid_id(id))
             .ok_or_else(|| WebhookError::Malformed("no valid payment id".into()))?;
-        let identity = hex::encode(&Sha256::digest(format!("{}|{}|{}|{}", hook.public_key, hook.event, hook.retrieve_url, payment_id).as_bytes())[..16]);
+        let identity = hex::encode(
+            &Sha256::digest(
+                format!(
+                    "{}|{}|{}|{}",
+                    hook.public_key, hook.event, hook.retrieve_url, payment_id
+                )
+                .as_bytes(),
+            )[..16],
+        );
         let ev = EventRecord {
             psp: "unzer".into(),
             identity,
@@ -676,12 +902,23 @@ impl App {
             version: 0,
         };
         let repo = self.repo();
-        let inserted = repo.insert_event(&ev, now).await.map_err(|_| WebhookError::Unavailable)?;
+        let inserted = repo
+            .insert_event(&ev, now)
+            .await
+            .map_err(|_| WebhookError::Unavailable)?;
         if !inserted {
             return Ok(WebhookAck { duplicate: true });
         }
         // Stored: from here on the sweep would find it even if this enqueue is lost.
-        if let Err(e) = self.queue.send(&Job::ApplyEvent { event_pk: ev.pk() }, std::time::Duration::ZERO, now.timestamp_millis()).await {
+        if let Err(e) = self
+            .queue
+            .send(
+                &Job::ApplyEvent { event_pk: ev.pk() },
+                std::time::Duration::ZERO,
+                now.timestamp_millis(),
+            )
+            .await
+        {
             tracing::warn!(error = %e, "event stored but not enqueued; the sweep picks it up");
         }
         Ok(WebhookAck { duplicate: false })
@@ -696,7 +933,8 @@ impl App {
         let codes: Vec<String> = rec.open_errors().map(|f| f.code.clone()).collect();
         rec.solved.extend(codes);
         repo.save_order(&rec, now).await?;
-        self.history(key, now, None, "problem marked solved".into(), None).await?;
+        self.history(key, now, None, "problem marked solved".into(), None)
+            .await?;
         Ok(true)
     }
 

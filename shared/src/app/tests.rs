@@ -2,11 +2,11 @@
 //! queue, with the in-memory ERP and PSP, on a simulated clock.
 
 use super::*;
+use crate::ledger::{ErpWrite, OpStatus};
 use crate::model::{
     BankDetails, CreditNote, ErpOrder, Invoice, LineStatus, OrderStatus, PaymentMethod,
     PaymentState, PspPayment, PspTransaction, TxKind, TxStatus,
 };
-use crate::ledger::{ErpWrite, OpStatus};
 use crate::money::{Currency, Money};
 use crate::queue::sqlite::SqliteQueue;
 use crate::store::sqlite::SqliteStore;
@@ -55,7 +55,9 @@ struct H {
 
 /// 2026-11-23 10:00 UTC = 11:00 in Berlin.
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn harness(mode: &str, quiet: &str) -> H {
@@ -74,7 +76,13 @@ fn harness(mode: &str, quiet: &str) -> H {
         settings: Settings::default(),
         holder: "test".into(),
     };
-    H { app, erp, psp, notes, now: t0() }
+    H {
+        app,
+        erp,
+        psp,
+        notes,
+        now: t0(),
+    }
 }
 
 impl H {
@@ -96,12 +104,17 @@ impl H {
     }
 
     async fn ops(&self, order: &str) -> Vec<Operation> {
-        Repo::new(self.app.store.as_ref()).ops(&self.key(order), self.now).await.unwrap()
+        Repo::new(self.app.store.as_ref())
+            .ops(&self.key(order), self.now)
+            .await
+            .unwrap()
     }
 }
 
 fn order(id: &str, pid: &str, lines: &[(&str, &str)]) -> ErpOrder {
-    let total = lines.iter().fold(eur("0"), |a, (_, amt)| a.checked_add(eur(amt)).unwrap());
+    let total = lines
+        .iter()
+        .fold(eur("0"), |a, (_, amt)| a.checked_add(eur(amt)).unwrap());
     ErpOrder {
         order_id: id.into(),
         mandant: "01".into(),
@@ -110,7 +123,10 @@ fn order(id: &str, pid: &str, lines: &[(&str, &str)]) -> ErpOrder {
         payment_method: "UNZER".into(),
         status: OrderStatus::Hold,
         total,
-        lines: lines.iter().map(|(l, a)| line(l, LineStatus::Open, eur(a))).collect(),
+        lines: lines
+            .iter()
+            .map(|(l, a)| line(l, LineStatus::Open, eur(a)))
+            .collect(),
         shipping_lock: false,
         invoices: vec![],
         credit_notes: vec![],
@@ -135,25 +151,47 @@ fn card_authorized(pid: &str, amount: &str) -> PspPayment {
 }
 
 fn invoice(id: &str, amount: &str) -> Invoice {
-    Invoice { invoice_id: id.into(), amount: eur(amount), captured: false }
+    Invoice {
+        invoice_id: id.into(),
+        amount: eur(amount),
+        captured: false,
+    }
 }
 
 fn credit(id: &str, inv: &str, amount: &str) -> CreditNote {
-    CreditNote { credit_id: id.into(), invoice_id: Some(inv.into()), amount: eur(amount), settled: false }
+    CreditNote {
+        credit_id: id.into(),
+        invoice_id: Some(inv.into()),
+        amount: eur(amount),
+        settled: false,
+    }
 }
 
 #[tokio::test]
 async fn lifecycle_expert_mode_capture_per_invoice_close_and_refund() {
     let mut h = harness("expert", "off");
     h.psp.put(card_authorized("s-pay-1", "100.00"));
-    h.erp.upsert(order("1001", "s-pay-1", &[("L1", "60.00"), ("L2", "40.00")]));
+    h.erp.upsert(order(
+        "1001",
+        "s-pay-1",
+        &[("L1", "60.00"), ("L2", "40.00")],
+    ));
     h.drain().await;
 
     let o = h.erp.order("1001").unwrap();
     assert_eq!(o.status, OrderStatus::Open, "released");
     assert!(!o.shipping_lock);
-    assert_eq!(h.psp.money_calls("s-pay-1"), 0, "expert mode: nothing captured at release");
-    assert!(h.erp.comments("1001").iter().any(|c| c.contains("released")));
+    assert_eq!(
+        h.psp.money_calls("s-pay-1"),
+        0,
+        "expert mode: nothing captured at release"
+    );
+    assert!(
+        h.erp
+            .comments("1001")
+            .iter()
+            .any(|c| c.contains("released"))
+    );
 
     // Ship L1, cancel L2, invoice and close.
     h.erp.edit("1001", |o| {
@@ -165,25 +203,57 @@ async fn lifecycle_expert_mode_capture_per_invoice_close_and_refund() {
     h.drain().await;
     let pos = h.psp.payment("s-pay-1").unwrap().position().unwrap();
     assert_eq!(pos.charged, eur("60.00"));
-    assert_eq!(pos.reversed, eur("40.00"), "payment closed after the last delivery");
+    assert_eq!(
+        pos.reversed,
+        eur("40.00"),
+        "payment closed after the last delivery"
+    );
     assert!(pos.remaining().unwrap().is_zero());
     assert!(h.erp.order("1001").unwrap().invoices[0].captured);
     let b = h.erp.bookings("1001");
     assert_eq!(b.len(), 1);
-    assert_eq!((b[0].document.as_str(), b[0].event_code.as_str(), b[0].amount), ("R1", "ZE", eur("60.00")));
+    assert_eq!(
+        (
+            b[0].document.as_str(),
+            b[0].event_code.as_str(),
+            b[0].amount
+        ),
+        ("R1", "ZE", eur("60.00"))
+    );
 
     // A return.
-    h.erp.edit("1001", |o| o.credit_notes.push(credit("G1", "R1", "20.00")));
+    h.erp
+        .edit("1001", |o| o.credit_notes.push(credit("G1", "R1", "20.00")));
     h.drain().await;
     let p = h.psp.payment("s-pay-1").unwrap();
     let pos = p.position().unwrap();
     assert_eq!(pos.refunded, eur("20.00"));
     let b = h.erp.bookings("1001");
     assert_eq!(b.len(), 2);
-    assert_eq!((b[1].document.as_str(), b[1].event_code.as_str(), b[1].amount), ("G1", "RE", eur("-20.00")));
-    assert_eq!(h.psp.money_calls("s-pay-1"), 3, "capture, close, refund: once each");
-    assert!(h.ops("1001").await.iter().all(|o| o.status == OpStatus::Done));
-    assert!(h.notes.sent().is_empty(), "no problems: {:?}", h.notes.sent());
+    assert_eq!(
+        (
+            b[1].document.as_str(),
+            b[1].event_code.as_str(),
+            b[1].amount
+        ),
+        ("G1", "RE", eur("-20.00"))
+    );
+    assert_eq!(
+        h.psp.money_calls("s-pay-1"),
+        3,
+        "capture, close, refund: once each"
+    );
+    assert!(
+        h.ops("1001")
+            .await
+            .iter()
+            .all(|o| o.status == OpStatus::Done)
+    );
+    assert!(
+        h.notes.sent().is_empty(),
+        "no problems: {:?}",
+        h.notes.sent()
+    );
 
     // Nothing more happens on further polls.
     h.erp.edit("1001", |_| {});
@@ -196,18 +266,32 @@ async fn lifecycle_expert_mode_capture_per_invoice_close_and_refund() {
 async fn lifecycle_standard_mode_capture_before_release_then_book_and_refund() {
     let mut h = harness("standard", "off");
     h.psp.put(card_authorized("s-pay-2", "100.00"));
-    h.erp.upsert(order("1002", "s-pay-2", &[("L1", "70.00"), ("L2", "30.00")]));
+    h.erp.upsert(order(
+        "1002",
+        "s-pay-2",
+        &[("L1", "70.00"), ("L2", "30.00")],
+    ));
     h.drain().await;
 
     let pos = h.psp.payment("s-pay-2").unwrap().position().unwrap();
-    assert_eq!(pos.charged, eur("100.00"), "captured in full before release");
+    assert_eq!(
+        pos.charged,
+        eur("100.00"),
+        "captured in full before release"
+    );
     assert_eq!(h.erp.order("1002").unwrap().status, OrderStatus::Open);
     // The release came after the capture.
     let writes = h.erp.writes();
     assert!(writes.iter().any(|(_, _, w)| *w == ErpWrite::Release));
     let ops = h.ops("1002").await;
-    let cap = ops.iter().find(|o| o.plan.purpose == ledger::Purpose::CaptureOrder).unwrap();
-    let rel = ops.iter().find(|o| o.plan.purpose == ledger::Purpose::Release).unwrap();
+    let cap = ops
+        .iter()
+        .find(|o| o.plan.purpose == ledger::Purpose::CaptureOrder)
+        .unwrap();
+    let rel = ops
+        .iter()
+        .find(|o| o.plan.purpose == ledger::Purpose::Release)
+        .unwrap();
     assert!(cap.updated_at <= rel.created_at);
 
     h.erp.edit("1002", |o| {
@@ -218,16 +302,28 @@ async fn lifecycle_standard_mode_capture_before_release_then_book_and_refund() {
     });
     h.drain().await;
     let pos = h.psp.payment("s-pay-2").unwrap().position().unwrap();
-    assert_eq!(pos.refunded, eur("30.00"), "cancelled line refunded once CLOSED");
+    assert_eq!(
+        pos.refunded,
+        eur("30.00"),
+        "cancelled line refunded once CLOSED"
+    );
     let b = h.erp.bookings("1002");
     assert_eq!(b.len(), 1, "invoice booked, no PSP call for it: {b:?}");
-    assert_eq!((b[0].event_code.as_str(), b[0].amount), ("ZE", eur("70.00")));
+    assert_eq!(
+        (b[0].event_code.as_str(), b[0].amount),
+        ("ZE", eur("70.00"))
+    );
 
-    h.erp.edit("1002", |o| o.credit_notes.push(credit("G1", "R1", "70.00")));
+    h.erp
+        .edit("1002", |o| o.credit_notes.push(credit("G1", "R1", "70.00")));
     h.drain().await;
     let pos = h.psp.payment("s-pay-2").unwrap().position().unwrap();
     assert_eq!(pos.refunded, eur("100.00"));
-    assert_eq!(h.psp.money_calls("s-pay-2"), 3, "capture, line refund, credit refund");
+    assert_eq!(
+        h.psp.money_calls("s-pay-2"),
+        3,
+        "capture, line refund, credit refund"
+    );
     assert_eq!(h.erp.bookings("1002")[1].amount, eur("-70.00"));
 }
 
@@ -240,28 +336,53 @@ async fn crash_after_psp_call_before_result_recorded_is_reconciled_not_resent() 
     o.lines[0].status = LineStatus::Shipped;
     o.invoices.push(invoice("R1", "50.00"));
     // The PSP processes the capture but the reply is lost (timeout / process died).
-    h.psp.inject_next(PspOutcome::Unknown { message: "timeout".into() }, true);
+    h.psp.inject_next(
+        PspOutcome::Unknown {
+            message: "timeout".into(),
+        },
+        true,
+    );
     h.erp.upsert(o);
     h.app.poll_cycle(h.now).await.unwrap();
     while h.app.work_once(10, h.now).await.unwrap() > 0 {}
     let ops = h.ops("1003").await;
-    let cap = ops.iter().find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice).unwrap();
+    let cap = ops
+        .iter()
+        .find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice)
+        .unwrap();
     assert_eq!(cap.status, OpStatus::Retry);
-    assert_eq!(cap.inflight, Some(Step::Psp), "unknown outcome is remembered");
+    assert_eq!(
+        cap.inflight,
+        Some(Step::Psp),
+        "unknown outcome is remembered"
+    );
     assert_eq!(h.psp.money_calls("s-pay-3"), 1);
 
     h.now += Duration::minutes(5);
     h.drain().await;
-    assert_eq!(h.psp.money_calls("s-pay-3"), 1, "the retry asked the PSP and did not capture again");
+    assert_eq!(
+        h.psp.money_calls("s-pay-3"),
+        1,
+        "the retry asked the PSP and did not capture again"
+    );
     let p = h.psp.payment("s-pay-3").unwrap();
     assert_eq!(p.position().unwrap().charged, eur("50.00"));
     assert_eq!(h.erp.bookings("1003").len(), 1);
     let ops = h.ops("1003").await;
-    let cap = ops.iter().find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice).unwrap();
+    let cap = ops
+        .iter()
+        .find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice)
+        .unwrap();
     assert_eq!(cap.status, OpStatus::Done);
     assert_eq!(cap.psp_tx.as_deref(), Some(p.transactions[1].id.as_str()));
-    let hist = Repo::new(h.app.store.as_ref()).history(&h.key("1003"), h.now).await.unwrap();
-    assert!(hist.iter().any(|e| e.what.contains("reconciliation")), "{hist:?}");
+    let hist = Repo::new(h.app.store.as_ref())
+        .history(&h.key("1003"), h.now)
+        .await
+        .unwrap();
+    assert!(
+        hist.iter().any(|e| e.what.contains("reconciliation")),
+        "{hist:?}"
+    );
 }
 
 #[tokio::test]
@@ -271,11 +392,20 @@ async fn unknown_outcome_not_processed_is_sent_again_exactly_once() {
     let mut o = order("1004", "s-pay-4", &[("L1", "50.00")]);
     o.status = OrderStatus::Open;
     o.invoices.push(invoice("R1", "50.00"));
-    h.psp.inject_next(PspOutcome::Unknown { message: "connection reset".into() }, false);
+    h.psp.inject_next(
+        PspOutcome::Unknown {
+            message: "connection reset".into(),
+        },
+        false,
+    );
     h.erp.upsert(o);
     h.drain().await;
     let p = h.psp.payment("s-pay-4").unwrap();
-    let charges: Vec<_> = p.transactions.iter().filter(|t| t.kind == TxKind::Charge).collect();
+    let charges: Vec<_> = p
+        .transactions
+        .iter()
+        .filter(|t| t.kind == TxKind::Charge)
+        .collect();
     assert_eq!(charges.len(), 1, "exactly one charge at the PSP");
     assert_eq!(charges[0].amount, eur("50.00"));
     assert_eq!(h.erp.bookings("1004").len(), 1);
@@ -309,7 +439,10 @@ async fn duplicate_job_delivery_has_one_effect() {
     h.erp.upsert(o);
     h.app.poll_cycle(h.now).await.unwrap();
     let ops = h.ops("1006").await;
-    let job = Job::RunOp { order_pk: h.key("1006").pk(), op_id: ops[0].id.clone() };
+    let job = Job::RunOp {
+        order_pk: h.key("1006").pk(),
+        op_id: ops[0].id.clone(),
+    };
     // The same job three times (SQS at-least-once), plus the queued original.
     for _ in 0..3 {
         h.app.run_job(&job, h.now).await.unwrap();
@@ -325,26 +458,45 @@ async fn quiet_hours_hold_erp_calls_and_work_runs_after() {
     h.psp.put(card_authorized("s-pay-7", "20.00"));
     h.erp.upsert(order("1007", "s-pay-7", &[("L1", "20.00")]));
     // 01:30 in Berlin (UTC+1 in November).
-    h.now = DateTime::parse_from_rfc3339("2026-11-23T00:30:00Z").unwrap().with_timezone(&Utc);
+    h.now = DateTime::parse_from_rfc3339("2026-11-23T00:30:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let calls = h.erp.calls();
     let r = h.app.poll_cycle(h.now).await.unwrap();
     assert_eq!(r.held_quiet_hours, 1);
     assert_eq!(h.erp.calls(), calls, "no ERP request during quiet hours");
-    assert_eq!(h.app.quiet_until(h.now), Some(DateTime::parse_from_rfc3339("2026-11-23T03:00:00Z").unwrap().with_timezone(&Utc)));
+    assert_eq!(
+        h.app.quiet_until(h.now),
+        Some(
+            DateTime::parse_from_rfc3339("2026-11-23T03:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc)
+        )
+    );
 
     // Work planned before the window (here: planned at 23:59 Berlin) waits too.
-    h.now = DateTime::parse_from_rfc3339("2026-11-22T22:59:00Z").unwrap().with_timezone(&Utc);
+    h.now = DateTime::parse_from_rfc3339("2026-11-22T22:59:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     h.app.poll_cycle(h.now).await.unwrap();
-    h.now = DateTime::parse_from_rfc3339("2026-11-23T00:30:00Z").unwrap().with_timezone(&Utc);
+    h.now = DateTime::parse_from_rfc3339("2026-11-23T00:30:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let calls = h.erp.calls();
     while h.app.work_once(10, h.now).await.unwrap() > 0 {}
     assert_eq!(h.erp.calls(), calls, "release held back");
     assert_eq!(h.erp.order("1007").unwrap().status, OrderStatus::Hold);
 
     // After 04:00 Berlin it runs.
-    h.now = DateTime::parse_from_rfc3339("2026-11-23T03:01:00Z").unwrap().with_timezone(&Utc);
+    h.now = DateTime::parse_from_rfc3339("2026-11-23T03:01:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     h.drain().await;
-    assert_eq!(h.erp.order("1007").unwrap().status, OrderStatus::Open, "delayed, not dropped");
+    assert_eq!(
+        h.erp.order("1007").unwrap().status,
+        OrderStatus::Open,
+        "delayed, not dropped"
+    );
 }
 
 fn prepayment(pid: &str, amount: &str) -> PspPayment {
@@ -389,7 +541,10 @@ async fn prepayment_lock_then_webhook_clears_it() {
     let o = h.erp.order("1008").unwrap();
     assert_eq!(o.status, OrderStatus::Open);
     assert!(o.shipping_lock, "locked until the money arrives");
-    assert_eq!(h.erp.transfer_details("1008").unwrap().descriptor, "4711.0815.1234");
+    assert_eq!(
+        h.erp.transfer_details("1008").unwrap().descriptor,
+        "4711.0815.1234"
+    );
 
     h.psp.receive_transfer("s-pay-8", eur("45.00"));
     let ack = h.app.accept_webhook(&hook("s-pay-8"), h.now).await.unwrap();
@@ -397,8 +552,14 @@ async fn prepayment_lock_then_webhook_clears_it() {
     let again = h.app.accept_webhook(&hook("s-pay-8"), h.now).await.unwrap();
     assert!(again.duplicate, "the same event twice is stored once");
     h.drain().await;
-    assert!(!h.erp.order("1008").unwrap().shipping_lock, "lock cleared by the payment event");
-    assert!(h.erp.bookings("1008").is_empty(), "no booking before CLOSED");
+    assert!(
+        !h.erp.order("1008").unwrap().shipping_lock,
+        "lock cleared by the payment event"
+    );
+    assert!(
+        h.erp.bookings("1008").is_empty(),
+        "no booking before CLOSED"
+    );
 
     h.erp.edit("1008", |o| {
         o.lines[0].status = LineStatus::Shipped;
@@ -408,7 +569,10 @@ async fn prepayment_lock_then_webhook_clears_it() {
     h.drain().await;
     let b = h.erp.bookings("1008");
     assert_eq!(b.len(), 1);
-    assert_eq!((b[0].event_code.as_str(), b[0].amount), ("ZE", eur("45.00")));
+    assert_eq!(
+        (b[0].event_code.as_str(), b[0].amount),
+        ("ZE", eur("45.00"))
+    );
     assert_eq!(h.psp.money_calls("s-pay-8"), 0);
 }
 
@@ -419,15 +583,24 @@ async fn prepayment_event_before_import_is_applied_on_import() {
     h.psp.receive_transfer("s-pay-9", eur("45.00"));
     h.app.accept_webhook(&hook("s-pay-9"), h.now).await.unwrap();
     h.drain().await;
-    let pending = Repo::new(h.app.store.as_ref()).unapplied_events("acme", 10, h.now).await.unwrap();
+    let pending = Repo::new(h.app.store.as_ref())
+        .unapplied_events("acme", 10, h.now)
+        .await
+        .unwrap();
     assert_eq!(pending.len(), 1, "kept until the order appears");
 
     h.erp.upsert(order("1009", "s-pay-9", &[("L1", "45.00")]));
     h.drain().await;
     let o = h.erp.order("1009").unwrap();
     assert_eq!(o.status, OrderStatus::Open);
-    assert!(!o.shipping_lock, "paid before import: released without a lock");
-    let pending = Repo::new(h.app.store.as_ref()).unapplied_events("acme", 10, h.now).await.unwrap();
+    assert!(
+        !o.shipping_lock,
+        "paid before import: released without a lock"
+    );
+    let pending = Repo::new(h.app.store.as_ref())
+        .unapplied_events("acme", 10, h.now)
+        .await
+        .unwrap();
     assert!(pending.is_empty(), "applied on import");
 }
 
@@ -435,14 +608,33 @@ async fn prepayment_event_before_import_is_applied_on_import() {
 async fn webhook_with_unknown_key_or_bad_body_changes_nothing() {
     let h = harness("expert", "off");
     let bad_key = serde_json::json!({"event":"payment.completed","publicKey":"s-pub-other","retrieveUrl":"https://evil.example/v1/payments/s-pay-1","paymentId":"s-pay-1"});
-    assert_eq!(h.app.accept_webhook(bad_key.to_string().as_bytes(), h.now).await, Err(WebhookError::UnknownKey));
-    assert!(matches!(h.app.accept_webhook(b"{not json", h.now).await, Err(WebhookError::Malformed(_))));
+    assert_eq!(
+        h.app
+            .accept_webhook(bad_key.to_string().as_bytes(), h.now)
+            .await,
+        Err(WebhookError::UnknownKey)
+    );
+    assert!(matches!(
+        h.app.accept_webhook(b"{not json", h.now).await,
+        Err(WebhookError::Malformed(_))
+    ));
     let huge = vec![b' '; MAX_WEBHOOK_BYTES + 1];
-    assert!(matches!(h.app.accept_webhook(&huge, h.now).await, Err(WebhookError::TooLarge(_))));
+    assert!(matches!(
+        h.app.accept_webhook(&huge, h.now).await,
+        Err(WebhookError::TooLarge(_))
+    ));
     let bad_id = serde_json::json!({"event":"payment.completed","publicKey":"s-pub-test","retrieveUrl":"x","paymentId":"../../etc"});
-    assert!(matches!(h.app.accept_webhook(bad_id.to_string().as_bytes(), h.now).await, Err(WebhookError::Malformed(_))));
+    assert!(matches!(
+        h.app
+            .accept_webhook(bad_id.to_string().as_bytes(), h.now)
+            .await,
+        Err(WebhookError::Malformed(_))
+    ));
     assert_eq!(h.app.queue.depth().await.unwrap(), 0);
-    let stored = Repo::new(h.app.store.as_ref()).unapplied_events("acme", 10, h.now).await.unwrap();
+    let stored = Repo::new(h.app.store.as_ref())
+        .unapplied_events("acme", 10, h.now)
+        .await
+        .unwrap();
     assert!(stored.is_empty());
 }
 
@@ -455,7 +647,12 @@ async fn failed_authorization_check_releases_with_lock_comments_and_notifies_onc
     let o = h.erp.order("1010").unwrap();
     assert_eq!(o.status, OrderStatus::Open);
     assert!(o.shipping_lock);
-    assert!(h.erp.comments("1010").iter().any(|c| c.contains("ERROR") && c.contains("amount mismatch")));
+    assert!(
+        h.erp
+            .comments("1010")
+            .iter()
+            .any(|c| c.contains("ERROR") && c.contains("amount mismatch"))
+    );
     let sent = h.notes.sent();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].order_id, "1010");
@@ -480,13 +677,35 @@ async fn declined_capture_is_flagged_never_retried_into_a_double() {
     let mut o = order("1011", "s-pay-11", &[("L1", "30.00")]);
     o.status = OrderStatus::Open;
     o.invoices.push(invoice("R1", "30.00"));
-    h.psp.inject_next(PspOutcome::Declined { code: "API.330.000.004".into(), message: "charge not allowed".into() }, false);
+    h.psp.inject_next(
+        PspOutcome::Declined {
+            code: "API.330.000.004".into(),
+            message: "charge not allowed".into(),
+        },
+        false,
+    );
     h.erp.upsert(o);
     h.drain().await;
     let ops = h.ops("1011").await;
-    let cap = ops.iter().find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice).unwrap();
+    let cap = ops
+        .iter()
+        .find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice)
+        .unwrap();
     assert_eq!(cap.status, OpStatus::Failed);
-    assert!(h.notes.sent().iter().any(|p| p.code.starts_with("op_failed")));
+    assert!(
+        h.notes
+            .sent()
+            .iter()
+            .any(|p| p.code.starts_with("op_failed"))
+    );
     assert!(h.erp.bookings("1011").is_empty());
-    assert_eq!(h.psp.payment("s-pay-11").unwrap().position().unwrap().charged, eur("0.00"));
+    assert_eq!(
+        h.psp
+            .payment("s-pay-11")
+            .unwrap()
+            .position()
+            .unwrap()
+            .charged,
+        eur("0.00")
+    );
 }

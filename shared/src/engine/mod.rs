@@ -16,11 +16,14 @@ use crate::ledger::{
     DocKind, ErpWrite, OpStatus, Operation, OrderKey, Plan, PspCall, Purpose, RefundReason,
 };
 use crate::model::{
-    ErpOrder, MethodFamily, OrderStatus, PaymentState, PspPayment, Position, TxKind, TxStatus,
+    ErpOrder, MethodFamily, OrderStatus, PaymentState, Position, PspPayment, TxKind, TxStatus,
 };
 use crate::money::{Money, MoneyError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+/// Comment prefix of a release with shipping lock; the reason follows.
+const LOCKED: &str = "released WITH SHIPPING LOCK: ";
 
 /// Everything the engine looks at.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +81,11 @@ pub fn decide(input: &Input<'_>) -> Decision {
         out: Decision::default(),
     };
     if let Err(e) = cx.run() {
-        cx.problem(Severity::Error, "money", &format!("amounts inconsistent: {e}"));
+        cx.problem(
+            Severity::Error,
+            "money",
+            &format!("amounts inconsistent: {e}"),
+        );
     }
     cx.failed_ops();
     cx.out
@@ -134,7 +141,14 @@ impl<'a> Cx<'_, 'a> {
             .is_some_and(|o| o.status == OpStatus::Done)
     }
 
-    fn plan(&mut self, kind: DocKind, doc_id: &str, purpose: Purpose, psp: Option<PspCall>, erp: Vec<ErpWrite>) {
+    fn plan(
+        &mut self,
+        kind: DocKind,
+        doc_id: &str,
+        purpose: Purpose,
+        psp: Option<PspCall>,
+        erp: Vec<ErpWrite>,
+    ) {
         if self.has_op(kind, doc_id, purpose) {
             return;
         }
@@ -149,7 +163,10 @@ impl<'a> Cx<'_, 'a> {
 
     fn comment(&self, text: &str) -> ErpWrite {
         ErpWrite::Comment {
-            text: format!("paybridge {}: {text}", self.input.now.format("%Y-%m-%d %H:%M UTC")),
+            text: format!(
+                "paybridge {}: {text}",
+                self.input.now.format("%Y-%m-%d %H:%M UTC")
+            ),
         }
     }
 
@@ -166,7 +183,13 @@ impl<'a> Cx<'_, 'a> {
         if severity == Severity::Error {
             let order_id = self.order().order_id.clone();
             let c = self.comment(&format!("ERROR {message}"));
-            self.plan(DocKind::Order, &format!("{order_id}:{code}"), Purpose::Problem, None, vec![c]);
+            self.plan(
+                DocKind::Order,
+                &format!("{order_id}:{code}"),
+                Purpose::Problem,
+                None,
+                vec![c],
+            );
         }
     }
 
@@ -176,21 +199,41 @@ impl<'a> Cx<'_, 'a> {
             return;
         }
         // A release with shipping lock stays an error until an operator marks it solved.
-        if let Some(op) = self.input.ledger.iter().find(|o| o.plan.purpose == Purpose::ReleaseLocked) {
+        if let Some(op) = self
+            .input
+            .ledger
+            .iter()
+            .find(|o| o.plan.purpose == Purpose::ReleaseLocked)
+        {
             let reason = op
                 .plan
                 .erp
                 .iter()
                 .find_map(|w| match w {
-                    ErpWrite::Comment { text } => text.split(": ").last().map(str::to_string),
+                    ErpWrite::Comment { text } => {
+                        text.split_once(LOCKED).map(|(_, r)| r.to_string())
+                    }
                     _ => None,
                 })
                 .unwrap_or_else(|| "authorization check failed".into());
             self.problem(Severity::Error, "authorization_check", &reason);
         }
-        for op in self.input.ledger.iter().filter(|o| o.status == OpStatus::Failed) {
-            let code = format!("op_failed:{}", op.id.rsplit('/').take(2).collect::<Vec<_>>().join("@"));
-            let msg = format!("{:?} for {} failed: {}", op.plan.purpose, op.plan.doc_id, op.last_error.as_deref().unwrap_or("unknown"));
+        for op in self
+            .input
+            .ledger
+            .iter()
+            .filter(|o| o.status == OpStatus::Failed)
+        {
+            let code = format!(
+                "op_failed:{}",
+                op.id.rsplit('/').take(2).collect::<Vec<_>>().join("@")
+            );
+            let msg = format!(
+                "{:?} for {} failed: {}",
+                op.plan.purpose,
+                op.plan.doc_id,
+                op.last_error.as_deref().unwrap_or("unknown")
+            );
             self.problem(Severity::Error, &code, &msg);
         }
     }
@@ -211,18 +254,37 @@ impl<'a> Cx<'_, 'a> {
             return Ok(());
         };
         let Some(p) = self.input.psp else {
-            self.problem(Severity::Hint, "psp_unavailable", "the PSP payment could not be read yet");
+            self.problem(
+                Severity::Hint,
+                "psp_unavailable",
+                "the PSP payment could not be read yet",
+            );
             return Ok(());
         };
         if p.payment_id != pid {
-            self.problem(Severity::Error, "payment_mismatch", &format!("PSP payment {} does not belong to this order ({pid})", p.payment_id));
+            self.problem(
+                Severity::Error,
+                "payment_mismatch",
+                &format!(
+                    "PSP payment {} does not belong to this order ({pid})",
+                    p.payment_id
+                ),
+            );
             return Ok(());
         }
         if p.currency != o.total.currency() {
             if o.status == OrderStatus::Hold {
-                self.release_locked(&format!("currency mismatch: order {} / PSP {}", o.total.currency(), p.currency));
+                self.release_locked(&format!(
+                    "currency mismatch: order {} / PSP {}",
+                    o.total.currency(),
+                    p.currency
+                ));
             } else {
-                self.problem(Severity::Error, "currency_mismatch", "order and PSP payment currencies differ");
+                self.problem(
+                    Severity::Error,
+                    "currency_mismatch",
+                    "order and PSP payment currencies differ",
+                );
             }
             return Ok(());
         }
@@ -232,7 +294,11 @@ impl<'a> Cx<'_, 'a> {
             return Ok(());
         }
         let family = p.family();
-        let mode = if family == MethodFamily::AuthorizeCapture { cfg.mode } else { Mode::Expert };
+        let mode = if family == MethodFamily::AuthorizeCapture {
+            cfg.mode
+        } else {
+            Mode::Expert
+        };
 
         if o.status == OrderStatus::Hold && !o.fully_cancelled() && !self.released() {
             return self.release(p, family, mode, &pos, cfg);
@@ -245,97 +311,183 @@ impl<'a> Cx<'_, 'a> {
         self.cancellations(p, family, mode, &mut budget)?;
         self.credit_notes(p, family, &mut budget, cfg)?;
         if matches!(p.state, PaymentState::Chargeback) {
-            self.problem(Severity::Error, "chargeback", "the customer charged the payment back");
+            self.problem(
+                Severity::Error,
+                "chargeback",
+                "the customer charged the payment back",
+            );
         }
         Ok(())
     }
 
     fn released(&self) -> bool {
         let id = &self.order().order_id;
-        [Purpose::Release, Purpose::ReleaseLocked, Purpose::ReleasePrepayment]
-            .into_iter()
-            .any(|p| self.has_op(DocKind::Order, id, p))
+        [
+            Purpose::Release,
+            Purpose::ReleaseLocked,
+            Purpose::ReleasePrepayment,
+        ]
+        .into_iter()
+        .any(|p| self.has_op(DocKind::Order, id, p))
     }
 
     fn release_locked(&mut self, reason: &str) {
         let id = self.order().order_id.clone();
-        let c = self.comment(&format!("released WITH SHIPPING LOCK: {reason}"));
-        self.plan(DocKind::Order, &id, Purpose::ReleaseLocked, None, vec![ErpWrite::SetShippingLock, ErpWrite::Release, c]);
+        let c = self.comment(&format!("{LOCKED}{reason}"));
+        self.plan(
+            DocKind::Order,
+            &id,
+            Purpose::ReleaseLocked,
+            None,
+            vec![ErpWrite::SetShippingLock, ErpWrite::Release, c],
+        );
         self.problem(Severity::Error, "authorization_check", reason);
     }
 
     /// §3.1: is the payment accepted, and does it match the order?
-    fn check(&mut self, p: &PspPayment, family: MethodFamily, tolerance: u32) -> Result<Check, MoneyError> {
+    fn check(
+        &mut self,
+        p: &PspPayment,
+        family: MethodFamily,
+        tolerance: u32,
+    ) -> Result<Check, MoneyError> {
         let o = self.order();
         match p.state {
-            PaymentState::Canceled => return Ok(Check::Reject("the payment is cancelled at the PSP".into())),
-            PaymentState::PaymentReview => return Ok(Check::Reject("the payment is in review at the PSP".into())),
-            PaymentState::Chargeback => return Ok(Check::Reject("the payment was charged back".into())),
+            PaymentState::Canceled => {
+                return Ok(Check::Reject("the payment is cancelled at the PSP".into()));
+            }
+            PaymentState::PaymentReview => {
+                return Ok(Check::Reject("the payment is in review at the PSP".into()));
+            }
+            PaymentState::Chargeback => {
+                return Ok(Check::Reject("the payment was charged back".into()));
+            }
             _ => {}
         }
         let Some(init) = p.initial() else {
             return Ok(Check::Reject("the PSP payment has no authorization".into()));
         };
         match init.status {
-            TxStatus::Error => return Ok(Check::Reject("the authorization failed at the PSP".into())),
+            TxStatus::Error => {
+                return Ok(Check::Reject("the authorization failed at the PSP".into()));
+            }
             TxStatus::Pending
-                if !matches!(family, MethodFamily::Prepayment | MethodFamily::InvoiceLegacy) =>
+                if !matches!(
+                    family,
+                    MethodFamily::Prepayment | MethodFamily::InvoiceLegacy
+                ) =>
             {
-                return Ok(Check::Hold("the payment is still pending at the PSP".into()));
+                return Ok(Check::Hold(
+                    "the payment is still pending at the PSP".into(),
+                ));
             }
             _ => {}
         }
         if !init.amount.within(&o.total, tolerance)? {
-            return Ok(Check::Reject(format!("amount mismatch: order {} / PSP {}", o.total, init.amount)));
+            return Ok(Check::Reject(format!(
+                "amount mismatch: order {} / PSP {}",
+                o.total, init.amount
+            )));
         }
         if init.amount != o.total {
-            self.out.notes.push(format!("rounding difference absorbed at release: order {} / PSP {}", o.total, init.amount));
+            self.out.notes.push(format!(
+                "rounding difference absorbed at release: order {} / PSP {}",
+                o.total, init.amount
+            ));
         }
         Ok(Check::Accept)
     }
 
-    fn release(&mut self, p: &PspPayment, family: MethodFamily, mode: Mode, pos: &Position, cfg: &MethodConfig) -> Result<(), MoneyError> {
+    fn release(
+        &mut self,
+        p: &PspPayment,
+        family: MethodFamily,
+        mode: Mode,
+        pos: &Position,
+        cfg: &MethodConfig,
+    ) -> Result<(), MoneyError> {
         let id = self.order().order_id.clone();
         match self.check(p, family, cfg.rounding_tolerance)? {
             Check::Hold(why) => {
-                self.problem(Severity::Hint, "pending", &format!("{why}; the order stays on HOLD and is checked again"));
+                self.problem(
+                    Severity::Hint,
+                    "pending",
+                    &format!("{why}; the order stays on HOLD and is checked again"),
+                );
             }
             Check::Reject(why) => self.release_locked(&why),
             Check::Accept if family == MethodFamily::Prepayment => {
                 if p.received_in_full()? {
                     let c = self.comment("prepayment received, order released");
-                    self.plan(DocKind::Order, &id, Purpose::Release, None, vec![ErpWrite::Release, c]);
+                    self.plan(
+                        DocKind::Order,
+                        &id,
+                        Purpose::Release,
+                        None,
+                        vec![ErpWrite::Release, c],
+                    );
                 } else {
                     let mut w = Vec::new();
                     match &p.bank_details {
                         Some(d) => w.push(ErpWrite::TransferDetails { details: d.clone() }),
-                        None => self.problem(Severity::Hint, "no_bank_details", "the PSP gave no transfer details for the prepayment"),
+                        None => self.problem(
+                            Severity::Hint,
+                            "no_bank_details",
+                            "the PSP gave no transfer details for the prepayment",
+                        ),
                     }
                     w.push(ErpWrite::SetShippingLock);
                     w.push(ErpWrite::Release);
-                    w.push(self.comment("released with shipping lock until the prepayment is received"));
+                    w.push(
+                        self.comment(
+                            "released with shipping lock until the prepayment is received",
+                        ),
+                    );
                     self.plan(DocKind::Order, &id, Purpose::ReleasePrepayment, None, w);
                 }
             }
             Check::Accept if mode == Mode::Standard && pos.remaining()?.is_positive() => {
                 // Standard mode: capture everything before the release.
-                match self.op(DocKind::Order, &id, Purpose::CaptureOrder).map(|o| o.status) {
+                match self
+                    .op(DocKind::Order, &id, Purpose::CaptureOrder)
+                    .map(|o| o.status)
+                {
                     None => {
                         let amount = pos.remaining()?;
                         let c = self.comment(&format!("captured {amount} (standard mode)"));
-                        self.plan(DocKind::Order, &id, Purpose::CaptureOrder, Some(PspCall::Capture { amount }), vec![c]);
+                        self.plan(
+                            DocKind::Order,
+                            &id,
+                            Purpose::CaptureOrder,
+                            Some(PspCall::Capture { amount }),
+                            vec![c],
+                        );
                     }
-                    Some(OpStatus::Failed) => self.release_locked("the capture before release failed"),
+                    Some(OpStatus::Failed) => {
+                        self.release_locked("the capture before release failed")
+                    }
                     Some(OpStatus::Done) => {
                         let c = self.comment("captured and released");
-                        self.plan(DocKind::Order, &id, Purpose::Release, None, vec![ErpWrite::Release, c]);
+                        self.plan(
+                            DocKind::Order,
+                            &id,
+                            Purpose::Release,
+                            None,
+                            vec![ErpWrite::Release, c],
+                        );
                     }
                     Some(_) => {} // in progress; the release follows when it is done
                 }
             }
             Check::Accept => {
                 let c = self.comment("authorization checked, order released");
-                self.plan(DocKind::Order, &id, Purpose::Release, None, vec![ErpWrite::Release, c]);
+                self.plan(
+                    DocKind::Order,
+                    &id,
+                    Purpose::Release,
+                    None,
+                    vec![ErpWrite::Release, c],
+                );
             }
         }
         Ok(())
@@ -348,10 +500,20 @@ impl<'a> Cx<'_, 'a> {
         if p.received_in_full()? {
             if locked_by_us && !self.order().fully_cancelled() {
                 let c = self.comment("prepayment received, shipping lock cleared");
-                self.plan(DocKind::Order, &id, Purpose::ClearLock, None, vec![ErpWrite::ClearShippingLock, c]);
+                self.plan(
+                    DocKind::Order,
+                    &id,
+                    Purpose::ClearLock,
+                    None,
+                    vec![ErpWrite::ClearShippingLock, c],
+                );
             }
         } else if p.state == PaymentState::Partly {
-            self.problem(Severity::Hint, "partly_paid", "the prepayment is only partly received");
+            self.problem(
+                Severity::Hint,
+                "partly_paid",
+                "the prepayment is only partly received",
+            );
         }
         Ok(())
     }
@@ -391,7 +553,15 @@ impl<'a> Cx<'_, 'a> {
     }
 
     /// §3.3: capture / verify / book each invoice.
-    fn invoices(&mut self, p: &PspPayment, family: MethodFamily, mode: Mode, pos: &Position, budget: &mut Budget, cfg: &MethodConfig) -> Result<(), MoneyError> {
+    fn invoices(
+        &mut self,
+        p: &PspPayment,
+        family: MethodFamily,
+        mode: Mode,
+        pos: &Position,
+        budget: &mut Budget,
+        cfg: &MethodConfig,
+    ) -> Result<(), MoneyError> {
         let o = self.order();
         let cur = o.total.currency();
         let invoiced = Money::sum(cur, o.invoices.iter().map(|i| &i.amount))?;
@@ -405,15 +575,20 @@ impl<'a> Cx<'_, 'a> {
                 event_code: cfg.invoice_event.clone(),
                 amount: inv.amount,
             };
-            let capture_per_invoice = matches!(family, MethodFamily::PaylaterInvoice | MethodFamily::PaylaterDebit)
-                || (family == MethodFamily::AuthorizeCapture && mode == Mode::Expert);
+            let capture_per_invoice = matches!(
+                family,
+                MethodFamily::PaylaterInvoice | MethodFamily::PaylaterDebit
+            ) || (family == MethodFamily::AuthorizeCapture
+                && mode == Mode::Expert);
             if capture_per_invoice {
                 let mut amount = inv.amount;
                 if amount.cmp_to(&budget.open)?.is_gt() {
                     if budget.in_progress {
                         continue; // wait for running operations to settle
                     }
-                    if amount.le_with_tolerance(&budget.open, cfg.rounding_tolerance)? && budget.open.is_positive() {
+                    if amount.le_with_tolerance(&budget.open, cfg.rounding_tolerance)?
+                        && budget.open.is_positive()
+                    {
                         self.out.notes.push(format!(
                             "invoice {}: rounding difference {} absorbed",
                             inv.invoice_id,
@@ -421,16 +596,26 @@ impl<'a> Cx<'_, 'a> {
                         ));
                         amount = budget.open;
                     } else {
-                        self.problem(Severity::Error, &format!("capture_exceeds:{}", inv.invoice_id), &format!(
-                            "invoice {} ({}) exceeds the open authorization ({})",
-                            inv.invoice_id, inv.amount, budget.open
-                        ));
+                        self.problem(
+                            Severity::Error,
+                            &format!("capture_exceeds:{}", inv.invoice_id),
+                            &format!(
+                                "invoice {} ({}) exceeds the open authorization ({})",
+                                inv.invoice_id, inv.amount, budget.open
+                            ),
+                        );
                         continue;
                     }
                 }
                 budget.open = budget.open.checked_sub(amount)?;
                 let c = self.comment(&format!("invoice {} captured: {amount}", inv.invoice_id));
-                self.plan(DocKind::Invoice, &inv.invoice_id, Purpose::CaptureInvoice, Some(PspCall::Capture { amount }), vec![mark, c]);
+                self.plan(
+                    DocKind::Invoice,
+                    &inv.invoice_id,
+                    Purpose::CaptureInvoice,
+                    Some(PspCall::Capture { amount }),
+                    vec![mark, c],
+                );
                 continue;
             }
             match family {
@@ -448,8 +633,17 @@ impl<'a> Cx<'_, 'a> {
                         ));
                         continue;
                     }
-                    let c = self.comment(&format!("invoice {} checked against the capture and booked", inv.invoice_id));
-                    self.plan(DocKind::Invoice, &inv.invoice_id, Purpose::BookInvoice, None, vec![mark, c]);
+                    let c = self.comment(&format!(
+                        "invoice {} checked against the capture and booked",
+                        inv.invoice_id
+                    ));
+                    self.plan(
+                        DocKind::Invoice,
+                        &inv.invoice_id,
+                        Purpose::BookInvoice,
+                        None,
+                        vec![mark, c],
+                    );
                 }
                 MethodFamily::Prepayment => {
                     if !p.received_in_full()? {
@@ -458,21 +652,47 @@ impl<'a> Cx<'_, 'a> {
                             inv.invoice_id
                         ));
                     } else if o.status == OrderStatus::Closed {
-                        let c = self.comment(&format!("prepayment booked for invoice {}", inv.invoice_id));
-                        self.plan(DocKind::Invoice, &inv.invoice_id, Purpose::BookInvoice, None, vec![mark, c]);
+                        let c = self
+                            .comment(&format!("prepayment booked for invoice {}", inv.invoice_id));
+                        self.plan(
+                            DocKind::Invoice,
+                            &inv.invoice_id,
+                            Purpose::BookInvoice,
+                            None,
+                            vec![mark, c],
+                        );
                     }
                 }
                 MethodFamily::InvoiceLegacy => {
-                    if p.method.needs_shipment_call() && !self.has_op(DocKind::Invoice, &inv.invoice_id, Purpose::Shipment) {
-                        let c = self.comment(&format!("shipment of invoice {} reported", inv.invoice_id));
-                        self.plan(DocKind::Invoice, &inv.invoice_id, Purpose::Shipment, Some(PspCall::Shipment { invoice_id: inv.invoice_id.clone() }), vec![c]);
+                    if p.method.needs_shipment_call()
+                        && !self.has_op(DocKind::Invoice, &inv.invoice_id, Purpose::Shipment)
+                    {
+                        let c = self
+                            .comment(&format!("shipment of invoice {} reported", inv.invoice_id));
+                        self.plan(
+                            DocKind::Invoice,
+                            &inv.invoice_id,
+                            Purpose::Shipment,
+                            Some(PspCall::Shipment {
+                                invoice_id: inv.invoice_id.clone(),
+                            }),
+                            vec![c],
+                        );
                     }
                     if o.status == OrderStatus::Closed {
                         let c = self.comment(&format!("invoice {} booked", inv.invoice_id));
-                        self.plan(DocKind::Invoice, &inv.invoice_id, Purpose::BookInvoice, None, vec![mark, c]);
+                        self.plan(
+                            DocKind::Invoice,
+                            &inv.invoice_id,
+                            Purpose::BookInvoice,
+                            None,
+                            vec![mark, c],
+                        );
                     }
                 }
-                MethodFamily::PaylaterInvoice | MethodFamily::PaylaterDebit => unreachable!("captured per invoice above"),
+                MethodFamily::PaylaterInvoice | MethodFamily::PaylaterDebit => {
+                    unreachable!("captured per invoice above")
+                }
             }
         }
         // Expert mode: after the last delivery close the payment so the rest cannot be captured.
@@ -482,19 +702,35 @@ impl<'a> Cx<'_, 'a> {
             && !o.fully_cancelled()
             && !budget.in_progress
             && budget.open.is_positive()
-            && o.invoices.iter().all(|i| self.done(DocKind::Invoice, &i.invoice_id, Purpose::CaptureInvoice))
+            && o.invoices
+                .iter()
+                .all(|i| self.done(DocKind::Invoice, &i.invoice_id, Purpose::CaptureInvoice))
         {
             let amount = budget.open;
             budget.open = Money::zero(amount.currency());
-            let c = self.comment(&format!("payment closed after the last delivery: {amount} released"));
+            let c = self.comment(&format!(
+                "payment closed after the last delivery: {amount} released"
+            ));
             let id = o.order_id.clone();
-            self.plan(DocKind::Order, &id, Purpose::ClosePayment, Some(PspCall::Reverse { amount }), vec![c]);
+            self.plan(
+                DocKind::Order,
+                &id,
+                Purpose::ClosePayment,
+                Some(PspCall::Reverse { amount }),
+                vec![c],
+            );
         }
         Ok(())
     }
 
     /// §3.4: whole-order and line cancellations.
-    fn cancellations(&mut self, p: &PspPayment, family: MethodFamily, mode: Mode, budget: &mut Budget) -> Result<(), MoneyError> {
+    fn cancellations(
+        &mut self,
+        p: &PspPayment,
+        family: MethodFamily,
+        mode: Mode,
+        budget: &mut Budget,
+    ) -> Result<(), MoneyError> {
         let o = self.order();
         let id = o.order_id.clone();
         let received = family == MethodFamily::Prepayment && p.received_in_full()?;
@@ -505,7 +741,9 @@ impl<'a> Cx<'_, 'a> {
         if o.fully_cancelled() {
             // Prepayment: reverse what is still due, refund whatever was received.
             let reverse = match family {
-                MethodFamily::AuthorizeCapture | MethodFamily::InvoiceLegacy | MethodFamily::Prepayment => true,
+                MethodFamily::AuthorizeCapture
+                | MethodFamily::InvoiceLegacy
+                | MethodFamily::Prepayment => true,
                 MethodFamily::PaylaterInvoice | MethodFamily::PaylaterDebit => !charged_any,
                 MethodFamily::ChargedInShop => false,
             };
@@ -515,13 +753,27 @@ impl<'a> Cx<'_, 'a> {
                 MethodFamily::Prepayment => true,
                 _ => false,
             };
-            if reverse && budget.open.is_positive() && !self.has_op(DocKind::Order, &id, Purpose::CancelOrder) {
+            if reverse
+                && budget.open.is_positive()
+                && !self.has_op(DocKind::Order, &id, Purpose::CancelOrder)
+            {
                 let amount = budget.open;
                 budget.open = Money::zero(amount.currency());
-                let c = self.comment(&format!("order cancelled: authorization of {amount} reversed"));
-                self.plan(DocKind::Order, &id, Purpose::CancelOrder, Some(PspCall::Reverse { amount }), vec![c]);
+                let c = self.comment(&format!(
+                    "order cancelled: authorization of {amount} reversed"
+                ));
+                self.plan(
+                    DocKind::Order,
+                    &id,
+                    Purpose::CancelOrder,
+                    Some(PspCall::Reverse { amount }),
+                    vec![c],
+                );
             }
-            if refund && budget.refundable.is_positive() && !self.has_op(DocKind::Order, &id, Purpose::RefundOrder) {
+            if refund
+                && budget.refundable.is_positive()
+                && !self.has_op(DocKind::Order, &id, Purpose::RefundOrder)
+            {
                 if budget.in_progress {
                     return Ok(()); // let running captures/refunds settle first
                 }
@@ -529,7 +781,16 @@ impl<'a> Cx<'_, 'a> {
                 let amount = budget.refundable;
                 budget.refundable = Money::zero(amount.currency());
                 let c = self.comment(&format!("order cancelled: {amount} refunded"));
-                self.plan(DocKind::Order, &id, Purpose::RefundOrder, Some(PspCall::Refund { amount, reason: RefundReason::Cancel }), vec![c]);
+                self.plan(
+                    DocKind::Order,
+                    &id,
+                    Purpose::RefundOrder,
+                    Some(PspCall::Refund {
+                        amount,
+                        reason: RefundReason::Cancel,
+                    }),
+                    vec![c],
+                );
             }
             return Ok(());
         }
@@ -550,19 +811,37 @@ impl<'a> Cx<'_, 'a> {
                     }
                     if line.amount.cmp_to(&budget.refundable)?.is_gt() {
                         if !budget.in_progress {
-                            self.problem(Severity::Error, &format!("refund_exceeds:{}", line.line_id), &format!(
-                                "cancelled line {} ({}) exceeds the refundable amount ({})",
-                                line.line_id, line.amount, budget.refundable
-                            ));
+                            self.problem(
+                                Severity::Error,
+                                &format!("refund_exceeds:{}", line.line_id),
+                                &format!(
+                                    "cancelled line {} ({}) exceeds the refundable amount ({})",
+                                    line.line_id, line.amount, budget.refundable
+                                ),
+                            );
                         }
                         continue;
                     }
                     budget.refundable = budget.refundable.checked_sub(line.amount)?;
-                    let c = self.comment(&format!("cancelled line {} refunded: {}", line.line_id, line.amount));
-                    self.plan(DocKind::Line, &line.line_id, Purpose::RefundLine, Some(PspCall::Refund { amount: line.amount, reason: RefundReason::Cancel }), vec![c]);
+                    let c = self.comment(&format!(
+                        "cancelled line {} refunded: {}",
+                        line.line_id, line.amount
+                    ));
+                    self.plan(
+                        DocKind::Line,
+                        &line.line_id,
+                        Purpose::RefundLine,
+                        Some(PspCall::Refund {
+                            amount: line.amount,
+                            reason: RefundReason::Cancel,
+                        }),
+                        vec![c],
+                    );
                 }
             }
-            MethodFamily::Prepayment | MethodFamily::InvoiceLegacy | MethodFamily::PaylaterInvoice => {
+            MethodFamily::Prepayment
+            | MethodFamily::InvoiceLegacy
+            | MethodFamily::PaylaterInvoice => {
                 let due = match family {
                     MethodFamily::Prepayment => o.status == OrderStatus::Closed || received,
                     MethodFamily::InvoiceLegacy => o.status == OrderStatus::Closed,
@@ -577,25 +856,47 @@ impl<'a> Cx<'_, 'a> {
                     .ledger
                     .iter()
                     .filter(|op| op.plan.purpose == Purpose::CancelLines)
-                    .flat_map(|op| op.plan.doc_id.split('+').map(str::to_string).collect::<Vec<_>>())
+                    .flat_map(|op| {
+                        op.plan
+                            .doc_id
+                            .split('+')
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
                     .collect();
-                let new: Vec<_> = cancelled.into_iter().filter(|l| !covered.contains(&l.line_id)).collect();
+                let new: Vec<_> = cancelled
+                    .into_iter()
+                    .filter(|l| !covered.contains(&l.line_id))
+                    .collect();
                 if new.is_empty() {
                     return Ok(());
                 }
                 let amount = Money::sum(o.total.currency(), new.iter().map(|l| &l.amount))?;
-                let doc = new.iter().map(|l| l.line_id.as_str()).collect::<Vec<_>>().join("+");
+                let doc = new
+                    .iter()
+                    .map(|l| l.line_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+");
                 let call = if received {
                     if amount.cmp_to(&budget.refundable)?.is_gt() {
-                        let msg = format!("cancelled lines ({amount}) exceed the refundable amount ({})", budget.refundable);
+                        let msg = format!(
+                            "cancelled lines ({amount}) exceed the refundable amount ({})",
+                            budget.refundable
+                        );
                         self.problem(Severity::Error, "cancel_lines_exceed", &msg);
                         return Ok(());
                     }
                     budget.refundable = budget.refundable.checked_sub(amount)?;
-                    PspCall::Refund { amount, reason: RefundReason::Cancel }
+                    PspCall::Refund {
+                        amount,
+                        reason: RefundReason::Cancel,
+                    }
                 } else {
                     if amount.cmp_to(&budget.open)?.is_gt() {
-                        let msg = format!("cancelled lines ({amount}) exceed the open amount ({})", budget.open);
+                        let msg = format!(
+                            "cancelled lines ({amount}) exceed the open amount ({})",
+                            budget.open
+                        );
                         self.problem(Severity::Error, "cancel_lines_exceed", &msg);
                         return Ok(());
                     }
@@ -603,7 +904,13 @@ impl<'a> Cx<'_, 'a> {
                     PspCall::Reverse { amount }
                 };
                 let c = self.comment(&format!("cancelled lines {doc} sent together: {amount}"));
-                self.plan(DocKind::Line, &doc, Purpose::CancelLines, Some(call), vec![c]);
+                self.plan(
+                    DocKind::Line,
+                    &doc,
+                    Purpose::CancelLines,
+                    Some(call),
+                    vec![c],
+                );
             }
             // The remainder expires with the authorization: nothing is sent.
             MethodFamily::PaylaterDebit => {}
@@ -612,7 +919,13 @@ impl<'a> Cx<'_, 'a> {
     }
 
     /// §3.5: refund credit notes, book them; refuse returns on invoices captured outside paybridge.
-    fn credit_notes(&mut self, p: &PspPayment, family: MethodFamily, budget: &mut Budget, cfg: &MethodConfig) -> Result<(), MoneyError> {
+    fn credit_notes(
+        &mut self,
+        p: &PspPayment,
+        family: MethodFamily,
+        budget: &mut Budget,
+        cfg: &MethodConfig,
+    ) -> Result<(), MoneyError> {
         let o = self.order();
         for cn in &o.credit_notes {
             if self.has_op(DocKind::CreditNote, &cn.credit_id, Purpose::RefundCredit) {
@@ -626,7 +939,9 @@ impl<'a> Cx<'_, 'a> {
                 continue;
             }
             if let Some(inv_id) = &cn.invoice_id
-                && o.invoices.iter().any(|i| &i.invoice_id == inv_id && i.captured)
+                && o.invoices
+                    .iter()
+                    .any(|i| &i.invoice_id == inv_id && i.captured)
                 && !self.invoice_ours(inv_id)
             {
                 self.problem(Severity::Error, &format!("foreign_capture:{}", cn.credit_id), &format!(
@@ -637,15 +952,28 @@ impl<'a> Cx<'_, 'a> {
             }
             if cn.amount.cmp_to(&budget.refundable)?.is_gt() {
                 let money_may_come = budget.in_progress
-                    || (matches!(family, MethodFamily::Prepayment | MethodFamily::InvoiceLegacy) && !p.received_in_full()?);
+                    || (matches!(
+                        family,
+                        MethodFamily::Prepayment | MethodFamily::InvoiceLegacy
+                    ) && !p.received_in_full()?);
                 if money_may_come {
-                    self.problem(Severity::Hint, &format!("refund_waits:{}", cn.credit_id), &format!(
-                        "credit note {} waits until the money it returns has arrived", cn.credit_id));
+                    self.problem(
+                        Severity::Hint,
+                        &format!("refund_waits:{}", cn.credit_id),
+                        &format!(
+                            "credit note {} waits until the money it returns has arrived",
+                            cn.credit_id
+                        ),
+                    );
                 } else {
-                    self.problem(Severity::Error, &format!("refund_exceeds:{}", cn.credit_id), &format!(
-                        "credit note {} ({}) exceeds the refundable amount ({})",
-                        cn.credit_id, cn.amount, budget.refundable
-                    ));
+                    self.problem(
+                        Severity::Error,
+                        &format!("refund_exceeds:{}", cn.credit_id),
+                        &format!(
+                            "credit note {} ({}) exceeds the refundable amount ({})",
+                            cn.credit_id, cn.amount, budget.refundable
+                        ),
+                    );
                 }
                 continue;
             }
@@ -655,8 +983,20 @@ impl<'a> Cx<'_, 'a> {
                 event_code: cfg.return_event.clone(),
                 document: cn.credit_id.clone(),
             };
-            let c = self.comment(&format!("credit note {} refunded: {}", cn.credit_id, cn.amount));
-            self.plan(DocKind::CreditNote, &cn.credit_id, Purpose::RefundCredit, Some(PspCall::Refund { amount: cn.amount, reason: RefundReason::Return }), vec![booking, c]);
+            let c = self.comment(&format!(
+                "credit note {} refunded: {}",
+                cn.credit_id, cn.amount
+            ));
+            self.plan(
+                DocKind::CreditNote,
+                &cn.credit_id,
+                Purpose::RefundCredit,
+                Some(PspCall::Refund {
+                    amount: cn.amount,
+                    reason: RefundReason::Return,
+                }),
+                vec![booking, c],
+            );
         }
         Ok(())
     }

@@ -48,5 +48,10 @@ pub trait Erp: Send + Sync {
     async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError>;
 
     /// Whether a write with this `op_ref` is visible in the ERP; `None` if the ERP cannot tell.
-    async fn was_applied(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<Option<bool>, ErpError>;
+    async fn was_applied(
+        &self,
+        order_id: &str,
+        write: &ErpWrite,
+        op_ref: &str,
+    ) -> Result<Option<bool>, ErpError>;
 }

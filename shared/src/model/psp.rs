@@ -219,7 +219,11 @@ impl PspPayment {
             reversed: zero,
             refunded: zero,
         };
-        for t in self.transactions.iter().filter(|t| t.status == TxStatus::Success) {
+        for t in self
+            .transactions
+            .iter()
+            .filter(|t| t.status == TxStatus::Success)
+        {
             match t.kind {
                 TxKind::Charge => p.charged = p.charged.checked_add(t.amount)?,
                 TxKind::CancelAuthorize => p.reversed = p.reversed.checked_add(t.amount)?,

@@ -42,17 +42,30 @@ pub enum PspOutcome {
 #[async_trait]
 pub trait Psp: Send + Sync {
     /// The payment as the PSP sees it now, with the method config's credentials.
-    async fn fetch(&self, account: &MethodConfig, payment_id: &str) -> Result<PspPayment, PspError>;
+    async fn fetch(&self, account: &MethodConfig, payment_id: &str)
+    -> Result<PspPayment, PspError>;
 
     /// Performs one call on the payment; `reference` is our operation's PSP reference and must
     /// travel with the request so a later fetch can find the transaction.
-    async fn execute(&self, account: &MethodConfig, payment: &PspPayment, call: &PspCall, reference: &str) -> PspOutcome;
+    async fn execute(
+        &self,
+        account: &MethodConfig,
+        payment: &PspPayment,
+        call: &PspCall,
+        reference: &str,
+    ) -> PspOutcome;
 
     /// Reconciliation after an unknown outcome: the transaction made for `call` that carries
     /// `reference`, if the PSP has one. The default looks at the references in the fetched
     /// view; a connector whose payment view lacks references (Unzer lists transactions without
     /// them) fetches the candidate transactions instead.
-    async fn find_transaction(&self, account: &MethodConfig, payment: &PspPayment, call: &PspCall, reference: &str) -> Result<Option<PspTransaction>, PspError> {
+    async fn find_transaction(
+        &self,
+        account: &MethodConfig,
+        payment: &PspPayment,
+        call: &PspCall,
+        reference: &str,
+    ) -> Result<Option<PspTransaction>, PspError> {
         let _ = (account, call);
         Ok(payment.find_by_reference(reference).cloned())
     }

@@ -63,7 +63,12 @@ pub trait Queue: Send + Sync {
     async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
 
     /// Makes the message visible again after `delay` (SQS ChangeMessageVisibility).
-    async fn retry_later(&self, receipt: &str, delay: Duration, now_ms: i64) -> Result<(), QueueError>;
+    async fn retry_later(
+        &self,
+        receipt: &str,
+        delay: Duration,
+        now_ms: i64,
+    ) -> Result<(), QueueError>;
 
     /// Messages not yet deleted (visible or in flight); for tests and the dashboard.
     async fn depth(&self) -> Result<usize, QueueError>;

@@ -116,7 +116,11 @@ impl<'s> Repo<'s> {
 
     // ---- orders ----
 
-    pub async fn order(&self, key: &OrderKey, now: DateTime<Utc>) -> Result<Option<OrderRecord>, StoreError> {
+    pub async fn order(
+        &self,
+        key: &OrderKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OrderRecord>, StoreError> {
         match self.store.get(&key.pk(), "ORDER", now.timestamp()).await? {
             None => Ok(None),
             Some(item) => {
@@ -128,7 +132,11 @@ impl<'s> Repo<'s> {
     }
 
     /// Inserts (version 0) or CAS-updates the order record; returns the new version.
-    pub async fn save_order(&self, rec: &OrderRecord, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn save_order(
+        &self,
+        rec: &OrderRecord,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let mut item = Item::new(rec.key.pk(), "ORDER", body(rec)?);
         if rec.open_errors().next().is_some() {
             item.gsi_pk = Some(format!("T#{}#PROBLEM", rec.key.tenant));
@@ -138,7 +146,10 @@ impl<'s> Repo<'s> {
             if self.store.insert(&item, now.timestamp()).await? {
                 Ok(1)
             } else {
-                Err(StoreError::Conflict { pk: item.pk, sk: item.sk })
+                Err(StoreError::Conflict {
+                    pk: item.pk,
+                    sk: item.sk,
+                })
             }
         } else {
             item.version = rec.version;
@@ -147,7 +158,12 @@ impl<'s> Repo<'s> {
     }
 
     /// Orders with open errors, oldest first.
-    pub async fn problem_orders(&self, tenant: &str, limit: usize, now: DateTime<Utc>) -> Result<Vec<OrderRecord>, StoreError> {
+    pub async fn problem_orders(
+        &self,
+        tenant: &str,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
         let items = self
             .store
             .query_index(&format!("T#{tenant}#PROBLEM"), None, limit, now.timestamp())
@@ -164,16 +180,35 @@ impl<'s> Repo<'s> {
 
     // ---- payment index ----
 
-    pub async fn link_payment(&self, tenant: &str, payment_id: &str, key: &OrderKey, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let item = Item::new(format!("T#{tenant}#PAY#{payment_id}"), "ORDER", serde_json::json!({ "order_pk": key.pk() }));
+    pub async fn link_payment(
+        &self,
+        tenant: &str,
+        payment_id: &str,
+        key: &OrderKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let item = Item::new(
+            format!("T#{tenant}#PAY#{payment_id}"),
+            "ORDER",
+            serde_json::json!({ "order_pk": key.pk() }),
+        );
         self.store.insert(&item, now.timestamp()).await?;
         Ok(())
     }
 
-    pub async fn order_for_payment(&self, tenant: &str, payment_id: &str, now: DateTime<Utc>) -> Result<Option<OrderKey>, StoreError> {
+    pub async fn order_for_payment(
+        &self,
+        tenant: &str,
+        payment_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OrderKey>, StoreError> {
         let Some(item) = self
             .store
-            .get(&format!("T#{tenant}#PAY#{payment_id}"), "ORDER", now.timestamp())
+            .get(
+                &format!("T#{tenant}#PAY#{payment_id}"),
+                "ORDER",
+                now.timestamp(),
+            )
             .await?
         else {
             return Ok(None);
@@ -203,11 +238,22 @@ impl<'s> Repo<'s> {
 
     /// Conditional insert of a planned operation: false if it exists already.
     pub async fn insert_op(&self, op: &Operation, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.store.insert(&Self::op_item(op)?, now.timestamp()).await
+        self.store
+            .insert(&Self::op_item(op)?, now.timestamp())
+            .await
     }
 
-    pub async fn op(&self, key: &OrderKey, op_id: &str, now: DateTime<Utc>) -> Result<Option<Operation>, StoreError> {
-        match self.store.get(&key.pk(), &format!("OP#{op_id}"), now.timestamp()).await? {
+    pub async fn op(
+        &self,
+        key: &OrderKey,
+        op_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Operation>, StoreError> {
+        match self
+            .store
+            .get(&key.pk(), &format!("OP#{op_id}"), now.timestamp())
+            .await?
+        {
             None => Ok(None),
             Some(item) => {
                 let mut op: Operation = parse(&item)?;
@@ -223,7 +269,11 @@ impl<'s> Repo<'s> {
         Ok(())
     }
 
-    pub async fn ops(&self, key: &OrderKey, now: DateTime<Utc>) -> Result<Vec<Operation>, StoreError> {
+    pub async fn ops(
+        &self,
+        key: &OrderKey,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Operation>, StoreError> {
         let items = self.store.query(&key.pk(), "OP#", now.timestamp()).await?;
         items
             .iter()
@@ -237,11 +287,21 @@ impl<'s> Repo<'s> {
 
     /// Unfinished operations due by `now` (the outbox sweep: planned but never enqueued, or
     /// whose job was lost).
-    pub async fn due_ops(&self, tenant: &str, now: DateTime<Utc>, limit: usize) -> Result<Vec<(OrderKey, String)>, StoreError> {
+    pub async fn due_ops(
+        &self,
+        tenant: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(OrderKey, String)>, StoreError> {
         let max = format!("{}#\u{10FFFF}", ts(now));
         let items = self
             .store
-            .query_index(&format!("T#{tenant}#OPEN"), Some(&max), limit, now.timestamp())
+            .query_index(
+                &format!("T#{tenant}#OPEN"),
+                Some(&max),
+                limit,
+                now.timestamp(),
+            )
             .await?;
         Ok(items
             .iter()
@@ -254,7 +314,12 @@ impl<'s> Repo<'s> {
 
     // ---- history ----
 
-    pub async fn add_history(&self, key: &OrderKey, entry: &HistoryEntry, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn add_history(
+        &self,
+        key: &OrderKey,
+        entry: &HistoryEntry,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let b = body(entry)?;
         let digest = hex::encode(&Sha256::digest(b.to_string().as_bytes())[..6]);
         let item = Item::new(key.pk(), format!("H#{}#{digest}", ts(entry.at)), b);
@@ -262,7 +327,11 @@ impl<'s> Repo<'s> {
         Ok(())
     }
 
-    pub async fn history(&self, key: &OrderKey, now: DateTime<Utc>) -> Result<Vec<HistoryEntry>, StoreError> {
+    pub async fn history(
+        &self,
+        key: &OrderKey,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let items = self.store.query(&key.pk(), "H#", now.timestamp()).await?;
         items.iter().map(parse).collect()
     }
@@ -270,7 +339,11 @@ impl<'s> Repo<'s> {
     // ---- events ----
 
     /// Stores a verified event; false if the same event was stored before (a repeat).
-    pub async fn insert_event(&self, ev: &EventRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub async fn insert_event(
+        &self,
+        ev: &EventRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut item = Item::new(ev.pk(), "EVENT", body(ev)?);
         item.expires_at = Some(now.timestamp() + EVENT_TTL_DAYS * 86_400);
         if !ev.applied {
@@ -280,7 +353,11 @@ impl<'s> Repo<'s> {
         self.store.insert(&item, now.timestamp()).await
     }
 
-    pub async fn event(&self, pk: &str, now: DateTime<Utc>) -> Result<Option<EventRecord>, StoreError> {
+    pub async fn event(
+        &self,
+        pk: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EventRecord>, StoreError> {
         match self.store.get(pk, "EVENT", now.timestamp()).await? {
             None => Ok(None),
             Some(item) => {
@@ -291,7 +368,11 @@ impl<'s> Repo<'s> {
         }
     }
 
-    pub async fn mark_event_applied(&self, ev: &EventRecord, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn mark_event_applied(
+        &self,
+        ev: &EventRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut applied = ev.clone();
         applied.applied = true;
         let mut item = Item::new(ev.pk(), "EVENT", body(&applied)?);
@@ -302,7 +383,12 @@ impl<'s> Repo<'s> {
     }
 
     /// Stored events not applied yet (early events, or events whose job was lost).
-    pub async fn unapplied_events(&self, tenant: &str, limit: usize, now: DateTime<Utc>) -> Result<Vec<EventRecord>, StoreError> {
+    pub async fn unapplied_events(
+        &self,
+        tenant: &str,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
         let items = self
             .store
             .query_index(&format!("T#{tenant}#EVENTS"), None, limit, now.timestamp())
@@ -320,14 +406,29 @@ impl<'s> Repo<'s> {
     // ---- poller lease and watermark ----
 
     /// Takes or renews the poller lease of a connection; false if another holder has it.
-    pub async fn acquire_lease(&self, tenant: &str, conn: &str, holder: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool, StoreError> {
+    pub async fn acquire_lease(
+        &self,
+        tenant: &str,
+        conn: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<bool, StoreError> {
         let pk = format!("T#{tenant}#C#{conn}");
         let until = now + ttl;
         let new_body = serde_json::json!({ "holder": holder, "until": ts(until) });
         match self.store.get(&pk, "LEASE", now.timestamp()).await? {
-            None => self.store.insert(&Item::new(pk, "LEASE", new_body), now.timestamp()).await,
+            None => {
+                self.store
+                    .insert(&Item::new(pk, "LEASE", new_body), now.timestamp())
+                    .await
+            }
             Some(item) => {
-                let held_by = item.body.get("holder").and_then(|v| v.as_str()).unwrap_or_default();
+                let held_by = item
+                    .body
+                    .get("holder")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
                 let held_until = item
                     .body
                     .get("until")
@@ -348,7 +449,13 @@ impl<'s> Repo<'s> {
         }
     }
 
-    pub async fn release_lease(&self, tenant: &str, conn: &str, holder: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn release_lease(
+        &self,
+        tenant: &str,
+        conn: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let pk = format!("T#{tenant}#C#{conn}");
         if let Some(item) = self.store.get(&pk, "LEASE", now.timestamp()).await?
             && item.body.get("holder").and_then(|v| v.as_str()) == Some(holder)
@@ -362,7 +469,13 @@ impl<'s> Repo<'s> {
         Ok(())
     }
 
-    pub async fn watermark(&self, tenant: &str, conn: &str, kind: &str, now: DateTime<Utc>) -> Result<Option<(String, u64)>, StoreError> {
+    pub async fn watermark(
+        &self,
+        tenant: &str,
+        conn: &str,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, u64)>, StoreError> {
         let pk = format!("T#{tenant}#C#{conn}");
         Ok(self
             .store
@@ -372,11 +485,26 @@ impl<'s> Repo<'s> {
     }
 
     /// Advances the watermark; `version` is what [`Repo::watermark`] returned (0 = none yet).
-    pub async fn set_watermark(&self, tenant: &str, conn: &str, kind: &str, value: &str, version: u64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut item = Item::new(format!("T#{tenant}#C#{conn}"), format!("WATERMARK#{kind}"), serde_json::json!({ "value": value }));
+    pub async fn set_watermark(
+        &self,
+        tenant: &str,
+        conn: &str,
+        kind: &str,
+        value: &str,
+        version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut item = Item::new(
+            format!("T#{tenant}#C#{conn}"),
+            format!("WATERMARK#{kind}"),
+            serde_json::json!({ "value": value }),
+        );
         if version == 0 {
             if !self.store.insert(&item, now.timestamp()).await? {
-                return Err(StoreError::Conflict { pk: item.pk, sk: item.sk });
+                return Err(StoreError::Conflict {
+                    pk: item.pk,
+                    sk: item.sk,
+                });
             }
         } else {
             item.version = version;

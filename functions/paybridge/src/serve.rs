@@ -1,0 +1,255 @@
+//! `paybridge serve`: builds the [`App`] once (SQLite store and queue on one file, the
+//! connectors from [`crate::startup`]) and runs three things concurrently until Ctrl-C or SIGTERM:
+//!
+//! - the poller: [`App::poll_cycle`] at once and then every `server.poll_interval_secs`;
+//! - the worker: [`App::work_once`] in a loop, pausing briefly when the queue is empty;
+//! - the HTTP listener on `server.listen` ([`crate::http::router`]).
+//!
+//! On a signal every part finishes what it is doing (a poll cycle, a batch of jobs, in-flight
+//! requests) and stops; after [`SHUTDOWN_GRACE`] the process exits anyway. Nothing is lost by
+//! that: the ledger marks in-flight steps and the queue redelivers unacknowledged jobs.
+
+use crate::cli::ServeArgs;
+use crate::http;
+use crate::startup::{self, Prepared, StartError};
+use chrono::Utc;
+use paybridge_core::app::{App, Settings};
+use paybridge_core::notify::LogNotifier;
+use paybridge_core::queue::sqlite::SqliteQueue;
+use paybridge_core::store::sqlite::SqliteStore;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Jobs received per worker round.
+const BATCH: usize = 10;
+/// Pause of the worker when the queue had nothing visible.
+const IDLE: Duration = Duration::from_millis(200);
+/// Pause of the worker after a queue error.
+const QUEUE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// How long a stopping process waits for its parts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Receives per message before the embedded queue dead-letters it. Well above
+/// `Settings::max_attempts`, so the app gives up on an operation (and flags it for a human)
+/// before the queue would silently park it.
+const MAX_RECEIVES: u32 = 50;
+
+/// Why `paybridge serve` ended with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The listener failed after the start (the error is in the message, not a source, so it
+    /// is printed once).
+    #[error("the HTTP listener failed: {0}")]
+    Http(String),
+}
+
+impl ServeError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Start(e) => e.exit_code(),
+            ServeError::Http(_) => 1,
+        }
+    }
+}
+
+/// Entry point of `paybridge serve`.
+pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let prepared = startup::prepare(&args.config)?;
+    if args.no_check {
+        tracing::info!("start-up reachability check skipped (--no-check)");
+    } else {
+        startup::check_reachable(&prepared.targets).await?;
+    }
+    let database = match &args.database {
+        Some(p) => p.clone(),
+        None => prepared.resolve(&prepared.config.server.database),
+    };
+    let listen = prepared.config.server.listen;
+    let poll_every = Duration::from_secs(prepared.config.server.poll_interval_secs);
+    let app = Arc::new(build_app(prepared, &database)?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| StartError::Listen {
+            addr: listen.to_string(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(
+        tenant = %app.config.tenant.id,
+        listen = %listen,
+        database = %database.display(),
+        poll_interval_secs = poll_every.as_secs(),
+        "paybridge serving"
+    );
+    run(app, listener, poll_every).await
+}
+
+/// The app over a SQLite store and queue sharing the file at `database`.
+pub fn build_app(prepared: Prepared, database: &Path) -> Result<App, StartError> {
+    let db_error = |reason: String| StartError::Database {
+        path: database.display().to_string(),
+        reason,
+    };
+    let store = SqliteStore::open(database).map_err(|e| db_error(e.to_string()))?;
+    let queue = SqliteQueue::open(database, MAX_RECEIVES).map_err(|e| db_error(e.to_string()))?;
+    Ok(App {
+        config: prepared.config,
+        store: Arc::new(store),
+        queue: Arc::new(queue),
+        erps: prepared.erps,
+        psp: prepared.psp,
+        notifier: Arc::new(LogNotifier),
+        settings: Settings::default(),
+        holder: format!("paybridge-serve-{}", std::process::id()),
+    })
+}
+
+/// Runs poller, worker and listener until a signal (or until one of them ends, which stops the
+/// others too).
+async fn run(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    poll_every: Duration,
+) -> Result<(), ServeError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = &stop_tx;
+    let server = async {
+        let r = axum::serve(listener, http::router(Arc::clone(&app)))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .await;
+        stop.send_replace(true);
+        r
+    };
+    let poller = async {
+        poll_loop(&app, poll_every, stop_rx.clone()).await;
+        stop.send_replace(true);
+    };
+    let worker = async {
+        work_loop(&app, stop_rx.clone()).await;
+        stop.send_replace(true);
+    };
+    let signal = async {
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("shutdown requested: finishing the current work"),
+            () = stopped(stop_rx.clone()) => {}
+        }
+        stop.send_replace(true);
+    };
+    let all = async { tokio::join!(server, poller, worker, signal).0 };
+    let grace = async {
+        stopped(stop_rx.clone()).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = all => {
+            r.map_err(|e| ServeError::Http(e.to_string()))?;
+            tracing::info!("paybridge stopped");
+            Ok(())
+        }
+        () = grace => {
+            tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "not everything stopped in time; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn poll_loop(app: &App, every: Duration, stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_quiet_hours = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stopped(stop.clone()) => return,
+        }
+        let now = Utc::now();
+        match app.quiet_until(now) {
+            Some(until) if !in_quiet_hours => {
+                tracing::info!(until = %until, "quiet hours: the ERP is left alone until then");
+                in_quiet_hours = true;
+            }
+            None if in_quiet_hours => {
+                tracing::info!("quiet hours over");
+                in_quiet_hours = false;
+            }
+            _ => {}
+        }
+        match app.poll_cycle(now).await {
+            Ok(r) if r.orders_seen + r.ops_planned + r.swept_ops + r.swept_events > 0 => {
+                tracing::info!(
+                    orders_seen = r.orders_seen,
+                    ops_planned = r.ops_planned,
+                    swept_ops = r.swept_ops,
+                    swept_events = r.swept_events,
+                    "poll cycle"
+                )
+            }
+            Ok(r) => tracing::debug!(
+                held_quiet_hours = r.held_quiet_hours,
+                held_lease = r.held_lease,
+                "poll cycle: nothing new"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "poll cycle failed; next try at the next interval")
+            }
+        }
+    }
+}
+
+async fn work_loop(app: &App, stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let pause = match app.work_once(BATCH, Utc::now()).await {
+            Ok(0) => IDLE,
+            Ok(n) => {
+                tracing::debug!(jobs = n, "worker: jobs handled");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "worker: queue failed");
+                QUEUE_ERROR_PAUSE
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = stopped(stop.clone()) => return,
+        }
+    }
+}
