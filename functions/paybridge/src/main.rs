@@ -14,11 +14,7 @@
 //! Exit codes: 0 ok, 1 runtime failure (store cannot be opened, address in use, …), 2 unusable
 //! configuration or arguments, 3 a configured remote system is unreachable at start.
 
-mod cli;
-mod connectors;
-mod http;
-mod serve;
-mod startup;
+use paybridge::{cli, serve, startup};
 
 use clap::Parser;
 use std::io::IsTerminal;

@@ -70,3 +70,56 @@ pub trait Psp: Send + Sync {
         Ok(payment.find_by_reference(reference).cloned())
     }
 }
+
+/// Chooses the connector by each method config's `psp` kind, so one process can serve Unzer
+/// configs and (for trials) memory configs side by side.
+#[derive(Clone, Default)]
+pub struct PspRouter {
+    pub unzer: Option<std::sync::Arc<dyn Psp>>,
+    pub memory: Option<std::sync::Arc<dyn Psp>>,
+}
+
+impl PspRouter {
+    fn pick(&self, account: &MethodConfig) -> Result<&dyn Psp, PspError> {
+        let p = match account.psp {
+            crate::config::PspKind::Unzer => self.unzer.as_deref(),
+            crate::config::PspKind::Memory => self.memory.as_deref(),
+        };
+        p.ok_or_else(|| PspError::Auth(format!("no {:?} connector configured", account.psp)))
+    }
+}
+
+#[async_trait]
+impl Psp for PspRouter {
+    async fn fetch(&self, account: &MethodConfig, payment_id: &str) -> Result<PspPayment, PspError> {
+        self.pick(account)?.fetch(account, payment_id).await
+    }
+
+    async fn execute(
+        &self,
+        account: &MethodConfig,
+        payment: &PspPayment,
+        call: &PspCall,
+        reference: &str,
+    ) -> PspOutcome {
+        match self.pick(account) {
+            Ok(p) => p.execute(account, payment, call, reference).await,
+            Err(e) => PspOutcome::Declined {
+                code: "config".into(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    async fn find_transaction(
+        &self,
+        account: &MethodConfig,
+        payment: &PspPayment,
+        call: &PspCall,
+        reference: &str,
+    ) -> Result<Option<PspTransaction>, PspError> {
+        self.pick(account)?
+            .find_transaction(account, payment, call, reference)
+            .await
+    }
+}
