@@ -1,1 +1,0 @@
-//! pixi* SOAP 1.1 ERP connector.

@@ -1,0 +1,803 @@
+//! The pixi connector against the pixi SOAP simulator: work lists and cursor, batch reads mapped
+//! to the cent, every write as it lands in pixi's state, error mapping (SOAP fault, ERROR return
+//! codes, 503, refused connections, bad credentials), unknown outcomes resolved by read-back
+//! without double booking, call counts of batch reads, and XML escaping of hostile text.
+
+use paybridge_core::config::{Config, Secret};
+use paybridge_core::erp::pixi::{PixiErp, PixiTimeouts, soap};
+use paybridge_core::erp::{Erp, ErpError};
+use paybridge_core::ledger::{ErpWrite, psp_reference};
+use paybridge_core::model::{
+    BankDetails, CreditNote, ErpOrder, Invoice, LineStatus, OrderLine, OrderStatus,
+};
+use paybridge_core::money::{Currency, Money};
+use paybridge_testkit::pixi_sim::{BookingSource, NewOrder, PixiSim, SimFault};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+use std::time::Duration;
+
+fn erp(sim: &PixiSim, codes: &[&str]) -> PixiErp {
+    PixiErp::new(
+        &sim.url(),
+        &sim.user(),
+        Secret::new(sim.password()),
+        codes.iter().map(|c| c.to_string()).collect(),
+        PixiTimeouts {
+            connect: Duration::from_secs(2),
+            request: Duration::from_millis(800),
+        },
+    )
+    .expect("connector")
+}
+
+fn eur(s: &str) -> Money {
+    Money::parse(s, Currency::EUR).expect("amount")
+}
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).expect("decimal")
+}
+
+fn line_keys(sim: &PixiSim, nr: i64) -> Vec<i64> {
+    sim.order(nr)
+        .expect("order")
+        .lines
+        .iter()
+        .map(|l| l.key)
+        .collect()
+}
+
+fn tag(op: &str) -> String {
+    format!("[{}]", psp_reference(op))
+}
+
+#[tokio::test]
+async fn changes_finds_work_lists_and_changed_orders_and_advances_the_cursor() {
+    let sim = PixiSim::start().await;
+    let to_authorize = sim.add_order(NewOrder::new(1, "U").line(1, "10.00").pay_id("s-pay-1"));
+    let to_capture = sim.add_order(NewOrder::new(2, "U").line(1, "20.00").open());
+    sim.ship_lines(to_capture, &[]);
+    let other_code = sim.add_order(NewOrder::new(3, "X").line(1, "30.00").open());
+    let changed = sim.add_order(NewOrder::new(4, "u").line(1, "40.00").open());
+    let pixi = erp(&sim, &["U"]);
+
+    let first = pixi.changes(None).await.expect("changes");
+    assert!(
+        first.order_ids.contains(&to_authorize.to_string()),
+        "{first:?}"
+    );
+    assert!(
+        first.order_ids.contains(&to_capture.to_string()),
+        "{first:?}"
+    );
+    assert!(
+        first.order_ids.contains(&changed.to_string()),
+        "payment codes compare like pixi's char columns: {first:?}"
+    );
+    assert!(
+        !first.order_ids.contains(&other_code.to_string()),
+        "orders of other payment codes stay out: {first:?}"
+    );
+    assert_eq!(
+        first.order_ids.iter().filter(|i| *i == "1").count(),
+        1,
+        "no duplicates"
+    );
+    assert!(!first.watermark.is_empty());
+    for call in [
+        "pixiPayGetOrdersToAuthorize",
+        "pixiPayGetInvoicesToCapture",
+        "pixiGetChangedOrders",
+    ] {
+        assert_eq!(sim.calls(call), 1, "{call}");
+    }
+    let req = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.call == "pixiPayGetInvoicesToCapture")
+        .expect("logged");
+    assert_eq!(req.param("PaymentCode"), Some("U"));
+    assert_eq!(req.param("FromInvoiceId"), Some("0"));
+    assert!(
+        req.soap_action
+            .as_deref()
+            .is_some_and(|a| a.ends_with("pixiPayGetInvoicesToCapture"))
+    );
+
+    // Nothing changed since: only the standing work lists come back.
+    let second = pixi.changes(Some(&first.watermark)).await.expect("changes");
+    assert_eq!(second.order_ids, vec!["1".to_string(), "2".to_string()]);
+    assert!(
+        second.watermark >= first.watermark,
+        "{} < {}",
+        second.watermark,
+        first.watermark
+    );
+    let dt = sim
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.call == "pixiGetChangedOrders")
+        .expect("logged");
+    assert_eq!(dt.param("DateTimeFrom"), Some(first.watermark.as_str()));
+
+    // A change after the cursor is found once, then the cursor moves past it.
+    sim.edit_order(changed, |o| o.ship_cost = dec("1.00"));
+    let third = pixi
+        .changes(Some(&second.watermark))
+        .await
+        .expect("changes");
+    assert!(third.order_ids.contains(&changed.to_string()), "{third:?}");
+    assert!(third.watermark > second.watermark);
+    let fourth = pixi.changes(Some(&third.watermark)).await.expect("changes");
+    assert!(
+        !fourth.order_ids.contains(&changed.to_string()),
+        "{fourth:?}"
+    );
+
+    // Authorized and captured: the work lists empty out.
+    sim.edit_order(to_authorize, |o| o.authorized = true);
+    sim.set_invoice_paid("RE000001", true);
+    let fifth = pixi
+        .changes(Some(&fourth.watermark))
+        .await
+        .expect("changes");
+    let sixth = pixi.changes(Some(&fifth.watermark)).await.expect("changes");
+    assert!(sixth.order_ids.is_empty(), "{sixth:?}");
+}
+
+#[tokio::test]
+async fn capture_list_is_paged_with_from_invoice_id() {
+    let sim = PixiSim::start().await;
+    for nr in 1..=5 {
+        sim.add_order(NewOrder::new(nr, "U").line(1, "1.00").open());
+        sim.ship_lines(nr, &[]);
+    }
+    let pixi = erp(&sim, &["U"]).with_list_rows(2);
+    let c = pixi
+        .changes(Some("2999-01-01 00:00:00"))
+        .await
+        .expect("changes");
+    assert_eq!(c.order_ids, ["1", "2", "3", "4", "5"]);
+    assert_eq!(sim.calls("pixiPayGetInvoicesToCapture"), 3);
+}
+
+#[tokio::test]
+async fn orders_maps_every_field_to_the_cent() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(
+        NewOrder::new(100, "U")
+            .pay_id("s-pay-100")
+            .currency("CHF")
+            .external("SHOP-100")
+            .shop("ABC")
+            .ship_cost("4.95")
+            .line(2, "19.99")
+            .line(1, "5.00")
+            .line(3, "0.10")
+            .line(1, "7.50")
+            .open(),
+    );
+    let k = line_keys(&sim, nr);
+    let invoice = sim.ship_lines(nr, &[k[0]]);
+    sim.cancel_lines(nr, &[k[1]]);
+    sim.set_line_status(nr, &[k[2]], "NLB");
+    sim.edit_order(nr, |o| o.shipping_lock = true);
+    let credit = sim.create_credit_note(nr, "10.00");
+    let held = sim.add_order(NewOrder::new(101, "U").line(1, "12.34").pay_id("s-pay-101"));
+
+    let pixi = erp(&sim, &["U"]);
+    let got = pixi
+        .orders(&["100".into(), "101".into(), "404".into()])
+        .await
+        .expect("orders");
+    let chf = Currency::from_code("CHF").expect("CHF");
+    let m = |s: &str| Money::parse(s, chf).expect("amount");
+    let expected = ErpOrder {
+        order_id: "100".into(),
+        mandant: "ABC".into(),
+        shop_order_no: "SHOP-100".into(),
+        psp_payment_id: Some("s-pay-100".into()),
+        payment_method: "U".into(),
+        status: OrderStatus::Open,
+        // 2 × 19.99 + 7.50 + 4.95 shipping; cancelled and undeliverable lines are not invoiced.
+        total: m("52.43"),
+        lines: vec![
+            OrderLine {
+                line_id: k[0].to_string(),
+                status: LineStatus::Shipped,
+                amount: m("39.98"),
+            },
+            OrderLine {
+                line_id: k[1].to_string(),
+                status: LineStatus::Cancelled,
+                amount: m("5.00"),
+            },
+            OrderLine {
+                line_id: k[2].to_string(),
+                status: LineStatus::NotDeliverable,
+                amount: m("0.30"),
+            },
+            OrderLine {
+                line_id: k[3].to_string(),
+                status: LineStatus::Open,
+                amount: m("7.50"),
+            },
+        ],
+        shipping_lock: true,
+        invoices: vec![Invoice {
+            invoice_id: invoice,
+            amount: m("44.93"),
+            captured: false,
+        }],
+        credit_notes: vec![CreditNote {
+            credit_id: credit,
+            invoice_id: None,
+            amount: m("10.00"),
+            settled: false,
+        }],
+    };
+    assert_eq!(got.len(), 2, "unknown ids are left out");
+    assert_eq!(got[0], expected);
+    let h = &got[1];
+    assert_eq!(h.order_id, held.to_string());
+    assert_eq!(h.status, OrderStatus::Hold);
+    assert_eq!(h.total, eur("12.34"));
+    assert!(h.lines.iter().all(|l| l.status == LineStatus::Open));
+    assert!(!h.shipping_lock && h.invoices.is_empty() && h.credit_notes.is_empty());
+
+    // A fully shipped order is CLOSED and a paid invoice is captured.
+    let inv = sim.ship_lines(held, &[]);
+    sim.set_invoice_paid(&inv, true);
+    let closed = pixi.orders(&[held.to_string()]).await.expect("orders");
+    assert_eq!(closed[0].status, OrderStatus::Closed);
+    assert!(closed[0].invoices[0].captured);
+}
+
+#[tokio::test]
+async fn batch_reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() {
+    let sim = PixiSim::start().await;
+    for nr in 1..=10 {
+        sim.add_order(NewOrder::new(nr, "U").line(1, "9.99").open());
+    }
+    let pixi = erp(&sim, &["U"]);
+    let ids: Vec<String> = (1..=6)
+        .map(|n| n.to_string())
+        .chain(["999".into(), "not-a-number".into()])
+        .collect();
+    sim.clear_log();
+    let got = pixi.orders(&ids).await.expect("orders");
+    assert_eq!(got.len(), 6);
+    // 4 calls per order (header, lines, totals, invoices), 1 for an id pixi does not know, none
+    // for an id that cannot be a pixi order number.
+    assert_eq!(
+        sim.request_count(),
+        4 * 6 + 1,
+        "{:?}",
+        sim.requests().iter().map(|r| &r.call).collect::<Vec<_>>()
+    );
+    assert_eq!(sim.calls("pixiGetOrderHeader"), 7);
+    for call in ["pixiGetOrderline", "pixiGetOrderTotals", "pixiGetInvoice"] {
+        assert_eq!(sim.calls(call), 6, "{call}");
+    }
+
+    // A poll after the cursor reads only what changed.
+    let wm = pixi.changes(None).await.expect("changes").watermark;
+    sim.edit_order(3, |o| o.ship_cost = dec("2.00"));
+    sim.edit_order(7, |o| o.ship_cost = dec("2.00"));
+    sim.clear_log();
+    let c = pixi.changes(Some(&wm)).await.expect("changes");
+    assert_eq!(c.order_ids, ["3", "7"]);
+    let read = pixi.orders(&c.order_ids).await.expect("orders");
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[0].total, eur("11.99"));
+    assert_eq!(
+        sim.request_count(),
+        3 + 4 * 2,
+        "3 list calls for one payment code + 4 per changed order"
+    );
+}
+
+#[tokio::test]
+async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(
+        NewOrder::new(200, "U")
+            .pay_id("s-pay-200")
+            .line(1, "50.00")
+            .ship_cost("5.00"),
+    );
+    let id = nr.to_string();
+    let pixi = erp(&sim, &["U"]);
+
+    // Release: authorization status + release of the HAL lines.
+    let op = "acme/main/200/order:200/release";
+    assert_eq!(
+        pixi.was_applied(&id, &ErpWrite::Release, op).await,
+        Ok(Some(false))
+    );
+    pixi.apply(&id, &ErpWrite::Release, op)
+        .await
+        .expect("release");
+    let o = sim.order(nr).expect("order");
+    assert_eq!(o.status, "OPEN");
+    assert!(o.lines.iter().all(|l| l.status == "ANG"));
+    assert!(o.authorized);
+    assert_eq!(o.ccp_pay_id.as_deref(), Some("s-pay-200"));
+    assert!(o.ccp_log.iter().any(|m| m.contains(&tag(op))));
+    let auth = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.call == "pixiPaySetAuthorizationStatus")
+        .expect("logged");
+    assert_eq!(
+        (auth.param("Success"), auth.param("AuthID")),
+        (Some("1"), Some("s-pay-200"))
+    );
+    assert_eq!(
+        pixi.was_applied(&id, &ErpWrite::Release, op).await,
+        Ok(Some(true))
+    );
+
+    // Shipping lock on the order (never the customer-level lock).
+    let op = "acme/main/200/order:200/release_prepayment";
+    pixi.apply(&id, &ErpWrite::SetShippingLock, op)
+        .await
+        .expect("lock");
+    let o = sim.order(nr).expect("order");
+    assert!(o.shipping_lock);
+    assert!(o.lock_reasons.last().is_some_and(|r| r.contains(&tag(op))));
+    assert_eq!(sim.calls("pixiSetShippingLock"), 0);
+    assert_eq!(
+        pixi.was_applied(&id, &ErpWrite::SetShippingLock, op).await,
+        Ok(Some(true))
+    );
+    assert_eq!(
+        pixi.was_applied(&id, &ErpWrite::ClearShippingLock, op)
+            .await,
+        Ok(Some(false))
+    );
+
+    // Prepayment transfer data into the customer-service (billing address bank) fields.
+    let details = BankDetails {
+        holder: "Unzer E-Com GmbH".into(),
+        iban: "DE89370400440532013000".into(),
+        bic: "COBADEFFXXX".into(),
+        descriptor: "4711.1234.5678".into(),
+    };
+    let w = ErpWrite::TransferDetails {
+        details: details.clone(),
+    };
+    assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(false)));
+    pixi.apply(&id, &w, op).await.expect("transfer details");
+    let bank = sim.transfer_fields(nr).expect("address");
+    assert_eq!(bank.holder.as_deref(), Some("Unzer E-Com GmbH"));
+    assert_eq!(bank.iban.as_deref(), Some("DE89370400440532013000"));
+    assert_eq!(bank.bic.as_deref(), Some("COBADEFFXXX"));
+    assert_eq!(bank.bank_name.as_deref(), Some("4711.1234.5678"));
+    assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(true)));
+
+    let op = "acme/main/200/order:200/clear_lock";
+    pixi.apply(&id, &ErpWrite::ClearShippingLock, op)
+        .await
+        .expect("unlock");
+    assert!(!sim.order(nr).expect("order").shipping_lock);
+    assert_eq!(
+        pixi.was_applied(&id, &ErpWrite::ClearShippingLock, op)
+            .await,
+        Ok(Some(true))
+    );
+
+    // Capture mark with the invoice booking event: one call that also books.
+    let invoice = sim.ship_lines(nr, &[]);
+    let op = format!("acme/main/200/invoice:{invoice}/capture_invoice");
+    let w = ErpWrite::MarkInvoiceCaptured {
+        invoice_id: invoice.clone(),
+        event_code: "ZE".into(),
+        amount: eur("55.00"),
+    };
+    assert_eq!(pixi.was_applied(&id, &w, &op).await, Ok(Some(false)));
+    pixi.apply(&id, &w, &op).await.expect("capture mark");
+    let inv = sim.invoice(&invoice).expect("invoice");
+    assert!(inv.paid);
+    assert_eq!(inv.paid_amount, dec("55.00"));
+    assert_eq!(inv.pay_id.as_deref(), Some(psp_reference(&op).as_str()));
+    let b = sim.bookings_for_order(nr);
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        (b[0].event_id.as_str(), b[0].amount, b[0].source),
+        ("ZE", dec("55.00"), BookingSource::Capture)
+    );
+    assert_eq!(b[0].invoice_nr.as_deref(), Some(invoice.as_str()));
+    assert_eq!(
+        sim.calls("pixiCACreateManualBooking"),
+        0,
+        "the capture call books itself"
+    );
+    assert_eq!(pixi.was_applied(&id, &w, &op).await, Ok(Some(true)));
+
+    // Refund booking for a credit note: a manual booking with the return event, negative.
+    let credit = sim.create_credit_note(nr, "20.00");
+    let op = format!("acme/main/200/credit_note:{credit}/refund_credit");
+    let w = ErpWrite::ManualBooking {
+        amount: eur("-20.00"),
+        event_code: "RE".into(),
+        document: credit.clone(),
+    };
+    assert_eq!(pixi.was_applied(&id, &w, &op).await, Ok(Some(false)));
+    pixi.apply(&id, &w, &op).await.expect("booking");
+    let b = sim.bookings_for_order(nr);
+    assert_eq!(b.len(), 2);
+    let refund = &b[1];
+    assert_eq!(
+        (refund.event_id.as_str(), refund.amount, refund.source),
+        ("RE", dec("-20.00"), BookingSource::Manual)
+    );
+    assert_eq!(refund.invoice_nr.as_deref(), Some(credit.as_str()));
+    assert!(refund.reference.contains(&tag(&op)));
+    assert_eq!(pixi.was_applied(&id, &w, &op).await, Ok(Some(true)));
+    assert_eq!(
+        pixi.was_applied(&id, &w, "another operation").await,
+        Ok(Some(false))
+    );
+
+    // Order comment, tagged for read-back.
+    let op = "acme/main/200/order:200/problem";
+    let w = ErpWrite::Comment {
+        text: "paybridge 2025-01-01 10:00 UTC: released".into(),
+    };
+    assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(false)));
+    pixi.apply(&id, &w, op).await.expect("comment");
+    assert_eq!(
+        sim.comments(nr),
+        vec![format!(
+            "{} paybridge 2025-01-01 10:00 UTC: released",
+            tag(op)
+        )]
+    );
+    assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(true)));
+}
+
+#[tokio::test]
+async fn refusals_are_refused_with_pixis_message() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(300, "U").line(1, "10.00"));
+    let id = nr.to_string();
+    let pixi = erp(&sim, &["U"]);
+
+    sim.fail_next(SimFault::SoapFault("boom: deadlock victim".into()), 1);
+    match pixi.apply(&id, &ErpWrite::SetShippingLock, "op").await {
+        Err(ErpError::Refused(m)) => assert!(m.contains("boom: deadlock victim"), "{m}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert!(
+        !sim.order(nr).expect("order").shipping_lock,
+        "a fault applies nothing"
+    );
+
+    // ReturnCode ERROR + ErrorMessage.
+    match pixi.apply("999", &ErpWrite::SetShippingLock, "op").await {
+        Err(ErpError::Refused(m)) => assert!(m.contains("Order 999 does not exist"), "{m}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    // SqlMessage + SqlResultCode ≠ 0.
+    let w = ErpWrite::MarkInvoiceCaptured {
+        invoice_id: "RE999999".into(),
+        event_code: "ZE".into(),
+        amount: eur("1.00"),
+    };
+    match pixi.apply(&id, &w, "op").await {
+        Err(ErpError::Refused(m)) => assert!(
+            m.contains("SqlResultCode 1") && m.contains("RE999999"),
+            "{m}"
+        ),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    // Event codes longer than pixi's varchar(3) never leave paybridge.
+    sim.clear_log();
+    let w = ErpWrite::MarkInvoiceCaptured {
+        invoice_id: "RE1".into(),
+        event_code: "TOOLONG".into(),
+        amount: eur("1.00"),
+    };
+    assert!(matches!(
+        pixi.apply(&id, &w, "op").await,
+        Err(ErpError::Refused(_))
+    ));
+    assert_eq!(sim.request_count(), 0);
+
+    // Wrong credentials: HTTP 401 → Refused, and the error does not carry the password.
+    let wrong = PixiErp::new(
+        &sim.url(),
+        &sim.user(),
+        Secret::new("hunter2"),
+        vec!["U".into()],
+        PixiTimeouts::default(),
+    )
+    .expect("connector");
+    match wrong.changes(None).await {
+        Err(ErpError::Refused(m)) => {
+            assert!(m.contains("401"), "{m}");
+            assert!(!m.contains("hunter2"));
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_eq!(sim.auth_failures(), 1);
+    assert!(!format!("{wrong:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn unavailable_means_not_applied_and_garbage_is_a_bad_reply() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(400, "U").line(1, "10.00"));
+    let pixi = erp(&sim, &["U"]);
+    sim.fail_next(SimFault::Unavailable, 1);
+    assert!(matches!(
+        pixi.apply(&nr.to_string(), &ErpWrite::SetShippingLock, "op")
+            .await,
+        Err(ErpError::Unavailable(_))
+    ));
+    assert!(!sim.order(nr).expect("order").shipping_lock);
+    sim.fail_next(SimFault::Unavailable, 1);
+    assert!(matches!(
+        pixi.orders(&[nr.to_string()]).await,
+        Err(ErpError::Unavailable(_))
+    ));
+
+    // A 200 that is not a SOAP reply.
+    sim.fail_next(SimFault::BrokenReply, 1);
+    assert!(matches!(
+        pixi.orders(&[nr.to_string()]).await,
+        Err(ErpError::BadReply(_))
+    ));
+
+    // Nothing listening: connection refused.
+    let addr = sim.addr();
+    drop(sim);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let gone = PixiErp::new(
+        &format!("http://{addr}/soap/"),
+        "u",
+        Secret::new("p"),
+        vec!["U".into()],
+        PixiTimeouts::default(),
+    )
+    .expect("connector");
+    assert!(matches!(
+        gone.changes(None).await,
+        Err(ErpError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn timeout_after_applying_is_unknown_and_read_back_prevents_a_double_booking() {
+    let sim = PixiSim::start().await;
+    sim.set_hang(Duration::from_secs(5));
+    let nr = sim.add_order(
+        NewOrder::new(500, "U")
+            .pay_id("s-pay-500")
+            .line(2, "15.00")
+            .open(),
+    );
+    let id = nr.to_string();
+    let invoice = sim.ship_lines(nr, &[]);
+    let pixi = erp(&sim, &["U"]);
+
+    let op = format!("acme/main/500/invoice:{invoice}/capture_invoice");
+    let capture = ErpWrite::MarkInvoiceCaptured {
+        invoice_id: invoice.clone(),
+        event_code: "ZE".into(),
+        amount: eur("30.00"),
+    };
+    sim.fail_next_call("pixiPaySetInvoiceCapture", SimFault::HangAfterApply, 1);
+    match pixi.apply(&id, &capture, &op).await {
+        Err(ErpError::Unknown(m)) => assert!(m.contains("pixiPaySetInvoiceCapture"), "{m}"),
+        other => panic!("expected Unknown, got {other:?}"),
+    }
+    // The caller asks before writing again (app::run_job does): applied, so no second write.
+    assert_eq!(pixi.was_applied(&id, &capture, &op).await, Ok(Some(true)));
+    assert_eq!(sim.bookings_for_order(nr).len(), 1, "exactly one booking");
+    assert_eq!(sim.calls("pixiPaySetInvoiceCapture"), 1);
+
+    // Same for a manual booking and a comment.
+    let credit = sim.create_credit_note(nr, "15.00");
+    let op = format!("acme/main/500/credit_note:{credit}/refund_credit");
+    let booking = ErpWrite::ManualBooking {
+        amount: eur("-15.00"),
+        event_code: "RE".into(),
+        document: credit,
+    };
+    sim.fail_next_call("pixiCACreateManualBooking", SimFault::HangAfterApply, 1);
+    assert!(matches!(
+        pixi.apply(&id, &booking, &op).await,
+        Err(ErpError::Unknown(_))
+    ));
+    assert_eq!(pixi.was_applied(&id, &booking, &op).await, Ok(Some(true)));
+    assert_eq!(sim.bookings_for_order(nr).len(), 2);
+
+    let comment = ErpWrite::Comment {
+        text: "refunded".into(),
+    };
+    sim.fail_next_call("pixiAddOrderComment", SimFault::HangAfterApply, 1);
+    assert!(matches!(
+        pixi.apply(&id, &comment, "c1").await,
+        Err(ErpError::Unknown(_))
+    ));
+    assert_eq!(pixi.was_applied(&id, &comment, "c1").await, Ok(Some(true)));
+    assert_eq!(sim.comments(nr).len(), 1);
+
+    // Why the read-back matters: pixi's capture call is not idempotent.
+    pixi.apply(&id, &capture, "blind retry")
+        .await
+        .expect("second capture");
+    assert_eq!(
+        sim.bookings_for_order(nr)
+            .iter()
+            .filter(|b| b.source == BookingSource::Capture)
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn hostile_comment_text_is_escaped() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(600, "U").line(1, "1.00"));
+    let pixi = erp(&sim, &["U"]);
+    let hostile = "1 < 2 && 3 > 2 ]]> <![CDATA[x]]> </Comment><OrderNr>1</OrderNr> \"q\" 'a' &amp; \u{7}bell ü€";
+    let w = ErpWrite::Comment {
+        text: hostile.into(),
+    };
+    pixi.apply(&nr.to_string(), &w, "op-x")
+        .await
+        .expect("comment");
+    // XML 1.0 cannot carry U+0007: it is dropped, everything else arrives verbatim.
+    let stored = sim.comments(nr);
+    assert_eq!(
+        stored,
+        vec![format!("{} {}", tag("op-x"), hostile.replace('\u{7}', ""))]
+    );
+    assert_eq!(
+        pixi.was_applied(&nr.to_string(), &w, "op-x").await,
+        Ok(Some(true))
+    );
+    let req = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.call == "pixiAddOrderComment")
+        .expect("logged");
+    assert_eq!(
+        req.params.len(),
+        2,
+        "the text could not inject parameters: {req:?}"
+    );
+}
+
+#[tokio::test]
+async fn simulator_refuses_what_pixi_refuses() {
+    let sim = PixiSim::start().await;
+    let client = reqwest::Client::new();
+    let post = |call: &str, params: &[(&'static str, &str)]| {
+        let body = soap::envelope(
+            &sim.url(),
+            call,
+            &params
+                .iter()
+                .map(|(k, v)| soap::Param::string(k, *v))
+                .collect::<Vec<_>>(),
+        );
+        client
+            .post(sim.url())
+            .basic_auth(sim.user(), Some(sim.password()))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("SOAPAction", format!("\"{}{call}\"", sim.url()))
+            .body(body)
+            .send()
+    };
+    let fault = |status: u16, text: &str| {
+        assert_eq!(status, 500);
+        match soap::parse_reply(text) {
+            Err(soap::ReplyError::Fault { message, .. }) => message,
+            other => panic!("expected a SOAP fault, got {other:?}"),
+        }
+    };
+    let r = post("pixiDoesNotExist", &[]).await.expect("http");
+    let m = fault(r.status().as_u16(), &r.text().await.expect("body"));
+    assert!(m.contains("Could not find stored procedure"), "{m}");
+    let r = post("pixiGetChangedOrders", &[]).await.expect("http");
+    let m = fault(r.status().as_u16(), &r.text().await.expect("body"));
+    assert!(m.contains("expects parameter '@DateTimeFrom'"), "{m}");
+    let r = post(
+        "pixiSetOrderShippingLock",
+        &[("Locked", "1"), ("OrderNr", "1")],
+    )
+    .await
+    .expect("http");
+    let m = fault(r.status().as_u16(), &r.text().await.expect("body"));
+    assert!(m.contains("out of the documented order"), "{m}");
+    let r = post("pixiGetOrderHeader", &[("OrderNr", "abc")])
+        .await
+        .expect("http");
+    let m = fault(r.status().as_u16(), &r.text().await.expect("body"));
+    assert!(m.contains("Error converting"), "{m}");
+    let r = client
+        .post(sim.url())
+        .header("Content-Type", "text/xml")
+        .body("<x/>")
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("www-authenticate").is_some());
+
+    // A well-formed reply has the stored pixi shape: Response/Result, SqlRowSet diffgram, code 0.
+    let r = post(
+        "pixiGetChangedOrders",
+        &[("DateTimeFrom", "2000-01-01 00:00:00")],
+    )
+    .await
+    .expect("http");
+    let text = r.text().await.expect("body");
+    assert!(
+        text.contains("<method:pixiGetChangedOrdersResponse>")
+            && text.contains("<method:pixiGetChangedOrdersResult>")
+    );
+    let reply = soap::parse_reply(&text).expect("reply");
+    assert_eq!(reply.result_code, Some(0));
+    assert!(reply.rows().is_empty());
+}
+
+#[tokio::test]
+async fn for_connection_resolves_the_password_and_payment_codes() {
+    let sim = PixiSim::start().await;
+    let toml = format!(
+        r#"
+[tenant]
+id = "acme"
+
+[[erp]]
+id = "main"
+kind = "pixi"
+url = "{url}"
+user = "{user}"
+password = "plain:{pw}"
+
+[[method]]
+erp = "main"
+mandant = "SHP"
+erp_method = "U"
+psp = "unzer"
+mode = "expert"
+invoice_event = "ZE"
+return_event = "RE"
+public_key = "s-pub-x"
+private_key = "plain:s-priv-x"
+
+[[method]]
+erp = "main"
+mandant = "SHP"
+erp_method = "V"
+psp = "unzer"
+active = false
+mode = "expert"
+invoice_event = "ZE"
+return_event = "RE"
+public_key = "s-pub-y"
+private_key = "plain:s-priv-y"
+"#,
+        url = sim.url(),
+        user = sim.user(),
+        pw = sim.password()
+    );
+    let cfg = Config::parse(&toml, "t.toml").expect("config");
+    let pixi = PixiErp::for_connection(&cfg, "main").expect("connector");
+    assert_eq!(pixi.payment_codes(), ["U".to_string()]);
+    assert!(!format!("{pixi:?}").contains(&sim.password()));
+    pixi.changes(None).await.expect("authenticated");
+    assert!(PixiErp::for_connection(&cfg, "other").is_err());
+    let e = PixiErp::for_connection_with(&cfg, "main", |_| {
+        Err("environment variable PIXI_PW is not set".into())
+    })
+    .expect_err("secret");
+    assert!(e.to_string().contains("PIXI_PW") && !e.to_string().contains(&sim.password()));
+}
