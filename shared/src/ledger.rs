@@ -150,7 +150,7 @@ pub enum RefundReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "write", rename_all = "snake_case")]
 pub enum ErpWrite {
-    /// HOLD → OPEN (pixi: `pixiPaySetAuthorizationStatus`).
+    /// HOLD → OPEN (pixi: `pixiPaySetAuthorizationStatus` then `pixiReleaseOrder`).
     Release,
     /// Per-order shipping lock (pixi: `pixiSetOrderShippingLock`).
     SetShippingLock,
@@ -173,7 +173,8 @@ pub enum ErpWrite {
     TransferDetails {
         details: BankDetails,
     },
-    /// An order comment (pixi: `pixiCreateOrderComment`).
+    /// An order comment (pixi: `pixiAddOrderComment`; seed 000's `pixiCreateOrderComment` has no
+    /// public trace).
     Comment {
         text: String,
     },

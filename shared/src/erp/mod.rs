@@ -1,4 +1,4 @@
-//! The ERP adapter contract. pixi (SOAP) implements it in a later module; tests and the local
+//! The ERP adapter contract. pixi (SOAP) implements it in [`pixi`]; tests and the local
 //! `memory` connection kind use [`crate::testing::MemoryErp`].
 //!
 //! ERP writes are not idempotent (pixi has no request ids), so the contract has a read-back:
