@@ -453,7 +453,12 @@ impl<'a> Cx<'_, 'a> {
                     .map(|o| o.status)
                 {
                     None => {
-                        let amount = pos.remaining()?;
+                        // Budgeted like every money call: nothing in progress may overlap.
+                        let budget = self.budget(pos)?;
+                        if budget.in_progress || !budget.open.is_positive() {
+                            return Ok(());
+                        }
+                        let amount = budget.open;
                         let c = self.comment(&format!("captured {amount} (standard mode)"));
                         self.plan(
                             DocKind::Order,
@@ -608,6 +613,7 @@ impl<'a> Cx<'_, 'a> {
                     }
                 }
                 budget.open = budget.open.checked_sub(amount)?;
+                budget.in_progress = true;
                 let c = self.comment(&format!("invoice {} captured: {amount}", inv.invoice_id));
                 self.plan(
                     DocKind::Invoice,
@@ -708,6 +714,7 @@ impl<'a> Cx<'_, 'a> {
         {
             let amount = budget.open;
             budget.open = Money::zero(amount.currency());
+            budget.in_progress = true;
             let c = self.comment(&format!(
                 "payment closed after the last delivery: {amount} released"
             ));
@@ -759,6 +766,7 @@ impl<'a> Cx<'_, 'a> {
             {
                 let amount = budget.open;
                 budget.open = Money::zero(amount.currency());
+                budget.in_progress = true;
                 let c = self.comment(&format!(
                     "order cancelled: authorization of {amount} reversed"
                 ));
@@ -780,6 +788,7 @@ impl<'a> Cx<'_, 'a> {
                 // Credit notes of this order are refunded on their own; keep their share.
                 let amount = budget.refundable;
                 budget.refundable = Money::zero(amount.currency());
+                budget.in_progress = true;
                 let c = self.comment(&format!("order cancelled: {amount} refunded"));
                 self.plan(
                     DocKind::Order,
@@ -823,6 +832,7 @@ impl<'a> Cx<'_, 'a> {
                         continue;
                     }
                     budget.refundable = budget.refundable.checked_sub(line.amount)?;
+                    budget.in_progress = true;
                     let c = self.comment(&format!(
                         "cancelled line {} refunded: {}",
                         line.line_id, line.amount
@@ -887,6 +897,7 @@ impl<'a> Cx<'_, 'a> {
                         return Ok(());
                     }
                     budget.refundable = budget.refundable.checked_sub(amount)?;
+                    budget.in_progress = true;
                     PspCall::Refund {
                         amount,
                         reason: RefundReason::Cancel,
@@ -901,6 +912,7 @@ impl<'a> Cx<'_, 'a> {
                         return Ok(());
                     }
                     budget.open = budget.open.checked_sub(amount)?;
+                    budget.in_progress = true;
                     PspCall::Reverse { amount }
                 };
                 let c = self.comment(&format!("cancelled lines {doc} sent together: {amount}"));
@@ -978,6 +990,7 @@ impl<'a> Cx<'_, 'a> {
                 continue;
             }
             budget.refundable = budget.refundable.checked_sub(cn.amount)?;
+            budget.in_progress = true;
             let booking = ErpWrite::ManualBooking {
                 amount: neg(cn.amount)?,
                 event_code: cfg.return_event.clone(),
