@@ -1,0 +1,621 @@
+//! Unzer wire types (serde) and their conversions into paybridge's model.
+//!
+//! Every field name and value set here follows Unzer's public SDKs and docs; the comment on each
+//! item names the source. Amounts are read as decimal text (never `f64` arithmetic) and turned
+//! into [`Money`] in the payment's currency only here, at the edge. Unknown states and statuses
+//! map to *pending*, never to success.
+
+use crate::ledger::RefundReason;
+use crate::model::{PaymentMethod, PaymentState, PspPayment, PspTransaction, TxKind, TxStatus};
+use crate::money::{Currency, Money};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// An amount as Unzer sends it: a string with 4 decimals (`"100.0000"`), or a JSON number in
+/// older examples. (java-sdk JsonBigDecimalConverter: string, 4 dp; docs examples: numbers.)
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum WireAmount {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl WireAmount {
+    /// The exact decimal. A JSON number is re-read from its shortest decimal text, so no float
+    /// arithmetic touches the value.
+    pub fn decimal(&self) -> Result<Decimal, String> {
+        let text = match self {
+            WireAmount::Text(s) => s.trim().to_string(),
+            WireAmount::Number(n) => n.to_string(),
+        };
+        Decimal::from_str(&text)
+            .or_else(|_| Decimal::from_scientific(&text))
+            .map_err(|_| format!("amount {text:?} is not a decimal"))
+    }
+
+    /// As [`Money`] in `currency`: Unzer's 4-dp zeros are trimmed first, then more decimals than
+    /// the currency has are an error (never rounded).
+    pub fn money(&self, currency: Currency) -> Result<Money, String> {
+        let d = self.decimal()?.normalize();
+        Money::new(d, currency).map_err(|e| e.to_string())
+    }
+}
+
+/// A boolean flag; java-sdk ApiShipment types `isSuccess`/`isPending`/`isError` as strings, so
+/// both forms are accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum WireFlag {
+    Bool(bool),
+    Text(String),
+}
+
+impl WireFlag {
+    pub fn is_true(&self) -> bool {
+        match self {
+            WireFlag::Bool(b) => *b,
+            WireFlag::Text(s) => s.eq_ignore_ascii_case("true"),
+        }
+    }
+}
+
+fn flag(f: &Option<WireFlag>) -> bool {
+    f.as_ref().is_some_and(WireFlag::is_true)
+}
+
+/// `payment.state` (php-sdk Constants/PaymentState.php: id 0–6 with names).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WireState {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `payment.amount` (java-sdk JsonAmount: total, charged, canceled, remaining).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WireAmounts {
+    #[serde(default)]
+    pub total: Option<WireAmount>,
+    #[serde(default)]
+    pub charged: Option<WireAmount>,
+    #[serde(default)]
+    pub canceled: Option<WireAmount>,
+    #[serde(default)]
+    pub remaining: Option<WireAmount>,
+}
+
+/// `resources` of a payment or transaction (java-sdk JsonResources).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireResources {
+    #[serde(default)]
+    pub type_id: Option<String>,
+    #[serde(default)]
+    pub payment_id: Option<String>,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+}
+
+/// One entry of `payment.transactions[]` (java-sdk ApiTransaction; php-sdk Payment::updateResponseTransactions).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WireTxEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    pub url: String,
+    pub amount: WireAmount,
+    #[serde(default)]
+    pub date: Option<String>,
+}
+
+/// `GET /v1/payments/{id}` (java-sdk ApiPayment: state, amount, currency, orderId, resources, transactions).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WirePayment {
+    pub id: String,
+    pub state: WireState,
+    #[serde(default)]
+    pub amount: Option<WireAmounts>,
+    pub currency: String,
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub resources: WireResources,
+    #[serde(default)]
+    pub transactions: Vec<WireTxEntry>,
+}
+
+/// `message` of a transaction (java-sdk JsonMessage: code, merchant, customer).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WireMessage {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub merchant: Option<String>,
+    #[serde(default)]
+    pub customer: Option<String>,
+}
+
+/// `processing` of a transaction (java-sdk JsonProcessing: holder, iban, bic, descriptor, shortId, …).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireProcessing {
+    #[serde(default)]
+    pub holder: Option<String>,
+    #[serde(default)]
+    pub iban: Option<String>,
+    #[serde(default)]
+    pub bic: Option<String>,
+    #[serde(default)]
+    pub descriptor: Option<String>,
+    #[serde(default)]
+    pub short_id: Option<String>,
+    #[serde(default)]
+    pub unique_id: Option<String>,
+}
+
+/// One entry of an error object's `errors[]` (java-sdk JsonError: code, merchantMessage, customerMessage).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireError {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub merchant_message: Option<String>,
+    #[serde(default)]
+    pub customer_message: Option<String>,
+}
+
+/// A reply to a transaction call or fetch: either a transaction object (java-sdk ApiInitPayment,
+/// ApiCancel, ApiShipment) or an error object (java-sdk JsonErrorObject) — one shape with
+/// optional fields, because Unzer can send errors with HTTP 2xx (php-sdk HttpService::handleErrors).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireReply {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub is_success: Option<WireFlag>,
+    #[serde(default)]
+    pub is_pending: Option<WireFlag>,
+    #[serde(default)]
+    pub is_error: Option<WireFlag>,
+    #[serde(default)]
+    pub is_resumed: Option<WireFlag>,
+    #[serde(default)]
+    pub message: Option<WireMessage>,
+    #[serde(default)]
+    pub amount: Option<WireAmount>,
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub invoice_id: Option<String>,
+    #[serde(default)]
+    pub payment_reference: Option<String>,
+    #[serde(default)]
+    pub reason_code: Option<String>,
+    #[serde(default)]
+    pub processing: Option<WireProcessing>,
+    #[serde(default)]
+    pub errors: Vec<WireError>,
+}
+
+/// What a reply says happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// An error object, or a transaction in error state: code and merchant message.
+    Error {
+        code: String,
+        message: String,
+    },
+    Success {
+        tx_id: String,
+    },
+    Pending {
+        tx_id: String,
+    },
+    /// Neither flag set: not trusted as success.
+    Unclear {
+        tx_id: Option<String>,
+    },
+}
+
+impl WireReply {
+    /// Classifies by `errors[]` first (errors can come with 2xx), then `isError`, then the
+    /// transaction flags (java-sdk TransactionStatus: isSuccess/isPending/isError/isResumed).
+    pub fn kind(&self) -> ReplyKind {
+        if let Some(e) = self.errors.first() {
+            return ReplyKind::Error {
+                code: e.code.clone().unwrap_or_else(|| "UNKNOWN".into()),
+                message: e
+                    .merchant_message
+                    .clone()
+                    .or_else(|| e.customer_message.clone())
+                    .unwrap_or_default(),
+            };
+        }
+        if flag(&self.is_error) {
+            let m = self.message.clone().unwrap_or_default();
+            return ReplyKind::Error {
+                code: m.code.unwrap_or_else(|| "UNKNOWN".into()),
+                message: m.merchant.or(m.customer).unwrap_or_default(),
+            };
+        }
+        match self.id.clone() {
+            Some(tx_id) if flag(&self.is_success) => ReplyKind::Success { tx_id },
+            // resumed: the customer came back, not final yet (php-sdk TransactionStatus::STATUS_RESUMED)
+            Some(tx_id) if flag(&self.is_pending) || flag(&self.is_resumed) => {
+                ReplyKind::Pending { tx_id }
+            }
+            tx_id => ReplyKind::Unclear { tx_id },
+        }
+    }
+
+    /// Transaction status from the flags; unknown → pending.
+    pub fn status(&self) -> TxStatus {
+        if flag(&self.is_error) || !self.errors.is_empty() {
+            TxStatus::Error
+        } else if flag(&self.is_success) {
+            TxStatus::Success
+        } else {
+            TxStatus::Pending
+        }
+    }
+
+    /// Prepayment/invoice bank details from `processing` (php-sdk Charge::getHolder/getIban/getBic/getDescriptor).
+    pub fn bank_details(&self) -> Option<crate::model::BankDetails> {
+        let p = self.processing.as_ref()?;
+        let take = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Some(crate::model::BankDetails {
+            holder: take(&p.holder)?,
+            iban: take(&p.iban)?,
+            bic: take(&p.bic)?,
+            descriptor: take(&p.descriptor)?,
+        })
+    }
+
+    /// Whether this transaction carries our reference (php-sdk Cancellation/Charge: paymentReference, invoiceId, orderId).
+    pub fn carries(&self, reference: &str) -> bool {
+        [&self.payment_reference, &self.invoice_id, &self.order_id]
+            .iter()
+            .any(|v| v.as_deref() == Some(reference))
+    }
+}
+
+/// `POST /v1/payments/{id}/charges` body (php-sdk Charge: amount, orderId, invoiceId, paymentReference).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargeRequest {
+    pub amount: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice_id: Option<String>,
+    pub payment_reference: String,
+}
+
+/// `POST …/cancels` body (php-sdk Cancellation: amount, reasonCode, paymentReference).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelRequest {
+    pub amount: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<&'static str>,
+    pub payment_reference: String,
+}
+
+/// `POST /v1/payments/{id}/shipments` body (php-sdk Shipment: invoiceId required, API.360.100.025).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentRequest {
+    pub invoice_id: String,
+}
+
+/// The cancel reason code (php-sdk Constants/CancelReasonCodes.php: CANCEL, RETURN, CREDIT).
+pub fn reason_code(r: RefundReason) -> &'static str {
+    match r {
+        RefundReason::Cancel => "CANCEL",
+        RefundReason::Return => "RETURN",
+        RefundReason::Credit => "CREDIT",
+    }
+}
+
+/// An amount in Unzer's request form: decimal major units with the currency's exponent
+/// (`12.30` EUR, `500` JPY, `1.234` KWD); never more than Unzer's 4 decimals (unzerdev/shopware6#9).
+pub fn amount_text(m: Money) -> String {
+    m.amount().to_string()
+}
+
+/// Payment state by numeric id (php-sdk Constants/PaymentState.php); unknown ids → pending.
+pub fn payment_state(id: i64) -> PaymentState {
+    match id {
+        1 => PaymentState::Completed,
+        2 => PaymentState::Canceled,
+        3 => PaymentState::Partly,
+        4 => PaymentState::PaymentReview,
+        5 => PaymentState::Chargeback,
+        6 => PaymentState::Create,
+        _ => PaymentState::Pending,
+    }
+}
+
+/// Transaction type (php-sdk Constants/TransactionTypes.php); `preauthorize` (java-sdk
+/// Preauthorization) counts as an authorization; payouts and SCA steps move no money we manage.
+pub fn tx_kind(wire: &str) -> Option<TxKind> {
+    match wire {
+        "authorize" | "preauthorize" => Some(TxKind::Authorize),
+        "charge" => Some(TxKind::Charge),
+        "cancel-authorize" | "cancel-preauthorize" => Some(TxKind::CancelAuthorize),
+        "cancel-charge" => Some(TxKind::CancelCharge),
+        "shipment" => Some(TxKind::Shipment),
+        "chargeback" => Some(TxKind::Chargeback),
+        _ => None,
+    }
+}
+
+/// Transaction status (php-sdk Constants/TransactionStatus.php); `resumed` and unknown → pending.
+pub fn tx_status(wire: Option<&str>) -> TxStatus {
+    match wire {
+        Some("success") => TxStatus::Success,
+        Some("error") => TxStatus::Error,
+        _ => TxStatus::Pending,
+    }
+}
+
+/// The payment method from a type id such as `s-crd-88xu7qjboupc` by its infix (php-sdk
+/// Constants/IdStrings.php). Unzer has one type, `piv`, for both "Unzer Invoice (Paylater)" and
+/// "Unzer Paylater Invoice", so [`PaymentMethod::InvoicePaylater`] is never produced here; the
+/// two behave the same towards Unzer. Deprecated older infixes map to their successors
+/// (`ivg`/`ivf` → invoice secured, `ddg` → direct debit secured).
+pub fn method_from_type_id(type_id: &str) -> Option<PaymentMethod> {
+    let infix = type_id.split('-').nth(1)?;
+    Some(match infix {
+        "crd" => PaymentMethod::Card,
+        "ppl" => PaymentMethod::Paypal,
+        "apl" => PaymentMethod::ApplePay,
+        "sft" => PaymentMethod::Sofort,
+        "eps" => PaymentMethod::Eps,
+        "idl" => PaymentMethod::Ideal,
+        "gro" => PaymentMethod::Giropay,
+        "ali" => PaymentMethod::Alipay,
+        "p24" => PaymentMethod::Przelewy24,
+        "ppy" => PaymentMethod::Prepayment,
+        "ivc" => PaymentMethod::Invoice,
+        "ivs" | "ivg" | "ivf" => PaymentMethod::InvoiceSecured,
+        "piv" => PaymentMethod::PaylaterInvoice,
+        "pit" => PaymentMethod::PaylaterInstallment,
+        "pdd" => PaymentMethod::PaylaterDirectDebit,
+        "dds" | "ddg" => PaymentMethod::SepaDirectDebitSecured,
+        _ => return None,
+    })
+}
+
+/// Paylater types take payment-level cancels only (php-sdk CancelService: no direct payment
+/// cancel for Paylater; docs "Manage Unzer Invoice (upl)").
+pub fn is_paylater(m: PaymentMethod) -> bool {
+    matches!(
+        m,
+        PaymentMethod::PaylaterInvoice
+            | PaymentMethod::InvoicePaylater
+            | PaymentMethod::PaylaterInstallment
+            | PaymentMethod::PaylaterDirectDebit
+    )
+}
+
+/// Types whose initial charge stays pending until the customer pays (docs "Manage Unzer
+/// Prepayment"; php-sdk BasePaymentType::isInvoiceType).
+pub fn pending_initial_charge(m: PaymentMethod) -> bool {
+    matches!(
+        m,
+        PaymentMethod::Prepayment | PaymentMethod::Invoice | PaymentMethod::InvoiceSecured
+    )
+}
+
+/// One transaction of a fetched payment, with the parts of its url the connector needs.
+#[derive(Debug, Clone)]
+pub struct TxRef {
+    pub kind: TxKind,
+    pub status: TxStatus,
+    pub amount: Money,
+    /// Last url segment (`s-chg-1`, `s-cnl-1`).
+    pub id: String,
+    pub url: url::Url,
+    /// For a charge cancel on one charge (`…/charges/{chgId}/cancels/{cnlId}`): that charge id.
+    pub parent_charge: Option<String>,
+}
+
+/// A fetched payment: the model view plus the url-level detail behind it.
+#[derive(Debug, Clone)]
+pub struct PaymentView {
+    pub payment: PspPayment,
+    pub txs: Vec<TxRef>,
+}
+
+impl TryFrom<WirePayment> for PaymentView {
+    type Error = String;
+
+    fn try_from(w: WirePayment) -> Result<Self, Self::Error> {
+        let currency = Currency::from_code(&w.currency).map_err(|e| e.to_string())?;
+        let type_id = w
+            .resources
+            .type_id
+            .as_deref()
+            .ok_or_else(|| format!("payment {} has no resources.typeId", w.id))?;
+        let method = method_from_type_id(type_id).ok_or_else(|| {
+            format!(
+                "payment {}: payment type {type_id:?} is not one paybridge supports",
+                w.id
+            )
+        })?;
+        let mut txs = Vec::new();
+        for e in &w.transactions {
+            let Some(kind) = tx_kind(&e.kind) else {
+                tracing::debug!(payment = %w.id, kind = %e.kind, "skipping transaction type paybridge does not track");
+                continue;
+            };
+            let url = url::Url::parse(&e.url)
+                .map_err(|err| format!("transaction url {:?}: {err}", e.url))?;
+            let segments: Vec<&str> = url
+                .path_segments()
+                .map(|s| s.filter(|x| !x.is_empty()).collect())
+                .unwrap_or_default();
+            let id = segments
+                .last()
+                .map(|s| s.to_string())
+                .ok_or_else(|| format!("transaction url {:?} has no id", e.url))?;
+            // `…/charges/{chgId}/cancels/{cnlId}` names its charge; `…/charges/cancels/{cnlId}` does not (php-sdk IdService::isPaymentCancellation).
+            let parent_charge = segments
+                .windows(3)
+                .find(|w| w[0] == "charges" && w[2] == "cancels")
+                .map(|w| w[1].to_string());
+            let amount = e
+                .amount
+                .money(currency)
+                .map_err(|err| format!("transaction {id}: {err}"))?;
+            txs.push(TxRef {
+                kind,
+                status: tx_status(e.status.as_deref()),
+                amount,
+                id,
+                url,
+                parent_charge,
+            });
+        }
+        let payment = PspPayment {
+            payment_id: w.id,
+            state: payment_state(w.state.id),
+            method,
+            currency,
+            transactions: txs
+                .iter()
+                .map(|t| PspTransaction {
+                    id: t.id.clone(),
+                    kind: t.kind,
+                    status: t.status,
+                    amount: t.amount,
+                    reference: None,
+                })
+                .collect(),
+            bank_details: None,
+        };
+        Ok(PaymentView { payment, txs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_trim_unzer_zeros_but_reject_extra_precision() {
+        let a = WireAmount::Text("100.0000".into());
+        assert_eq!(
+            a.money(Currency::EUR).unwrap(),
+            Money::from_minor(10000, Currency::EUR)
+        );
+        assert_eq!(
+            WireAmount::Text("500.0000".into())
+                .money(Currency::JPY)
+                .unwrap(),
+            Money::from_minor(500, Currency::JPY)
+        );
+        assert!(
+            WireAmount::Text("12.3450".into())
+                .money(Currency::EUR)
+                .is_err()
+        );
+        assert!(
+            WireAmount::Text("0.5000".into())
+                .money(Currency::JPY)
+                .is_err()
+        );
+        assert_eq!(
+            WireAmount::Text("1.2340".into())
+                .money(Currency::KWD)
+                .unwrap(),
+            Money::from_minor(1234, Currency::KWD)
+        );
+        let n: WireAmount = serde_json::from_str("12.99").unwrap();
+        assert_eq!(
+            n.money(Currency::EUR).unwrap(),
+            Money::from_minor(1299, Currency::EUR)
+        );
+        assert!(WireAmount::Text("twelve".into()).decimal().is_err());
+    }
+
+    #[test]
+    fn unknown_values_are_pending_never_success() {
+        assert_eq!(payment_state(42), PaymentState::Pending);
+        assert_eq!(tx_status(Some("resumed")), TxStatus::Pending);
+        assert_eq!(tx_status(Some("weird")), TxStatus::Pending);
+        assert_eq!(tx_status(None), TxStatus::Pending);
+        let r: WireReply = serde_json::from_str(r#"{"id":"s-chg-1"}"#).unwrap();
+        assert_eq!(
+            r.kind(),
+            ReplyKind::Unclear {
+                tx_id: Some("s-chg-1".into())
+            }
+        );
+        assert_eq!(r.status(), TxStatus::Pending);
+    }
+
+    #[test]
+    fn errors_win_over_flags_even_with_2xx() {
+        let r: WireReply = serde_json::from_str(
+            r#"{"id":"s-err-1","isSuccess":false,"isPending":false,"isError":true,
+                "errors":[{"code":"API.330.100.007","merchantMessage":"too much","customerMessage":"sorry"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.kind(),
+            ReplyKind::Error {
+                code: "API.330.100.007".into(),
+                message: "too much".into()
+            }
+        );
+        let s: WireReply =
+            serde_json::from_str(r#"{"id":"s-shp-1","isSuccess":"true","isPending":"false"}"#)
+                .unwrap();
+        assert_eq!(
+            s.kind(),
+            ReplyKind::Success {
+                tx_id: "s-shp-1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn all_seventeen_methods_but_the_piv_alias_come_from_type_ids() {
+        use PaymentMethod::*;
+        let pairs = [
+            ("s-dds-x", SepaDirectDebitSecured),
+            ("s-pdd-x", PaylaterDirectDebit),
+            ("s-ivc-x", Invoice),
+            ("s-ivs-x", InvoiceSecured),
+            ("s-piv-x", PaylaterInvoice),
+            ("s-pit-x", PaylaterInstallment),
+            ("s-ppy-x", Prepayment),
+            ("s-ppl-x", Paypal),
+            ("s-crd-x", Card),
+            ("s-sft-x", Sofort),
+            ("s-eps-x", Eps),
+            ("s-idl-x", Ideal),
+            ("s-gro-x", Giropay),
+            ("s-ali-x", Alipay),
+            ("s-p24-x", Przelewy24),
+            ("p-apl-x", ApplePay),
+        ];
+        for (id, m) in pairs {
+            assert_eq!(method_from_type_id(id), Some(m), "{id}");
+        }
+        assert_eq!(method_from_type_id("s-kla-x"), None);
+        assert!(is_paylater(InvoicePaylater));
+    }
+}
