@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod sqlite;
+pub mod sqs;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,7 @@
 //! watermarks) lives in [`repo`] on top of this trait and is therefore shared by all backends.
 
 pub mod conformance;
+pub mod dynamo;
 pub mod repo;
 pub mod sqlite;
 

@@ -1,0 +1,1 @@
+//! DynamoDB backend of the Store trait (single-table design).
