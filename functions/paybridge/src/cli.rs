@@ -20,6 +20,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the poller, the worker and the HTTP listener in one process on SQLite.
     Serve(ServeArgs),
+    /// Send a test e-mail through the configured `[smtp]` settings.
+    MailTest {
+        /// The configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Work with the configuration file.
     Config {
         #[command(subcommand)]

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `paybridge serve --config F` | poller + worker + HTTP listener (health, Unzer webhooks, problems) |
 //! | `paybridge config check --config F` | loads, validates and resolves the configuration; prints `ok` |
+//! | `paybridge mail-test --config F` | sends a test e-mail through the `[smtp]` settings |
 //!
 //! Modules: [`cli`] (arguments), [`startup`] (config, secrets, connectors, start-up checks, exit
 //! codes), [`connectors`] (the connector kinds this build has), [`serve`] (the running process),
@@ -61,6 +62,19 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Serve(args) => Ok(serve::serve(args).await?),
+        cli::Command::MailTest { config } => {
+            let prepared = startup::prepare(&config)?;
+            let Some(smtp) = &prepared.config.smtp else {
+                anyhow::bail!("{}: no [smtp] section: nothing to test", config.display());
+            };
+            let mailer = paybridge_core::notify::email::EmailNotifier::new(
+                smtp,
+                prepared.config.tenant.id.clone(),
+            )?;
+            mailer.send_test().await?;
+            println!("test mail sent to {}", smtp.to);
+            Ok(())
+        }
         cli::Command::Config {
             command: cli::ConfigCommand::Check { config },
         } => {

@@ -14,7 +14,6 @@ use crate::http;
 use crate::startup::{self, Prepared, StartError};
 use chrono::Utc;
 use paybridge_core::app::{App, Settings};
-use paybridge_core::notify::LogNotifier;
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::store::sqlite::SqliteStore;
 use std::path::Path;
@@ -100,7 +99,7 @@ pub fn build_app(prepared: Prepared, database: &Path) -> Result<App, StartError>
         queue: Arc::new(queue),
         erps: prepared.erps,
         psp: prepared.psp,
-        notifier: Arc::new(LogNotifier),
+        notifier: prepared.notifier,
         settings: Settings::default(),
         holder: format!("paybridge-serve-{}", std::process::id()),
     })

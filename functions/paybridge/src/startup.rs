@@ -10,10 +10,14 @@
 //! resolved against the configuration file's directory, so a config works from any working
 //! directory.
 
-use crate::connectors::{self, LoggedErp, LoggedPsp, NoPsp};
-use paybridge_core::config::{Config, ConfigError, ErpKind, PspKind, SecretRef};
+use crate::connectors::{self, LoggedErp, LoggedPsp};
+use paybridge_core::config::{Config, ConfigError, ErpKind, PspKind, Secret, SecretRef};
 use paybridge_core::erp::Erp;
-use paybridge_core::psp::Psp;
+use paybridge_core::erp::pixi::PixiErp;
+use paybridge_core::notify::email::EmailNotifier;
+use paybridge_core::notify::{LogNotifier, Notifier};
+use paybridge_core::psp::unzer::UnzerPsp;
+use paybridge_core::psp::{Psp, PspRouter};
 use paybridge_core::testing::MemoryPsp;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -74,6 +78,8 @@ pub struct Prepared {
     pub base_dir: PathBuf,
     pub erps: HashMap<String, Arc<dyn Erp>>,
     pub psp: Arc<dyn Psp>,
+    /// E-mail when `[smtp]` is configured, else the log.
+    pub notifier: Arc<dyn Notifier>,
     /// Active connections with a URL, for the reachability check.
     pub targets: Vec<Target>,
 }
@@ -111,7 +117,6 @@ pub fn prepare(path: &Path) -> Result<Prepared, StartError> {
     let config = Config::parse(&text, &file).map_err(|e| src.wrap(e))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
-    refuse_missing_kinds(&config, &src)?;
     let secrets = resolve_secrets(&config, &base_dir, &src)?;
     let targets = targets(&config, &src)?;
 
@@ -150,62 +155,84 @@ pub fn prepare(path: &Path) -> Result<Prepared, StartError> {
                 );
             }
             ErpKind::Pixi => {
-                // refuse_missing_kinds stopped active pixi connections already.
-                return Err(src.error(
-                    src.erp_span(i, "kind"),
-                    &format!("erp[{i}].kind"),
-                    PIXI_MISSING,
-                ));
+                let base = base_dir.clone();
+                let erp =
+                    PixiErp::for_connection_with(&config, &conn.id, |r| resolve_relative(r, &base))
+                        .map_err(|e| {
+                            src.error(
+                                src.erp_span(i, "url"),
+                                &format!("erp[{i}]"),
+                                &format!("cannot set up the pixi connector: {e}"),
+                            )
+                        })?;
+                tracing::info!(connection = %conn.id, "pixi ERP connector ready");
+                erps.insert(
+                    conn.id.clone(),
+                    Arc::new(LoggedErp::new(conn.id.clone(), Arc::new(erp))),
+                );
             }
         }
     }
-    let psp: Arc<dyn Psp> = if any_memory {
-        Arc::new(LoggedPsp::new(Arc::new(shared_psp)))
+    let any_unzer = config.methods.iter().any(|m| {
+        m.active && m.psp == PspKind::Unzer && config.erp.iter().any(|c| c.id == m.erp && c.active)
+    });
+    let unzer: Option<Arc<dyn Psp>> = if any_unzer {
+        let u = UnzerPsp::for_config(&config).map_err(|e| {
+            let i = config
+                .methods
+                .iter()
+                .position(|m| m.psp == PspKind::Unzer && m.active)
+                .unwrap_or(0);
+            src.error(
+                src.method_span(i, "private_key"),
+                &format!("method[{i}]"),
+                &format!("cannot set up the Unzer connector: {e}"),
+            )
+        })?;
+        Some(Arc::new(u))
     } else {
-        tracing::warn!("no active ERP connection: nothing will be polled");
-        Arc::new(NoPsp)
+        None
     };
-    if config.smtp.is_some() || config.tenant.notify_email.is_some() {
-        tracing::warn!(
-            "e-mail notifications are not in this build yet: problems are written to the log"
-        );
+    if erps.is_empty() {
+        tracing::warn!("no active ERP connection: nothing will be polled");
     }
+    let router = PspRouter {
+        unzer,
+        memory: any_memory.then(|| Arc::new(shared_psp) as Arc<dyn Psp>),
+    };
+    let psp: Arc<dyn Psp> = Arc::new(LoggedPsp::new(Arc::new(router)));
+    let notifier: Arc<dyn Notifier> = match &config.smtp {
+        Some(smtp) => Arc::new(EmailNotifier::new(smtp, config.tenant.id.clone()).map_err(
+            |e| {
+                src.error(
+                    src.smtp_span("host"),
+                    "smtp",
+                    &format!("cannot set up e-mail: {e}"),
+                )
+            },
+        )?),
+        None => {
+            tracing::info!("no [smtp] section: problems are written to the log only");
+            Arc::new(LogNotifier)
+        }
+    };
     tracing::debug!(secrets, "secrets resolved");
     Ok(Prepared {
         config: Arc::new(config),
         base_dir,
         erps,
         psp,
+        notifier,
         targets,
     })
 }
 
-const PIXI_MISSING: &str = "kind \"pixi\" is not available in this build yet (the pixi connector arrives with the next release); use kind = \"memory\" with a fixtures file to try paybridge, or set active = false";
-const UNZER_MISSING: &str = "psp \"unzer\" is not available in this build yet (the Unzer connector arrives with a later release); use psp = \"memory\" to try paybridge, or set active = false";
-
-/// Active pixi connections and active Unzer configs cannot work in this build: say so instead of
-/// pretending. Inactive ones may stay in the file.
-fn refuse_missing_kinds(config: &Config, src: &Source) -> Result<(), StartError> {
-    for (i, c) in config.erp.iter().enumerate() {
-        if c.active && c.kind == ErpKind::Pixi {
-            return Err(src.error(
-                src.erp_span(i, "kind"),
-                &format!("erp[{i}].kind"),
-                PIXI_MISSING,
-            ));
-        }
+/// Resolves a secret reference; `file:` paths are relative to the configuration file.
+fn resolve_relative(r: &SecretRef, base: &Path) -> Result<Secret, String> {
+    match r {
+        SecretRef::File(p) if p.is_relative() => SecretRef::File(base.join(p)).resolve_local(),
+        other => other.resolve_local(),
     }
-    for (i, m) in config.methods.iter().enumerate() {
-        let conn_active = config.erp.iter().any(|c| c.id == m.erp && c.active);
-        if m.active && conn_active && m.psp == PspKind::Unzer {
-            return Err(src.error(
-                src.method_span(i, "psp"),
-                &format!("method[{i}].psp"),
-                UNZER_MISSING,
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Resolves every secret reference once (env, file, plain); the values are dropped again, the
@@ -506,17 +533,34 @@ private_key = "plain:s-priv-test"
     }
 
     #[test]
-    fn active_pixi_is_refused_with_its_location() {
+    fn active_pixi_builds_the_connector_and_a_reachability_target() {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = MEMORY.replace(
             "kind = \"memory\"\nfixtures = \"orders.json\"",
-            "kind = \"pixi\"\nurl = \"http://127.0.0.1:9/soap\"\nuser = \"u\"\npassword = \"plain:pw\"",
+            "kind = \"pixi\"\nurl = \"http://127.0.0.1:9/soap\"\nuser = \"u\"\npassword = \"file:pw.txt\"",
+        );
+        write(dir.path(), "pw.txt", "pixi-secret\n");
+        let cfg = write(dir.path(), "p.toml", &text);
+        let p = prepare(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        assert!(p.erps.contains_key("shop"));
+        assert_eq!(p.targets.len(), 1);
+        assert_eq!(
+            (p.targets[0].host.as_str(), p.targets[0].port),
+            ("127.0.0.1", 9)
+        );
+    }
+
+    #[test]
+    fn pixi_with_a_missing_secret_is_a_located_error_without_the_value() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = MEMORY.replace(
+            "kind = \"memory\"\nfixtures = \"orders.json\"",
+            "kind = \"pixi\"\nurl = \"http://127.0.0.1:9/soap\"\nuser = \"u\"\npassword = \"env:PAYBRIDGE_TEST_UNSET_PW\"",
         );
         let cfg = write(dir.path(), "p.toml", &text);
-        let (e, snippet) = config_error(prepare(&cfg).err().expect("pixi refused"));
-        assert_eq!((e.line, e.column, e.field.as_str()), (7, 8, "erp[0].kind"));
-        assert!(e.message.contains("not available in this build"), "{e}");
-        assert!(snippet.contains("7 | kind = \"pixi\""), "{snippet}");
+        let (e, _) = config_error(prepare(&cfg).err().expect("secret missing"));
+        assert!(e.field.starts_with("erp[0]"), "{e}");
+        assert!(e.message.contains("PAYBRIDGE_TEST_UNSET_PW"), "{e}");
     }
 
     #[test]
@@ -581,7 +625,7 @@ private_key = "plain:s-priv-test"
     }
 
     #[test]
-    fn unzer_psp_is_refused_while_missing() {
+    fn unzer_psp_is_set_up_and_a_bad_private_key_is_located() {
         let dir = tempfile::tempdir().expect("temp dir");
         write(dir.path(), "orders.json", r#"{"orders": []}"#);
         let cfg = write(
@@ -589,8 +633,14 @@ private_key = "plain:s-priv-test"
             "p.toml",
             &MEMORY.replace("psp = \"memory\"", "psp = \"unzer\""),
         );
-        let (e, _) = config_error(prepare(&cfg).err().expect("unzer refused"));
-        assert_eq!(e.field, "method[0].psp");
+        prepare(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        let bad = MEMORY
+            .replace("psp = \"memory\"", "psp = \"unzer\"")
+            .replace("plain:s-priv-test", "plain:not-a-key-4711");
+        let cfg = write(dir.path(), "q.toml", &bad);
+        let (e, _) = config_error(prepare(&cfg).err().expect("bad key refused"));
+        assert_eq!(e.field, "method[0]");
+        assert!(!e.to_string().contains("not-a-key-4711"), "{e}");
     }
 
     #[test]
