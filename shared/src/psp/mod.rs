@@ -91,7 +91,11 @@ impl PspRouter {
 
 #[async_trait]
 impl Psp for PspRouter {
-    async fn fetch(&self, account: &MethodConfig, payment_id: &str) -> Result<PspPayment, PspError> {
+    async fn fetch(
+        &self,
+        account: &MethodConfig,
+        payment_id: &str,
+    ) -> Result<PspPayment, PspError> {
         self.pick(account)?.fetch(account, payment_id).await
     }
 
