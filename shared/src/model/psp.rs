@@ -192,12 +192,13 @@ impl PspPayment {
             .find(|t| matches!(t.kind, TxKind::Authorize | TxKind::Charge))
     }
 
-    /// The family, refined by what the shop did: an authorize-capture method whose initial
-    /// transaction is a successful charge was charged in the shop.
+    /// The family, refined by what the shop did: an authorize-capture or direct-debit method
+    /// whose initial transaction is a successful charge was charged in the shop.
     pub fn family(&self) -> MethodFamily {
         let base = self.method.base_family();
         match (base, self.initial()) {
-            (MethodFamily::AuthorizeCapture, Some(t))
+            // Direct debit secured (`dds`) is a direct charge at Unzer too (unzer.md §2.1).
+            (MethodFamily::AuthorizeCapture | MethodFamily::PaylaterDebit, Some(t))
                 if t.kind == TxKind::Charge && t.status == TxStatus::Success =>
             {
                 MethodFamily::ChargedInShop
