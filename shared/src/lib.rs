@@ -12,6 +12,7 @@
 //! | [`erp`], [`psp`], [`notify`] | the adapter traits the app talks to (ERP, PSP, operator notifications) |
 //! | [`app`] | the IO orchestration shared by every entry point: `poll_cycle`, `run_job`, `accept_webhook` |
 //! | [`testing`] | in-memory ERP/PSP/notifier fakes used by tests and the local `memory` connection kind |
+//! | [`wiring`] | builds the connectors of a configuration once per process, for every entry point |
 
 pub mod app;
 pub mod config;
@@ -25,3 +26,4 @@ pub mod psp;
 pub mod queue;
 pub mod store;
 pub mod testing;
+pub mod wiring;

@@ -477,19 +477,26 @@ pub struct Fixtures {
     pub payments: Vec<PspPayment>,
 }
 
-/// Loads a fixtures file into a fresh memory ERP and PSP.
-pub fn load_fixtures(path: &Path) -> Result<(MemoryErp, MemoryPsp), String> {
+/// Loads a fixtures file into a fresh memory ERP, adding its payments to `psp` (one memory PSP
+/// can serve several memory connections).
+pub fn load_fixtures_into(path: &Path, psp: &MemoryPsp) -> Result<MemoryErp, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let f: Fixtures = serde_json::from_str(&text)
         .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
     let erp = MemoryErp::new();
-    let psp = MemoryPsp::new();
     for o in f.orders {
         erp.upsert(o);
     }
     for p in f.payments {
         psp.put(p);
     }
+    Ok(erp)
+}
+
+/// Loads a fixtures file into a fresh memory ERP and PSP.
+pub fn load_fixtures(path: &Path) -> Result<(MemoryErp, MemoryPsp), String> {
+    let psp = MemoryPsp::new();
+    let erp = load_fixtures_into(path, &psp)?;
     Ok((erp, psp))
 }
 
