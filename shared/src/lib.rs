@@ -10,6 +10,7 @@
 //! | [`store`] | the `Store` trait (single-table item model), its typed repository, the SQLite backend |
 //! | [`queue`] | the `Queue` trait (at-least-once jobs with delayed redelivery) and its SQLite backend |
 //! | [`erp`], [`psp`], [`notify`] | the adapter traits the app talks to (ERP, PSP, operator notifications) |
+//! | [`http`] | the one axum router (health, Unzer webhooks, problems) for `serve` and the HTTP Lambda |
 //! | [`app`] | the IO orchestration shared by every entry point: `poll_cycle`, `run_job`, `accept_webhook` |
 //! | [`testing`] | in-memory ERP/PSP/notifier fakes used by tests and the local `memory` connection kind |
 //! | [`wiring`] | builds the connectors of a configuration once per process, for every entry point |
@@ -18,6 +19,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod erp;
+pub mod http;
 pub mod ledger;
 pub mod model;
 pub mod money;
