@@ -16,6 +16,7 @@
 //! | [`wiring`] | builds the connectors of a configuration once per process, for every entry point |
 
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod engine;
 pub mod erp;

@@ -1,0 +1,2 @@
+//! paybridge Lambda function `erp-poller` (being built).
+fn main() {}

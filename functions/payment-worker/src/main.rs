@@ -1,0 +1,2 @@
+//! paybridge Lambda function `payment-worker` (being built).
+fn main() {}

@@ -1,0 +1,2 @@
+//! paybridge Lambda function `unzer-webhook` (being built).
+fn main() {}

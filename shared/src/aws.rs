@@ -1,0 +1,1 @@
+//! AWS entry-point support (being built).
