@@ -64,6 +64,9 @@ pub enum Fault {
     ReplyCurrency(String),
     /// A refused call is answered with HTTP 200 and the error object (Unzer does this too).
     ErrorsWithOk,
+    /// Refuse the call with HTTP 400 and this Unzer error object; nothing is processed (e.g. an
+    /// acquirer refusing a refund).
+    Decline { code: String, message: String },
 }
 
 impl Fault {
@@ -134,6 +137,8 @@ pub struct LoggedRequest {
 struct Armed {
     fault: Fault,
     remaining: usize,
+    /// Only requests whose path contains this text.
+    path: Option<String>,
 }
 
 struct SimState {
@@ -232,11 +237,10 @@ impl SimState {
         self.error(r.status, path, r.code, &r.message)
     }
 
-    fn take_fault(&mut self, method: &Method) -> Option<Fault> {
-        let i = self
-            .faults
-            .iter()
-            .position(|a| a.fault.applies_to(method))?;
+    fn take_fault(&mut self, method: &Method, path: &str) -> Option<Fault> {
+        let i = self.faults.iter().position(|a| {
+            a.fault.applies_to(method) && a.path.as_deref().is_none_or(|p| path.contains(p))
+        })?;
         let armed = &mut self.faults[i];
         let fault = armed.fault.clone();
         armed.remaining -= 1;
@@ -254,7 +258,7 @@ impl SimState {
         body: &[u8],
     ) -> Processed {
         let key = parse_basic(auth);
-        let fault = self.take_fault(method);
+        let fault = self.take_fault(method, path);
         let mut out = self.route(method, path, key.clone(), body, fault.as_ref());
         match &fault {
             Some(Fault::ServerErrorAfter) => {
@@ -311,6 +315,7 @@ impl SimState {
             Some(Fault::TooManyRequests) => {
                 return self.error(429, path, "API.000.000.999", "too many requests");
             }
+            Some(Fault::Decline { code, message }) => return self.error(400, path, code, message),
             _ => {}
         }
         // Basic auth with the private key (php-sdk HttpService::composeHttpHeaders); key errors API.710.* (php-sdk ApiResponseCodes).
@@ -700,10 +705,21 @@ impl UnzerSim {
 
     /// Arms `fault` for the next `n` requests it applies to (see [`Fault`]).
     pub fn inject(&self, fault: Fault, n: usize) {
+        self.arm(fault, n, None);
+    }
+
+    /// As [`UnzerSim::inject`], for requests whose path contains `path_contains` only (e.g.
+    /// `/charges/s-chg-2/cancels` to hit the second part of a spread refund).
+    pub fn inject_on(&self, path_contains: &str, fault: Fault, n: usize) {
+        self.arm(fault, n, Some(path_contains.to_string()));
+    }
+
+    fn arm(&self, fault: Fault, n: usize, path: Option<String>) {
         if n > 0 {
             self.state().faults.push(Armed {
                 fault,
                 remaining: n,
+                path,
             });
         }
     }

@@ -234,7 +234,8 @@ async fn fetch_maps_every_method_state_and_family() {
             Initial::Charge,
             PaymentMethod::SepaDirectDebitSecured,
             PaymentState::Completed,
-            MethodFamily::PaylaterDebit,
+            // charged at checkout: charged in the shop (model change da9b4e5)
+            MethodFamily::ChargedInShop,
         ),
         (
             "crd",
@@ -641,52 +642,492 @@ async fn refund_card_single_charge_with_reason() {
     assert_eq!(e.fetch(&pid).await.state, PaymentState::Completed);
 }
 
-#[tokio::test]
-async fn refund_goes_to_one_covering_charge_and_never_splits() {
-    let e = env().await;
+/// A card payment captured in two invoices: 60.00 (`s-chg-1`) and 40.00 (`s-chg-2`).
+async fn two_charges(e: &Env) -> String {
     let pid = e.sim.authorized(PUB, "crd", "EUR", "100.00");
-    done(
-        &e.exec(&pid, PspCall::Capture { amount: eur(6000) }, "c1")
-            .await,
+    assert_eq!(
+        done(
+            &e.exec(&pid, PspCall::Capture { amount: eur(6000) }, "c1")
+                .await
+        ),
+        "s-chg-1"
     );
-    done(
-        &e.exec(&pid, PspCall::Capture { amount: eur(4000) }, "c2")
-            .await,
+    assert_eq!(
+        done(
+            &e.exec(&pid, PspCall::Capture { amount: eur(4000) }, "c2")
+                .await
+        ),
+        "s-chg-2"
     );
-    let refund = |minor| PspCall::Refund {
+    pid
+}
+
+fn return_of(minor: i64) -> PspCall {
+    PspCall::Refund {
         amount: eur(minor),
         reason: RefundReason::Return,
-    };
-    assert_eq!(done(&e.exec(&pid, refund(5000), "r1").await), "s-cnl-1");
-    assert!(
-        e.sim.transactions(&pid)[3]
-            .path
-            .contains("/charges/s-chg-1/cancels/")
+    }
+}
+
+/// The `cancel-charge` transactions: (id, charge path segment, amount, reference, reason).
+fn cancels(e: &Env, pid: &str) -> Vec<(String, String, Decimal, String, String)> {
+    e.sim
+        .transactions(pid)
+        .into_iter()
+        .filter(|t| t.kind == "cancel-charge" && t.status == "success")
+        .map(|t| {
+            let charge = t
+                .path
+                .split('/')
+                .skip_while(|s| *s != "charges")
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            (
+                t.id,
+                charge,
+                t.amount,
+                t.payment_reference.unwrap_or_default(),
+                t.reason_code.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn posts(e: &Env) -> Vec<String> {
+    e.sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.path)
+        .collect()
+}
+
+#[tokio::test]
+async fn refund_spreads_over_charges_in_order_under_one_reference() {
+    let e = env().await;
+    let pid = two_charges(&e).await;
+    let r = psp_reference("r-70");
+    e.sim.clear_log();
+    let o = e.exec(&pid, return_of(7000), "r-70").await;
+    assert_eq!(done(&o), "s-cnl-2", "Done names the last part");
+    assert_eq!(
+        posts(&e),
+        vec![
+            format!("/v1/payments/{pid}/charges/s-chg-1/cancels"),
+            format!("/v1/payments/{pid}/charges/s-chg-2/cancels"),
+        ]
     );
-    // s-chg-1 has 10.00 left, so 30.00 goes to s-chg-2
-    assert_eq!(done(&e.exec(&pid, refund(3000), "r2").await), "s-cnl-2");
-    assert!(
-        e.sim.transactions(&pid)[4]
-            .path
-            .contains("/charges/s-chg-2/cancels/")
+    assert_eq!(
+        cancels(&e, &pid),
+        vec![
+            (
+                "s-cnl-1".into(),
+                "s-chg-1".into(),
+                dec("60.00"),
+                r.clone(),
+                "RETURN".into()
+            ),
+            (
+                "s-cnl-2".into(),
+                "s-chg-2".into(),
+                dec("10.00"),
+                r.clone(),
+                "RETURN".into()
+            ),
+        ]
     );
-    // 15.00 would need both rests (10.00 + 10.00): declined, nothing sent
-    let before = e.sim.calls("POST", "/");
-    match e.exec(&pid, refund(1500), "r3").await {
+    assert_eq!(
+        e.amounts(&pid),
+        (
+            "100.0000".into(),
+            "30.0000".into(),
+            "70.0000".into(),
+            "0.0000".into()
+        )
+    );
+    let p = e.fetch(&pid).await;
+    assert_eq!(p.position().expect("pos").refunded, eur(7000));
+    assert_eq!(p.state, PaymentState::Completed);
+    // reconciliation sums the parts: the refund as one transaction of the full amount
+    let found = e
+        .psp
+        .find_transaction(&e.cfg, &p, &return_of(7000), &r)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(
+        (found.id.as_str(), found.kind, found.status, found.amount),
+        (
+            "s-cnl-2",
+            TxKind::CancelCharge,
+            TxStatus::Success,
+            eur(7000)
+        )
+    );
+    assert_eq!(found.reference.as_deref(), Some(r.as_str()));
+    // our reference on parts worth more than the call: an error, never a match or a send
+    let err = e
+        .psp
+        .find_transaction(&e.cfg, &p, &return_of(5000), &r)
+        .await;
+    assert!(
+        matches!(&err, Err(PspError::BadReply(m)) if m.contains("70.00 EUR") && m.contains("more than")),
+        "{err:?}"
+    );
+    e.sim.clear_log();
+    match e.exec(&pid, return_of(5000), "r-70").await {
+        PspOutcome::Declined { code, .. } => assert_eq!(code, "PAYBRIDGE.REFUND_REFERENCE"),
+        other => panic!("expected Declined, got {other:?}"),
+    }
+    assert!(posts(&e).is_empty());
+
+    // the rest: s-chg-1 is fully refunded, so 30.00 is one part on s-chg-2
+    assert_eq!(
+        done(&e.exec(&pid, return_of(3000), "r-30").await),
+        "s-cnl-3"
+    );
+    assert_eq!(
+        posts(&e),
+        vec![format!("/v1/payments/{pid}/charges/s-chg-2/cancels")]
+    );
+    assert_eq!(
+        e.amounts(&pid),
+        (
+            "100.0000".into(),
+            "0.0000".into(),
+            "100.0000".into(),
+            "0.0000".into()
+        )
+    );
+    assert_eq!(e.fetch(&pid).await.state, PaymentState::Canceled);
+}
+
+#[tokio::test]
+async fn refund_timeout_after_the_first_part_then_retry_sends_only_the_rest() {
+    let e = env_with_timeout(Duration::from_millis(400)).await;
+    let pid = two_charges(&e).await;
+    let call = return_of(7000);
+    let r = psp_reference("r-70");
+    e.sim.inject_on(
+        "/charges/s-chg-1/cancels",
+        Fault::TimeoutAfter(Duration::from_secs(3)),
+        1,
+    );
+    e.sim.clear_log();
+    let o = e.exec(&pid, call.clone(), "r-70").await;
+    match &o {
+        PspOutcome::Unknown { message } => assert!(
+            message.contains("timed out")
+                && message.contains("part 1 of 2 (60.00 EUR on s-chg-1)")
+                && message.contains("not sent: 10.00 EUR on s-chg-2"),
+            "{message}"
+        ),
+        other => panic!("expected Unknown, got {other:?}"),
+    }
+    // Unzer applied the first part; the second was never sent
+    assert_eq!(
+        posts(&e),
+        vec![format!("/v1/payments/{pid}/charges/s-chg-1/cancels")]
+    );
+    assert_eq!(
+        cancels(&e, &pid),
+        vec![(
+            "s-cnl-1".into(),
+            "s-chg-1".into(),
+            dec("60.00"),
+            r.clone(),
+            "RETURN".into()
+        )]
+    );
+    // 60.00 of 70.00 carry our reference: not done, and safe to execute again
+    let p = e.fetch(&pid).await;
+    assert_eq!(
+        e.psp.find_transaction(&e.cfg, &p, &call, &r).await,
+        Ok(None)
+    );
+    e.sim.clear_log();
+    let o = e.psp.execute(&e.cfg, &p, &call, &r).await;
+    assert_eq!(done(&o), "s-cnl-2");
+    assert_eq!(
+        posts(&e),
+        vec![format!("/v1/payments/{pid}/charges/s-chg-2/cancels")],
+        "only the remainder is sent"
+    );
+    assert_eq!(
+        cancels(&e, &pid),
+        vec![
+            (
+                "s-cnl-1".into(),
+                "s-chg-1".into(),
+                dec("60.00"),
+                r.clone(),
+                "RETURN".into()
+            ),
+            (
+                "s-cnl-2".into(),
+                "s-chg-2".into(),
+                dec("10.00"),
+                r.clone(),
+                "RETURN".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        e.amounts(&pid),
+        (
+            "100.0000".into(),
+            "30.0000".into(),
+            "70.0000".into(),
+            "0.0000".into()
+        )
+    );
+    let p = e.fetch(&pid).await;
+    assert_eq!(p.position().expect("pos").refunded, eur(7000));
+    let found = e
+        .psp
+        .find_transaction(&e.cfg, &p, &call, &r)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(
+        (found.id.as_str(), found.status, found.amount),
+        ("s-cnl-2", TxStatus::Success, eur(7000))
+    );
+}
+
+#[tokio::test]
+async fn refund_retry_after_every_part_was_sent_sends_nothing() {
+    let e = env_with_timeout(Duration::from_millis(400)).await;
+    let pid = two_charges(&e).await;
+    let call = return_of(7000);
+    let r = psp_reference("r-70");
+    e.sim.inject_on(
+        "/charges/s-chg-2/cancels",
+        Fault::TimeoutAfter(Duration::from_secs(3)),
+        1,
+    );
+    let o = e.exec(&pid, call.clone(), "r-70").await;
+    match &o {
+        PspOutcome::Unknown { message } => assert!(
+            message.contains("part 2 of 2 (10.00 EUR on s-chg-2)")
+                && message.contains("s-cnl-1 60.00 EUR on s-chg-1"),
+            "{message}"
+        ),
+        other => panic!("expected Unknown, got {other:?}"),
+    }
+    let p = e.fetch(&pid).await;
+    e.sim.clear_log();
+    let found = e
+        .psp
+        .find_transaction(&e.cfg, &p, &call, &r)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(
+        (found.id.as_str(), found.kind, found.status, found.amount),
+        (
+            "s-cnl-2",
+            TxKind::CancelCharge,
+            TxStatus::Success,
+            eur(7000)
+        )
+    );
+    // an execute anyway (e.g. a caller that lost the in-flight mark) sends nothing either
+    assert_eq!(done(&e.psp.execute(&e.cfg, &p, &call, &r).await), "s-cnl-2");
+    let log = e.sim.requests();
+    assert!(
+        !log.is_empty() && log.iter().all(|l| l.method == "GET"),
+        "{log:?}"
+    );
+    assert_eq!(cancels(&e, &pid).len(), 2);
+    assert_eq!(
+        e.amounts(&pid),
+        (
+            "100.0000".into(),
+            "30.0000".into(),
+            "70.0000".into(),
+            "0.0000".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn refund_part_declined_midway_names_what_was_refunded() {
+    let e = env().await;
+    let pid = two_charges(&e).await;
+    let call = return_of(7000);
+    let r = psp_reference("r-70");
+    e.sim.inject_on(
+        "/charges/s-chg-2/cancels",
+        Fault::Decline {
+            code: "API.340.000.004".into(),
+            message: "cancel not allowed".into(),
+        },
+        1,
+    );
+    match e.exec(&pid, call.clone(), "r-70").await {
         PspOutcome::Declined { code, message } => {
-            assert_eq!(code, "PAYBRIDGE.REFUND_SPLIT");
+            assert_eq!(code, "PAYBRIDGE.REFUND_PARTIAL");
             assert!(
-                message.contains("s-chg-1 10.00 EUR") && message.contains("s-chg-2 10.00 EUR"),
+                message.contains("refund of 70.00 EUR")
+                    && message.contains("part 2 of 2 (10.00 EUR on s-chg-2)")
+                    && message.contains("refunded so far under this reference: 60.00 EUR (s-cnl-1 60.00 EUR on s-chg-1)")
+                    && message.contains("API.340.000.004: cancel not allowed"),
                 "{message}"
             );
         }
         other => panic!("expected Declined, got {other:?}"),
     }
-    match e.exec(&pid, refund(2500), "r4").await {
-        PspOutcome::Declined { code, .. } => assert_eq!(code, "PAYBRIDGE.REFUND_EXCEEDS"),
+    assert_eq!(
+        e.amounts(&pid),
+        (
+            "100.0000".into(),
+            "40.0000".into(),
+            "60.0000".into(),
+            "0.0000".into()
+        )
+    );
+    // once the cause is gone, the same operation can finish: only the 10.00 is sent
+    let p = e.fetch(&pid).await;
+    assert_eq!(
+        e.psp.find_transaction(&e.cfg, &p, &call, &r).await,
+        Ok(None)
+    );
+    e.sim.clear_log();
+    assert_eq!(done(&e.psp.execute(&e.cfg, &p, &call, &r).await), "s-cnl-2");
+    assert_eq!(
+        posts(&e),
+        vec![format!("/v1/payments/{pid}/charges/s-chg-2/cancels")]
+    );
+    assert_eq!(e.amounts(&pid).2, "70.0000");
+
+    // a decline of the first part moved nothing: Unzer's own code
+    let other = two_charges(&e).await;
+    e.sim.inject_on(
+        &format!("/v1/payments/{other}/charges/s-chg-1/cancels"),
+        Fault::Decline {
+            code: "API.340.000.004".into(),
+            message: "cancel not allowed".into(),
+        },
+        1,
+    );
+    let o = e.exec(&other, call.clone(), "r-other").await;
+    assert!(
+        matches!(&o, PspOutcome::Declined { code, .. } if code == "API.340.000.004"),
+        "{o:?}"
+    );
+    assert!(cancels(&e, &other).is_empty());
+}
+
+#[tokio::test]
+async fn refund_part_rate_limited_midway_is_unknown_and_finishes_on_retry() {
+    let e = env().await;
+    let pid = two_charges(&e).await;
+    let call = return_of(7000);
+    let r = psp_reference("r-70");
+    e.sim
+        .inject_on("/charges/s-chg-2/cancels", Fault::TooManyRequests, 1);
+    let o = e.exec(&pid, call.clone(), "r-70").await;
+    // 60.00 moved: never Retryable (that would drop the in-flight mark)
+    assert!(
+        matches!(&o, PspOutcome::Unknown { message } if message.contains("not sent") && message.contains("429")),
+        "{o:?}"
+    );
+    let p = e.fetch(&pid).await;
+    assert_eq!(
+        e.psp.find_transaction(&e.cfg, &p, &call, &r).await,
+        Ok(None)
+    );
+    assert_eq!(done(&e.psp.execute(&e.cfg, &p, &call, &r).await), "s-cnl-2");
+    assert_eq!(e.amounts(&pid).2, "70.0000");
+}
+
+#[tokio::test]
+async fn refund_part_pending_waits_until_final() {
+    let e = env().await;
+    let pid = two_charges(&e).await;
+    let call = return_of(7000);
+    let r = psp_reference("r-70");
+    e.sim
+        .inject_on("/charges/s-chg-1/cancels", Fault::Pending, 1);
+    assert_eq!(
+        e.exec(&pid, call.clone(), "r-70").await,
+        PspOutcome::Pending {
+            tx_id: "s-cnl-1".into()
+        }
+    );
+    let p = e.fetch(&pid).await;
+    let found = e
+        .psp
+        .find_transaction(&e.cfg, &p, &call, &r)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(
+        (found.id.as_str(), found.status),
+        ("s-cnl-1", TxStatus::Pending)
+    );
+    // nothing more is sent while a part is pending
+    e.sim.clear_log();
+    assert_eq!(
+        e.psp.execute(&e.cfg, &p, &call, &r).await,
+        PspOutcome::Pending {
+            tx_id: "s-cnl-1".into()
+        }
+    );
+    assert!(posts(&e).is_empty());
+    e.sim.settle(&pid, "s-cnl-1", true);
+    let p = e.fetch(&pid).await;
+    assert_eq!(
+        e.psp.find_transaction(&e.cfg, &p, &call, &r).await,
+        Ok(None)
+    );
+    assert_eq!(done(&e.psp.execute(&e.cfg, &p, &call, &r).await), "s-cnl-2");
+    assert_eq!(
+        posts(&e),
+        vec![format!("/v1/payments/{pid}/charges/s-chg-2/cancels")]
+    );
+    assert_eq!(e.amounts(&pid).2, "70.0000");
+}
+
+#[tokio::test]
+async fn refund_over_the_refundable_total_is_declined_without_sending() {
+    let e = env().await;
+    let pid = two_charges(&e).await;
+    e.sim.clear_log();
+    match e.exec(&pid, return_of(10001), "r-over").await {
+        PspOutcome::Declined { code, message } => {
+            assert_eq!(code, "PAYBRIDGE.REFUND_EXCEEDS");
+            assert!(
+                message.contains("100.01 EUR")
+                    && message.contains("s-chg-1 60.00 EUR")
+                    && message.contains("s-chg-2 40.00 EUR"),
+                "{message}"
+            );
+        }
         other => panic!("expected Declined, got {other:?}"),
     }
-    assert_eq!(e.sim.calls("POST", "/"), before);
+    let log = e.sim.requests();
+    assert!(
+        log.iter().all(|l| l.method == "GET"),
+        "no money call: {log:?}"
+    );
+    // after a 70.00 refund, 30.01 exceeds the 30.00 left
+    done(&e.exec(&pid, return_of(7000), "r-70").await);
+    e.sim.clear_log();
+    match e.exec(&pid, return_of(3001), "r-more").await {
+        PspOutcome::Declined { code, message } => {
+            assert_eq!(code, "PAYBRIDGE.REFUND_EXCEEDS");
+            assert!(
+                message.contains("30.00 EUR") && message.contains("s-chg-2 30.00 EUR"),
+                "{message}"
+            );
+        }
+        other => panic!("expected Declined, got {other:?}"),
+    }
+    assert!(posts(&e).is_empty());
+    assert_eq!(e.amounts(&pid).2, "70.0000");
 }
 
 #[tokio::test]

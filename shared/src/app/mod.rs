@@ -73,7 +73,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            op_lease: Duration::seconds(60),
+            // Longer than the slowest step: a refund spread over several charges makes several
+            // PSP requests, each with its own timeout.
+            op_lease: Duration::minutes(5),
             poll_lease: Duration::seconds(300),
             max_attempts: 12,
             base_backoff: Duration::seconds(10),
@@ -734,6 +736,20 @@ impl App {
                                 "PSP amounts inconsistent: {e}"
                             )));
                         }
+                    };
+                    // A refund resumed after an unknown outcome may have been sent in parts
+                    // (Unzer spreads a refund over several charges under one reference) that
+                    // the position already counts: bound it by the charged total instead; the
+                    // connector sends only the remainder.
+                    let resumed_refund = op.inflight == Some(Step::Psp)
+                        && matches!(call, ledger::PspCall::Refund { .. });
+                    let pos = if resumed_refund {
+                        crate::model::Position {
+                            refunded: crate::money::Money::zero(pos.refunded.currency()),
+                            ..pos
+                        }
+                    } else {
+                        pos
                     };
                     if let Err(v) = ledger::check_call(&call, &pos, cfg.rounding_tolerance) {
                         return Ok(StepResult::Failed(format!("money invariant: {v}")));

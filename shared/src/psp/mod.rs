@@ -31,7 +31,9 @@ pub enum PspOutcome {
     Done { tx_id: String },
     /// Accepted but not final yet (e.g. a direct debit); look again later.
     Pending { tx_id: String },
-    /// Refused for good (business decline, state conflict); nothing moved.
+    /// Refused for good (business decline, state conflict). Nothing moved, except for a refund
+    /// spread over several charges that failed part-way (Unzer code `PAYBRIDGE.REFUND_PARTIAL`,
+    /// whose message lists the parts made): the operation is flagged for a human either way.
     Declined { code: String, message: String },
     /// Known not processed (connection refused, 429); safe to send again later.
     Retryable { message: String },

@@ -29,19 +29,26 @@
 //! and captured later. The connector routes by the payment's actual initial transaction, so it
 //! does not depend on this list beyond the Paylater/prepayment distinctions.
 //!
-//! Refunds: Unzer refunds one charge per call (`…/charges/{chgId}/cancels`, php-sdk
-//! CancelService::cancelPaymentCharges walks the charges in order). paybridge books a refund
-//! as **one** PSP call, so the connector refunds the first successful charge (in order) whose
-//! refundable rest covers the whole amount; when no single charge does, it answers `Declined`
-//! with code `PAYBRIDGE.REFUND_SPLIT` and names the per-charge rests, rather than sending
-//! several calls whose partial failure the ledger could not represent. Paylater types use the
-//! payment-level `…/charges/cancels`, which Unzer spreads itself.
+//! Refunds: Unzer refunds one charge per call (`…/charges/{chgId}/cancels`). A refund larger
+//! than any single charge's refundable rest is spread over the successful charges in charge
+//! order, each taking up to its rest, as php-sdk CancelService::cancelPaymentCharges does; every
+//! part carries the **same** `paymentReference` (the operation's reference) and the reason code.
+//! paybridge still books the refund as one [`PspCall`]: the connector reports `Done` only when
+//! the successful cancels carrying the reference add up to exactly the requested amount. Before
+//! it sends anything it reads the cancels that already carry the reference and sends only the
+//! remainder, so an attempt that died after some parts and is retried never refunds more than
+//! the amount. A part declined after others went through answers `Declined` with code
+//! `PAYBRIDGE.REFUND_PARTIAL` and names every part already refunded (cancel id, amount, charge)
+//! for a human; a part with an unknown outcome answers `Unknown`. Paylater types use the
+//! payment-level `…/charges/cancels` in one call, which Unzer spreads itself.
 //!
 //! Reconciliation ([`Psp::find_transaction`]) fetches the payment, then GETs the candidate
 //! transactions of the call's kind (those with the call's amount first) and compares
-//! `paymentReference` / `invoiceId` / `orderId` with our reference. Transaction urls from a
-//! reply are never followed as given: the connector takes the path only after checking that the
-//! url's origin is the configured API host, and sends the GET to the configured host.
+//! `paymentReference` / `invoiceId` / `orderId` with our reference; for a spread refund it sums
+//! every charge cancel carrying the reference (see [`UnzerPsp`]'s `find_transaction` for the
+//! contract). Transaction urls from a reply are never followed as given: the connector takes
+//! the path only after checking that the url's origin is the configured API host, and sends the
+//! GET to the configured host.
 //!
 //! Secrets: the private key only ever goes into the `Authorization` header; headers and bodies
 //! are not logged; [`Secret`] prints `***`.
@@ -446,9 +453,9 @@ impl UnzerPsp {
         Ok(format!("/{}", segments.join("/")))
     }
 
-    async fn plan(
+    /// The one request of a single-call money operation (everything but a spread refund).
+    fn plan(
         &self,
-        t: &Target<'_>,
         payment: &PspPayment,
         call: &PspCall,
         reference: &str,
@@ -519,34 +526,18 @@ impl UnzerPsp {
                     }
                 }
             }
-            PspCall::Refund { amount, reason } => {
-                let reason = Some(transformers::reason_code(*reason));
-                if transformers::is_paylater(payment.method) {
-                    // Paylater: payment-level refund POST …/charges/cancels (php-sdk PaylaterCancelTest; docs "Manage Unzer Invoice (upl)").
-                    (
-                        format!("/v1/payments/{pid}/charges/cancels"),
-                        cancel(*amount, reason),
-                        Some(*amount),
-                    )
-                } else {
-                    let view = match self.view(t, pid).await {
-                        Ok(v) => v,
-                        Err(e) => {
-                            return Err(PspOutcome::Retryable {
-                                message: format!(
-                                    "payment fetch before refund failed, nothing sent: {e}"
-                                ),
-                            });
-                        }
-                    };
-                    let charge = refund_charge(&view, *amount)?;
-                    // Refund one charge: POST …/charges/{chgId}/cancels (php-sdk CancelService::cancelCharge).
-                    (
-                        format!("/v1/payments/{pid}/charges/{charge}/cancels"),
-                        cancel(*amount, reason),
-                        Some(*amount),
-                    )
-                }
+            // Paylater: payment-level refund POST …/charges/cancels (php-sdk PaylaterCancelTest; docs "Manage Unzer Invoice (upl)").
+            // Other types are spread over their charges by `refund_spread`, never planned as one call.
+            PspCall::Refund { amount, reason } if transformers::is_paylater(payment.method) => (
+                format!("/v1/payments/{pid}/charges/cancels"),
+                cancel(*amount, Some(transformers::reason_code(*reason))),
+                Some(*amount),
+            ),
+            PspCall::Refund { .. } => {
+                return Err(declined(
+                    "PAYBRIDGE.ROUTE",
+                    format!("a refund on payment {pid} goes over its charges, not as one call"),
+                ));
             }
             // Shipment (legacy secured types): POST …/shipments with invoiceId (php-sdk PaymentService::ship; API.360.100.025 without it).
             PspCall::Shipment { invoice_id } => {
@@ -573,61 +564,424 @@ impl UnzerPsp {
             Transport::Reply { status, body } => classify(status, &body, planned.expect, path),
         }
     }
+
+    /// Every charge cancel of the payment that carries `reference`, in the payment's order: GETs
+    /// each `cancel-charge` transaction (the payment's list has no references).
+    async fn refund_parts(
+        &self,
+        t: &Target<'_>,
+        view: &PaymentView,
+        reference: &str,
+    ) -> Result<Vec<RefundPart>, PspError> {
+        let pid = view.payment.payment_id.as_str();
+        let mut parts = Vec::new();
+        for tx in view.txs.iter().filter(|x| x.kind == TxKind::CancelCharge) {
+            let path = self.local_path(t, pid, &tx.url)?;
+            let reply: WireReply = self.get_json(t, &path, pid).await?;
+            if !reply.carries(reference) {
+                continue;
+            }
+            parts.push(RefundPart {
+                id: tx.id.clone(),
+                charge: tx.parent_charge.clone(),
+                amount: tx.amount,
+                status: tx_status_of(&reply, tx),
+            });
+        }
+        Ok(parts)
+    }
+
+    /// [`Psp::find_transaction`] for a spread refund: sums the parts carrying `reference` (see
+    /// the contract there).
+    async fn find_refund(
+        &self,
+        t: &Target<'_>,
+        view: &PaymentView,
+        amount: Money,
+        reference: &str,
+    ) -> Result<Option<PspTransaction>, PspError> {
+        let parts = self.refund_parts(t, view, reference).await?;
+        let tally = RefundTally::of(&parts, amount.currency()).map_err(PspError::BadReply)?;
+        let order = tally
+            .counted
+            .cmp_to(&amount)
+            .map_err(|e| PspError::BadReply(e.to_string()))?;
+        let tx = |id: &str, status| PspTransaction {
+            id: id.to_string(),
+            kind: TxKind::CancelCharge,
+            status,
+            amount,
+            reference: Some(reference.to_string()),
+        };
+        if order.is_gt() {
+            return Err(PspError::BadReply(format!(
+                "cancels carrying our reference {reference} add up to {}, more than the {amount} refund: {}",
+                tally.counted,
+                list_parts(&parts)
+            )));
+        }
+        if let Some(p) = &tally.pending {
+            return Ok(Some(tx(p, TxStatus::Pending)));
+        }
+        if order.is_eq()
+            && let Some(last) = &tally.last
+        {
+            return Ok(Some(tx(last, TxStatus::Success)));
+        }
+        if !tally.counted.is_positive()
+            && let Some(e) = &tally.last_error
+        {
+            return Ok(Some(tx(e, TxStatus::Error)));
+        }
+        if tally.counted.is_positive() {
+            tracing::debug!(
+                payment = %view.payment.payment_id,
+                refunded = %tally.counted,
+                %amount,
+                "refund partly done under this reference; the remainder may be sent"
+            );
+        }
+        Ok(None)
+    }
+
+    /// A refund on a non-Paylater payment: reads what already carries `reference`, then cancels
+    /// the remainder on the charges in order, one `…/charges/{chgId}/cancels` per part, each with
+    /// the same `paymentReference` and reason code (php-sdk CancelService::cancelPaymentCharges;
+    /// per part php-sdk CancelService::cancelCharge).
+    async fn refund_spread(
+        &self,
+        t: &Target<'_>,
+        payment: &PspPayment,
+        amount: Money,
+        reason: crate::ledger::RefundReason,
+        reference: &str,
+    ) -> PspOutcome {
+        let pid = payment.payment_id.as_str();
+        let view = match self.view(t, pid).await {
+            Ok(v) => v,
+            Err(e) => return read_failed(e),
+        };
+        let earlier = match self.refund_parts(t, &view, reference).await {
+            Ok(p) => p,
+            Err(e) => return read_failed(e),
+        };
+        let parts = match plan_refund(&view, amount, &earlier) {
+            Ok(RefundPlan::Complete { tx_id }) => {
+                tracing::debug!(payment = pid, %tx_id, "refund already complete under this reference; nothing sent");
+                return PspOutcome::Done { tx_id };
+            }
+            Ok(RefundPlan::Waiting { tx_id }) => return PspOutcome::Pending { tx_id },
+            Ok(RefundPlan::Send(parts)) => parts,
+            Err(outcome) => return outcome,
+        };
+        let reason = transformers::reason_code(reason);
+        let mut refunded: Vec<RefundPart> = earlier
+            .into_iter()
+            .filter(|p| p.status == TxStatus::Success)
+            .collect();
+        let n = parts.len();
+        for (i, (charge, part)) in parts.iter().enumerate() {
+            let body = serde_json::to_value(CancelRequest {
+                amount: transformers::amount_text(*part),
+                reason_code: Some(reason),
+                payment_reference: reference.to_string(),
+            });
+            let body = match body {
+                Ok(b) => b,
+                Err(e) => return declined("PAYBRIDGE.REQUEST", format!("request body: {e}")),
+            };
+            let planned = Planned {
+                path: format!("/v1/payments/{pid}/charges/{charge}/cancels"),
+                body,
+                expect: Some(*part),
+            };
+            let outcome = self.post(t, &planned).await;
+            let what = || {
+                let not_sent = parts[i + 1..]
+                    .iter()
+                    .map(|(c, m)| format!("{m} on {c}"))
+                    .collect::<Vec<_>>();
+                let refunded_sum =
+                    Money::sum(amount.currency(), refunded.iter().map(|p| &p.amount))
+                        .map_or_else(|e| e.to_string(), |m| m.to_string());
+                format!(
+                    "refund of {amount}: part {} of {n} ({part} on {charge}); refunded so far under this reference: {refunded_sum} ({}); not sent: {}",
+                    i + 1,
+                    list_parts(&refunded),
+                    if not_sent.is_empty() {
+                        "nothing".into()
+                    } else {
+                        not_sent.join(", ")
+                    }
+                )
+            };
+            match outcome {
+                PspOutcome::Done { tx_id } => refunded.push(RefundPart {
+                    id: tx_id,
+                    charge: Some(charge.clone()),
+                    amount: *part,
+                    status: TxStatus::Success,
+                }),
+                // Not final yet: the rest waits until it is (reconciliation sees it pending).
+                PspOutcome::Pending { tx_id } => return PspOutcome::Pending { tx_id },
+                PspOutcome::Unknown { message } => {
+                    return PspOutcome::Unknown {
+                        message: format!("{}: outcome unknown: {message}", what()),
+                    };
+                }
+                // Nothing moved at all: the plain outcome.
+                PspOutcome::Retryable { .. } | PspOutcome::Declined { .. }
+                    if refunded.is_empty() =>
+                {
+                    return outcome;
+                }
+                // Parts went through: keep the in-flight mark, reconciliation finds them.
+                PspOutcome::Retryable { message } => {
+                    return PspOutcome::Unknown {
+                        message: format!("{}: not sent ({message}); send the rest again", what()),
+                    };
+                }
+                PspOutcome::Declined { code, message } => {
+                    return declined(
+                        "PAYBRIDGE.REFUND_PARTIAL",
+                        format!(
+                            "{}: declined by Unzer ({code}: {message}); the refund is only partly done — refund the rest by hand",
+                            what()
+                        ),
+                    );
+                }
+            }
+        }
+        match refunded.last() {
+            Some(last) => PspOutcome::Done {
+                tx_id: last.id.clone(),
+            },
+            None => declined(
+                "PAYBRIDGE.AMOUNTS",
+                format!("refund of {amount}: no part sent"),
+            ),
+        }
+    }
 }
 
-/// The charge a refund goes to: the first successful charge, in order, whose refundable rest
-/// (its amount less the refunds on it) covers the whole amount.
-fn refund_charge(view: &PaymentView, amount: Money) -> Result<String, PspOutcome> {
+/// One charge cancel carrying an operation's reference: a part of a (spread) refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RefundPart {
+    /// The cancel id (`s-cnl-N`).
+    id: String,
+    /// The charge it refunds; `None` for a payment-level cancel.
+    charge: Option<String>,
+    amount: Money,
+    status: TxStatus,
+}
+
+impl fmt::Display for RefundPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.id, self.amount)?;
+        if let Some(c) = &self.charge {
+            write!(f, " on {c}")?;
+        }
+        if self.status != TxStatus::Success {
+            write!(f, " ({:?})", self.status)?;
+        }
+        Ok(())
+    }
+}
+
+fn list_parts<'a>(parts: impl IntoIterator<Item = &'a RefundPart>) -> String {
+    let v: Vec<String> = parts.into_iter().map(ToString::to_string).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// What the cancels carrying one reference add up to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RefundTally {
+    /// Sum of the successful and pending parts (error parts moved nothing).
+    counted: Money,
+    /// The last part still pending, if any.
+    pending: Option<String>,
+    /// The last successful or pending part.
+    last: Option<String>,
+    /// The last part in error state.
+    last_error: Option<String>,
+}
+
+impl RefundTally {
+    fn of(parts: &[RefundPart], currency: crate::money::Currency) -> Result<RefundTally, String> {
+        let mut t = RefundTally {
+            counted: Money::zero(currency),
+            pending: None,
+            last: None,
+            last_error: None,
+        };
+        for p in parts {
+            let add = |acc: Money| {
+                acc.checked_add(p.amount)
+                    .map_err(|e| format!("refund part {}: {e}", p.id))
+            };
+            match p.status {
+                TxStatus::Error => t.last_error = Some(p.id.clone()),
+                TxStatus::Pending => {
+                    t.counted = add(t.counted)?;
+                    t.pending = Some(p.id.clone());
+                    t.last = Some(p.id.clone());
+                }
+                TxStatus::Success => {
+                    t.counted = add(t.counted)?;
+                    t.last = Some(p.id.clone());
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// What a refund still needs, given the parts already carrying its reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RefundPlan {
+    /// The parts add up to the amount and all succeeded: the last part's id.
+    Complete { tx_id: String },
+    /// A part is still pending: send nothing until it is final.
+    Waiting { tx_id: String },
+    /// Send these parts (charge id, amount), in this order.
+    Send(Vec<(String, Money)>),
+}
+
+/// Plans a refund over the successful charges in charge order (php-sdk
+/// CancelService::cancelPaymentCharges), each part up to the charge's refundable rest (its
+/// amount less the non-failed cancels on it), for what `ours` (the parts already carrying our
+/// reference) leaves of `amount`. Declines, before anything is sent, when the remainder exceeds
+/// what is refundable or when our reference already carries more than the amount.
+fn plan_refund(
+    view: &PaymentView,
+    amount: Money,
+    ours: &[RefundPart],
+) -> Result<RefundPlan, PspOutcome> {
+    let amounts = |e: String| declined("PAYBRIDGE.AMOUNTS", e);
+    let cur = amount.currency();
+    let tally = RefundTally::of(ours, cur).map_err(amounts)?;
+    let order = tally
+        .counted
+        .cmp_to(&amount)
+        .map_err(|e| amounts(e.to_string()))?;
+    if order.is_gt() {
+        return Err(declined(
+            "PAYBRIDGE.REFUND_REFERENCE",
+            format!(
+                "cancels carrying this refund's reference add up to {}, more than the {amount} asked ({}); check by hand",
+                tally.counted,
+                list_parts(ours)
+            ),
+        ));
+    }
+    if let Some(tx_id) = tally.pending {
+        return Ok(RefundPlan::Waiting { tx_id });
+    }
+    if order.is_eq()
+        && let Some(tx_id) = tally.last
+    {
+        return Ok(RefundPlan::Complete { tx_id });
+    }
+    let mut left = amount
+        .checked_sub(tally.counted)
+        .map_err(|e| amounts(e.to_string()))?;
+    let not_failed = |r: &&TxRef| r.kind == TxKind::CancelCharge && r.status != TxStatus::Error;
+    // A payment-level cancel (`…/charges/cancels/{id}`, e.g. made in Unzer Insights) names no
+    // charge; it still lowers what the payment can refund in total.
+    let unattributed = Money::sum(
+        cur,
+        view.txs
+            .iter()
+            .filter(not_failed)
+            .filter(|r| r.parent_charge.is_none())
+            .map(|r| &r.amount),
+    )
+    .map_err(|e| amounts(e.to_string()))?;
     let mut rests: Vec<(String, Money)> = Vec::new();
     for c in view
         .txs
         .iter()
         .filter(|t| t.kind == TxKind::Charge && t.status == TxStatus::Success)
+        .filter(|t| valid_id(&t.id))
     {
-        let refunded = view
-            .txs
-            .iter()
-            .filter(|r| {
-                r.kind == TxKind::CancelCharge
-                    && r.status != TxStatus::Error
-                    && r.parent_charge.as_deref() == Some(c.id.as_str())
-            })
-            .try_fold(Money::zero(c.amount.currency()), |acc, r| {
-                acc.checked_add(r.amount)
-            });
-        let rest = refunded.and_then(|r| c.amount.saturating_sub(r));
-        let rest =
-            rest.map_err(|e| declined("PAYBRIDGE.AMOUNTS", format!("charge {}: {e}", c.id)))?;
-        if rest.cmp_to(&amount).is_ok_and(|o| o.is_ge()) && valid_id(&c.id) {
-            return Ok(c.id.clone());
-        }
+        let refunded = Money::sum(
+            cur,
+            view.txs
+                .iter()
+                .filter(not_failed)
+                .filter(|r| r.parent_charge.as_deref() == Some(c.id.as_str()))
+                .map(|r| &r.amount),
+        );
+        let rest = refunded
+            .and_then(|r| c.amount.saturating_sub(r))
+            .map_err(|e| amounts(format!("charge {}: {e}", c.id)))?;
         rests.push((c.id.clone(), rest));
     }
-    let listing = rests
-        .iter()
-        .map(|(id, m)| format!("{id} {m}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let total = Money::sum(amount.currency(), rests.iter().map(|(_, m)| m)).unwrap_or(amount);
-    if total.cmp_to(&amount).is_ok_and(|o| o.is_ge()) {
-        Err(declined(
-            "PAYBRIDGE.REFUND_SPLIT",
-            format!(
-                "a refund of {amount} needs more than one charge (refundable: {listing}); Unzer refunds one charge per call and paybridge books a refund as one call — split the credit note or refund by hand"
-            ),
-        ))
-    } else {
-        Err(declined(
-            "PAYBRIDGE.REFUND_EXCEEDS",
-            format!(
-                "a refund of {amount} exceeds what is refundable (refundable: {})",
-                if listing.is_empty() {
-                    "nothing".into()
-                } else {
-                    listing
-                }
-            ),
-        ))
+    let total = Money::sum(cur, rests.iter().map(|(_, m)| m))
+        .and_then(|t| t.saturating_sub(unattributed))
+        .map_err(|e| amounts(e.to_string()))?;
+    if left
+        .cmp_to(&total)
+        .map_err(|e| amounts(e.to_string()))?
+        .is_gt()
+    {
+        let listing = rests
+            .iter()
+            .map(|(id, m)| format!("{id} {m}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut message = format!(
+            "a refund of {left} exceeds what is refundable: {total} (per charge: {}",
+            if listing.is_empty() {
+                "nothing"
+            } else {
+                &listing
+            }
+        );
+        if unattributed.is_positive() {
+            message.push_str(&format!("; less {unattributed} refunded at payment level"));
+        }
+        message.push(')');
+        if tally.counted.is_positive() {
+            message.push_str(&format!(
+                "; already refunded under this reference: {} ({}) of {amount}",
+                tally.counted,
+                list_parts(ours.iter().filter(|p| p.status != TxStatus::Error))
+            ));
+        }
+        return Err(declined("PAYBRIDGE.REFUND_EXCEEDS", message));
+    }
+    let mut parts = Vec::new();
+    for (charge, rest) in rests {
+        if !left.is_positive() {
+            break;
+        }
+        if !rest.is_positive() {
+            continue;
+        }
+        let take = rest.min(left).map_err(|e| amounts(e.to_string()))?;
+        left = left.checked_sub(take).map_err(|e| amounts(e.to_string()))?;
+        parts.push((charge, take));
+    }
+    if left.is_positive() || parts.is_empty() {
+        return Err(amounts(format!(
+            "could not spread {amount} over the charges (left over: {left})"
+        )));
+    }
+    Ok(RefundPlan::Send(parts))
+}
+
+/// A payment or transaction read that failed before a refund sent anything.
+fn read_failed(e: PspError) -> PspOutcome {
+    let message = format!("reading the payment before the refund failed, nothing sent: {e}");
+    match e {
+        PspError::Unavailable(_) => PspOutcome::Retryable { message },
+        PspError::Auth(_) => auth_declined("PAYBRIDGE.AUTH".into(), &message),
+        PspError::NotFound(_) | PspError::BadReply(_) => declined("PAYBRIDGE.REFUND_READ", message),
     }
 }
 
@@ -720,6 +1074,13 @@ fn classify(status: StatusCode, body: &str, expect: Option<Money>, path: &str) -
     }
 }
 
+/// A fetched transaction's status: the reply's flags, else the payment list's status.
+fn tx_status_of(reply: &WireReply, tx: &TxRef) -> TxStatus {
+    let has_flags =
+        reply.is_success.is_some() || reply.is_pending.is_some() || reply.is_error.is_some();
+    if has_flags { reply.status() } else { tx.status }
+}
+
 fn call_kind(call: &PspCall) -> TxKind {
     match call {
         PspCall::Capture { .. } => TxKind::Charge,
@@ -781,7 +1142,14 @@ impl Psp for UnzerPsp {
                 return declined("PAYBRIDGE.AMOUNT", format!("amount {a} is not positive"));
             }
         }
-        let planned = match self.plan(&t, payment, call, reference).await {
+        if let PspCall::Refund { amount, reason } = call
+            && !transformers::is_paylater(payment.method)
+        {
+            return self
+                .refund_spread(&t, payment, *amount, *reason, reference)
+                .await;
+        }
+        let planned = match self.plan(payment, call, reference) {
             Ok(p) => p,
             Err(outcome) => return outcome,
         };
@@ -810,6 +1178,31 @@ impl Psp for UnzerPsp {
         }
     }
 
+    /// Reconciliation: the transaction `call` made under `reference`, read from Unzer (the
+    /// payment's list has no references, so each candidate transaction of the call's kind is
+    /// fetched and its `paymentReference` / `invoiceId` / `orderId` compared).
+    ///
+    /// A refund on a non-Paylater payment may consist of several charge cancels (one per charge,
+    /// see the module doc); they are summed — every `cancel-charge` carrying `reference`, failed
+    /// ones left out:
+    ///
+    /// - they add up to the refund's amount and all succeeded: `Some` with the last part's id,
+    ///   kind `CancelCharge`, status `Success` and the refund's amount — the refund is done;
+    /// - some part is still pending: `Some` with that part's id and status `Pending` — look again
+    ///   later; nothing may be sent meanwhile;
+    /// - they add up to less and none is pending (including none at all): `None`. Calling
+    ///   [`Psp::execute`] again with the same call and reference is then safe: it reads the
+    ///   parts again and sends only the remainder, so the total never exceeds the amount (it
+    ///   answers `Done` without sending anything if the parts are complete by then). Note that
+    ///   the parts already refunded show in the payment's refunded position, so a caller that
+    ///   checks the whole amount against the refundable rest must add them back;
+    /// - nothing succeeded or is pending but a part failed: `Some` with status `Error`, as for
+    ///   a single call Unzer refused;
+    /// - they add up to more than the amount (only if something else used our reference):
+    ///   `Err(PspError::BadReply)` naming the parts — a human must look.
+    ///
+    /// Other calls (and Paylater refunds, one payment-level cancel) return the single
+    /// transaction carrying `reference`; one carrying it with another amount is an error.
     async fn find_transaction(
         &self,
         account: &MethodConfig,
@@ -820,6 +1213,11 @@ impl Psp for UnzerPsp {
         let t = self.target(account).map_err(PspError::Auth)?;
         let pid = payment.payment_id.as_str();
         let view = self.view(&t, pid).await?;
+        if let PspCall::Refund { amount, .. } = call
+            && !transformers::is_paylater(payment.method)
+        {
+            return self.find_refund(&t, &view, *amount, reference).await;
+        }
         let kind = call_kind(call);
         let expected = call.amount();
         let (same, other): (Vec<&TxRef>, Vec<&TxRef>) = view
@@ -849,13 +1247,10 @@ impl Psp for UnzerPsp {
                     tx.id, tx.amount
                 )));
             }
-            let has_flags = reply.is_success.is_some()
-                || reply.is_pending.is_some()
-                || reply.is_error.is_some();
             return Ok(Some(PspTransaction {
                 id: tx.id.clone(),
                 kind,
-                status: if has_flags { reply.status() } else { tx.status },
+                status: tx_status_of(&reply, tx),
                 amount: tx.amount,
                 reference: Some(reference.to_string()),
             }));
@@ -950,6 +1345,116 @@ mod tests {
             PspOutcome::Pending {
                 tx_id: "s-chg-4".into()
             }
+        );
+    }
+
+    fn view(txs: &[(&str, &str, &str, &str)]) -> PaymentView {
+        let base = "https://sbx-api.unzer.com/v1/payments/s-pay-1";
+        let wire: WirePayment = serde_json::from_value(serde_json::json!({
+            "id": "s-pay-1",
+            "state": {"id": 1},
+            "currency": "EUR",
+            "resources": {"typeId": "s-crd-abc"},
+            "transactions": txs.iter().map(|(kind, status, path, amount)| serde_json::json!({
+                "type": kind, "status": status, "url": format!("{base}/{path}"), "amount": amount,
+            })).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        PaymentView::try_from(wire).unwrap()
+    }
+
+    fn part(id: &str, charge: &str, minor: i64, status: TxStatus) -> RefundPart {
+        RefundPart {
+            id: id.into(),
+            charge: Some(charge.into()),
+            amount: eur(minor),
+            status,
+        }
+    }
+
+    #[test]
+    fn refund_plan_spreads_in_charge_order_and_sends_only_the_remainder() {
+        let v = view(&[
+            ("authorize", "success", "authorize/s-aut-1", "100.0000"),
+            ("charge", "success", "charges/s-chg-1", "60.0000"),
+            ("charge", "error", "charges/s-chg-2", "5.0000"),
+            ("charge", "success", "charges/s-chg-3", "40.0000"),
+        ]);
+        assert_eq!(
+            plan_refund(&v, eur(7000), &[]),
+            Ok(RefundPlan::Send(vec![
+                ("s-chg-1".into(), eur(6000)),
+                ("s-chg-3".into(), eur(1000))
+            ]))
+        );
+        // after the first part: only the rest, on the next charge with money left
+        let v = view(&[
+            ("authorize", "success", "authorize/s-aut-1", "100.0000"),
+            ("charge", "success", "charges/s-chg-1", "60.0000"),
+            ("charge", "success", "charges/s-chg-3", "40.0000"),
+            (
+                "cancel-charge",
+                "success",
+                "charges/s-chg-1/cancels/s-cnl-1",
+                "60.0000",
+            ),
+        ]);
+        let first = part("s-cnl-1", "s-chg-1", 6000, TxStatus::Success);
+        assert_eq!(
+            plan_refund(&v, eur(7000), std::slice::from_ref(&first)),
+            Ok(RefundPlan::Send(vec![("s-chg-3".into(), eur(1000))]))
+        );
+        assert_eq!(
+            plan_refund(&v, eur(6000), std::slice::from_ref(&first)),
+            Ok(RefundPlan::Complete {
+                tx_id: "s-cnl-1".into()
+            })
+        );
+        let pending = part("s-cnl-1", "s-chg-1", 6000, TxStatus::Pending);
+        assert_eq!(
+            plan_refund(&v, eur(7000), &[pending]),
+            Ok(RefundPlan::Waiting {
+                tx_id: "s-cnl-1".into()
+            })
+        );
+        // a failed part moved nothing and is not counted
+        let failed = part("s-cnl-9", "s-chg-3", 1000, TxStatus::Error);
+        assert_eq!(
+            plan_refund(&v, eur(7000), &[first.clone(), failed]),
+            Ok(RefundPlan::Send(vec![("s-chg-3".into(), eur(1000))]))
+        );
+        assert!(matches!(
+            plan_refund(&v, eur(5000), std::slice::from_ref(&first)),
+            Err(PspOutcome::Declined { code, .. }) if code == "PAYBRIDGE.REFUND_REFERENCE"
+        ));
+        // 40.00 left in total; 30.01 more than the 60.00 already refunded is too much
+        assert!(matches!(
+            plan_refund(&v, eur(10001), &[first]),
+            Err(PspOutcome::Declined { code, message })
+                if code == "PAYBRIDGE.REFUND_EXCEEDS" && message.contains("s-cnl-1 60.00 EUR on s-chg-1")
+        ));
+    }
+
+    #[test]
+    fn refund_plan_counts_payment_level_cancels_against_the_total() {
+        let v = view(&[
+            ("charge", "success", "charges/s-chg-1", "60.0000"),
+            ("charge", "success", "charges/s-chg-2", "40.0000"),
+            (
+                "cancel-charge",
+                "success",
+                "charges/cancels/s-cnl-1",
+                "50.0000",
+            ),
+        ]);
+        assert!(matches!(
+            plan_refund(&v, eur(5001), &[]),
+            Err(PspOutcome::Declined { code, message })
+                if code == "PAYBRIDGE.REFUND_EXCEEDS" && message.contains("less 50.00 EUR refunded at payment level")
+        ));
+        assert_eq!(
+            plan_refund(&v, eur(5000), &[]),
+            Ok(RefundPlan::Send(vec![("s-chg-1".into(), eur(5000))]))
         );
     }
 
