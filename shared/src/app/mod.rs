@@ -489,14 +489,22 @@ impl App {
                 JobOutcome::RetryAt(now + self.backoff(d.receive_count))
             }
         };
-        match &outcome {
-            JobOutcome::Done => self.queue.ack(&d.receipt).await?,
+        let settled = match &outcome {
+            JobOutcome::Done => self.queue.ack(&d.receipt).await,
             JobOutcome::RetryAt(at) => {
                 let delay = (*at - now).to_std().unwrap_or_default();
                 self.queue
                     .retry_later(&d.receipt, delay, now.timestamp_millis())
-                    .await?;
+                    .await
             }
+        };
+        match settled {
+            // Our visibility ran out and the message went to another worker: it is theirs now,
+            // and every job is idempotent.
+            Err(QueueError::StaleReceipt) => {
+                tracing::info!(job = ?d.job, "receipt outdated: the message was redelivered");
+            }
+            other => other?,
         }
         Ok(outcome)
     }
