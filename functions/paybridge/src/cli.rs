@@ -20,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the poller, the worker and the HTTP listener in one process on SQLite.
     Serve(ServeArgs),
+    /// Run scripted orders for every flow through pixi and Unzer simulators on loopback and
+    /// print one line per order (expected → actual); exit 0 only if every order ends as expected.
+    Demo,
     /// Send a test e-mail through the configured `[smtp]` settings.
     MailTest {
         /// The configuration file (TOML).
@@ -91,6 +94,12 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn parses_demo() {
+        let cli = Cli::try_parse_from(["paybridge", "demo"]).expect("valid arguments");
+        assert!(matches!(cli.command, Command::Demo));
     }
 
     #[test]

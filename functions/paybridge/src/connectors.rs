@@ -176,6 +176,20 @@ impl Psp for LoggedPsp {
         }
         outcome
     }
+
+    async fn find_transaction(
+        &self,
+        account: &MethodConfig,
+        payment: &PspPayment,
+        call: &PspCall,
+        reference: &str,
+    ) -> Result<Option<paybridge_core::model::PspTransaction>, PspError> {
+        // Forwarded: the trait's default only sees references in the fetched view, which Unzer
+        // does not list, and would make every reconciliation find nothing.
+        self.inner
+            .find_transaction(account, payment, call, reference)
+            .await
+    }
 }
 
 /// The PSP of a process without any memory connection: every call says it is unavailable. It is

@@ -3,10 +3,13 @@
 //!
 //! [`cli`] (arguments), [`startup`] (config, secrets, connectors, start-up checks, exit codes),
 //! [`connectors`] (the connector kinds this build has), [`serve`] (the running process),
-//! [`http`] (the router shared with the HTTP Lambda functions).
+//! [`http`] (the router shared with the HTTP Lambda functions), [`demo`] (`paybridge demo`: the
+//! whole product against the pixi and Unzer simulators, and the scenario harness of the
+//! end-to-end tests and the lifecycle bench).
 
 pub mod cli;
 pub mod connectors;
+pub mod demo;
 pub mod http;
 pub mod serve;
 pub mod startup;

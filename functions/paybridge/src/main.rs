@@ -6,6 +6,7 @@
 //! | `paybridge serve --config F` | poller + worker + HTTP listener (health, Unzer webhooks, problems) |
 //! | `paybridge config check --config F` | loads, validates and resolves the configuration; prints `ok` |
 //! | `paybridge mail-test --config F` | sends a test e-mail through the `[smtp]` settings |
+//! | `paybridge demo` | scripted orders for every flow against pixi and Unzer simulators on loopback |
 //!
 //! Modules: [`cli`] (arguments), [`startup`] (config, secrets, connectors, start-up checks, exit
 //! codes), [`connectors`] (the connector kinds this build has), [`serve`] (the running process),
@@ -15,7 +16,7 @@
 //! Exit codes: 0 ok, 1 runtime failure (store cannot be opened, address in use, …), 2 unusable
 //! configuration or arguments, 3 a configured remote system is unreachable at start.
 
-use paybridge::{cli, serve, startup};
+use paybridge::{cli, demo, serve, startup};
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -28,7 +29,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    init_logging(cli.log_json);
+    // The demo's output is its table; its logs are quiet unless RUST_LOG asks for more.
+    let default_filter = match cli.command {
+        cli::Command::Demo => "error",
+        _ => "info",
+    };
+    init_logging(cli.log_json, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,6 +68,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Serve(args) => Ok(serve::serve(args).await?),
+        cli::Command::Demo => {
+            let summary = demo::run_demo(&mut std::io::stdout()).await?;
+            if !summary.all_ok() {
+                anyhow::bail!(
+                    "{} of {} orders did not end as expected",
+                    summary.orders - summary.ok,
+                    summary.orders
+                );
+            }
+            Ok(())
+        }
         cli::Command::MailTest { config } => {
             let prepared = startup::prepare(&config)?;
             let Some(smtp) = &prepared.config.smtp else {
@@ -86,14 +103,16 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr (stdout stays for command results such as `ok`). The filter comes from
-/// `RUST_LOG`, default `info`.
-fn init_logging(json: bool) {
+/// `RUST_LOG`, default `default_filter` (`info`; `error` for the demo).
+fn init_logging(json: bool, default_filter: &str) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(s) if !s.is_empty() => EnvFilter::try_new(&s).unwrap_or_else(|e| {
-            eprintln!("warning: RUST_LOG={s:?} is not a valid filter ({e}); using \"info\"");
-            EnvFilter::new("info")
+            eprintln!(
+                "warning: RUST_LOG={s:?} is not a valid filter ({e}); using {default_filter:?}"
+            );
+            EnvFilter::new(default_filter)
         }),
-        _ => EnvFilter::new("info"),
+        _ => EnvFilter::new(default_filter),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

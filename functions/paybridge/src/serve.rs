@@ -8,6 +8,10 @@
 //! On a signal every part finishes what it is doing (a poll cycle, a batch of jobs, in-flight
 //! requests) and stops; after [`SHUTDOWN_GRACE`] the process exits anyway. Nothing is lost by
 //! that: the ledger marks in-flight steps and the queue redelivers unacknowledged jobs.
+//!
+//! In-process use (tests, `paybridge demo`): [`spawn`] runs the same three parts in the
+//! background until [`Background::shutdown`]; [`spawn_http`] runs only the listener, for callers
+//! that drive [`App::poll_cycle`] and [`App::work_once`] themselves on a simulated clock.
 
 use crate::cli::ServeArgs;
 use crate::http;
@@ -16,10 +20,13 @@ use chrono::Utc;
 use paybridge_core::app::{App, Settings};
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::store::sqlite::SqliteStore;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Jobs received per worker round.
 const BATCH: usize = 10;
@@ -82,7 +89,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         poll_interval_secs = poll_every.as_secs(),
         "paybridge serving"
     );
-    run(app, listener, poll_every).await
+    run(app, listener, poll_every, shutdown_signal()).await
 }
 
 /// The app over a SQLite store and queue sharing the file at `database`.
@@ -105,12 +112,113 @@ pub fn build_app(prepared: Prepared, database: &Path) -> Result<App, StartError>
     })
 }
 
-/// Runs poller, worker and listener until a signal (or until one of them ends, which stops the
-/// others too).
+/// `paybridge serve` running in the background of the current runtime: poller, worker and
+/// listener exactly as the command runs them, stopped by [`Background::shutdown`] instead of a
+/// signal.
+pub struct Background {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Background {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://{addr}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Asks every part to finish what it is doing and waits for them (at most
+    /// [`SHUTDOWN_GRACE`], like a signal does).
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.stop.send_replace(true);
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Http(format!("the serve task failed: {e}"))),
+        }
+    }
+}
+
+/// Starts poller, worker and listener (on `listener`) in the background; see [`Background`].
+pub fn spawn(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    poll_every: Duration,
+) -> std::io::Result<Background> {
+    let addr = listener.local_addr()?;
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(run(app, listener, poll_every, stopped(rx)));
+    Ok(Background { addr, stop, task })
+}
+
+/// Only the HTTP listener of `serve` ([`crate::http::router`]) in the background: for callers
+/// that poll and work themselves (`paybridge demo`, the scenario tests), so webhooks still
+/// arrive over a real socket.
+pub struct HttpHandle {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    /// Taken by [`HttpHandle::shutdown`].
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl HttpHandle {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://{addr}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the listener to end.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        self.stop.send_replace(true);
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match task.await {
+            Ok(r) => r.map_err(|e| ServeError::Http(e.to_string())),
+            Err(e) => Err(ServeError::Http(format!("the listener task failed: {e}"))),
+        }
+    }
+}
+
+impl Drop for HttpHandle {
+    fn drop(&mut self) {
+        // A handle dropped without `shutdown` still stops its listener.
+        self.stop.send_replace(true);
+    }
+}
+
+/// Serves [`crate::http::router`] on `listener` in the background; see [`HttpHandle`].
+pub fn spawn_http(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<HttpHandle> {
+    let addr = listener.local_addr()?;
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, http::router(app))
+            .with_graceful_shutdown(stopped(rx))
+            .await
+    });
+    Ok(HttpHandle {
+        addr,
+        stop,
+        task: Some(task),
+    })
+}
+
+/// Runs poller, worker and listener until `shutdown` resolves (or until one of them ends, which
+/// stops the others too).
 async fn run(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     poll_every: Duration,
+    shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = &stop_tx;
@@ -131,7 +239,7 @@ async fn run(
     };
     let signal = async {
         tokio::select! {
-            () = shutdown_signal() => tracing::info!("shutdown requested: finishing the current work"),
+            () = shutdown => tracing::info!("shutdown requested: finishing the current work"),
             () = stopped(stop_rx.clone()) => {}
         }
         stop.send_replace(true);

@@ -652,8 +652,16 @@ impl<'a> Cx<'_, 'a> {
                     );
                 }
                 MethodFamily::Prepayment => {
-                    if !p.received_in_full()? {
-                        self.problem(Severity::Error, &format!("shipped_before_receipt:{}", inv.invoice_id), &format!(
+                    // §3.2: shipped before receipt → no booking, ever: the operator was told to
+                    // book it by hand (the problem's ERP comment in the ledger remembers it).
+                    let code = format!("shipped_before_receipt:{}", inv.invoice_id);
+                    let flagged = self.has_op(
+                        DocKind::Order,
+                        &format!("{}:{code}", o.order_id),
+                        Purpose::Problem,
+                    );
+                    if flagged || !p.received_in_full()? {
+                        self.problem(Severity::Error, &code, &format!(
                             "invoice {} was shipped before the prepayment was received: no booking, book it manually",
                             inv.invoice_id
                         ));

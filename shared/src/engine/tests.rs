@@ -971,7 +971,7 @@ fn spec_3_2_prepayment_booking_only_when_received_and_closed() {
 }
 
 #[test]
-fn spec_3_2_prepayment_shipped_before_receipt_is_booked_after_receipt_and_close() {
+fn spec_3_2_prepayment_shipped_before_receipt_is_never_booked_automatically() {
     let mut s = S::new(PM::Prepayment, Expert, LINES).released();
     s.invoice("R1", "100.00", &["L1", "L2", "L3"]);
     s.order.status = OrderStatus::Closed;
@@ -980,8 +980,9 @@ fn spec_3_2_prepayment_shipped_before_receipt_is_booked_after_receipt_and_close(
     assert_eq!(s.decide().plans, [], "the error comment is written once");
     s.receive("100.00");
     let d = s.decide();
-    assert_eq!(purposes(&d), [P::ClearLock, P::BookInvoice]);
-    assert!(d.flags.is_empty());
+    // The lock is cleared, but the invoice is the operator's to book (they were told so).
+    assert_eq!(purposes(&d), [P::ClearLock]);
+    assert_eq!(flags(&d), [(Severity::Error, "shipped_before_receipt:R1")]);
 }
 
 // ----------------------------------------------------------------------------- §3.3 capture

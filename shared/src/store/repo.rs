@@ -5,7 +5,7 @@
 //! |---|---|
 //! | order state | `T#{tenant}#O#{conn}#{order}` / `ORDER` (index `T#{tenant}#PROBLEM` while it has errors) |
 //! | operation | same pk / `OP#{op_id}` (index `T#{tenant}#OPEN` by due time while not finished) |
-//! | history entry | same pk / `H#{time}#{digest}` |
+//! | history entry | same pk / `H#{time}#{seq}#{digest}` |
 //! | payment → order | `T#{tenant}#PAY#{payment_id}` / `ORDER` |
 //! | PSP event | `E#{psp}#{identity}` / `EVENT` (index `T#{tenant}#EVENTS` while unapplied; TTL) |
 //! | poller lease, watermark | `T#{tenant}#C#{conn}` / `LEASE`, `WATERMARK#{kind}` |
@@ -100,6 +100,9 @@ impl EventRecord {
         format!("E#{}#{}", self.psp, self.identity)
     }
 }
+
+/// Orders history entries written in the same millisecond by one process.
+static HISTORY_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Events are kept this long (TTL).
 pub const EVENT_TTL_DAYS: i64 = 30;
@@ -322,7 +325,13 @@ impl<'s> Repo<'s> {
     ) -> Result<(), StoreError> {
         let b = body(entry)?;
         let digest = hex::encode(&Sha256::digest(b.to_string().as_bytes())[..6]);
-        let item = Item::new(key.pk(), format!("H#{}#{digest}", ts(entry.at)), b);
+        // Entries of the same millisecond keep their order within this process.
+        let seq = HISTORY_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let item = Item::new(
+            key.pk(),
+            format!("H#{}#{seq:012}#{digest}", ts(entry.at)),
+            b,
+        );
         self.store.insert(&item, now.timestamp()).await?;
         Ok(())
     }
