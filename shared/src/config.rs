@@ -73,7 +73,13 @@ impl SecretRef {
             "plain" => SecretRef::Plain(Secret::new(rest)),
             "ssm" => SecretRef::Ssm(rest.to_string()),
             "secretsmanager" => SecretRef::SecretsManager(rest.to_string()),
-            other => return Err(format!("unknown secret scheme {other:?}")),
+            // The scheme is not echoed: a raw secret containing ':' would leak its first part.
+            _ => {
+                return Err(
+                    "unknown secret scheme (use env:, file:, plain:, ssm: or secretsmanager:)"
+                        .to_string(),
+                );
+            }
         })
     }
 
@@ -285,7 +291,14 @@ impl Locator<'_> {
         let l = l.trim();
         match l.split_once('=') {
             Some((k, _)) if !l.starts_with('[') => k.trim().to_string(),
-            _ if l.starts_with('[') => l.trim_matches(|c| c == '[' || c == ']').to_string(),
+            // Only the table name: the rest of the line may hold a value (a secret).
+            _ if l.starts_with('[') => l
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
             _ => "(syntax)".into(),
         }
     }
@@ -406,6 +419,16 @@ fn smtp_port() -> u16 {
     587
 }
 
+/// What ids may contain: they become parts of store keys, where `#` and `/` separate parts.
+const ID_RULE: &str = "1 to 64 characters: letters, digits, '_', '-' or '.'";
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 /// pixi XML tags: letters, digits, `_` and `-`, starting with a letter.
 fn valid_tag(s: &str) -> bool {
     let mut chars = s.chars();
@@ -432,8 +455,8 @@ fn parse_quiet_hours(s: &str) -> Result<Option<QuietHours>, String> {
 impl RawConfig {
     fn validate(self, loc: &Locator<'_>) -> Result<Config, ConfigError> {
         let t = self.tenant.into_inner();
-        if t.id.get_ref().trim().is_empty() {
-            return loc.err(t.id.span(), "tenant.id", "must not be empty");
+        if !valid_id(t.id.get_ref()) {
+            return loc.err(t.id.span(), "tenant.id", ID_RULE);
         }
         let timezone = match &t.timezone {
             None => chrono_tz::Europe::Berlin,
@@ -515,6 +538,9 @@ impl RawConfig {
         for (i, e) in self.erp.into_iter().enumerate() {
             let span = e.span();
             let e = e.into_inner();
+            if !valid_id(e.id.get_ref()) {
+                return loc.err(e.id.span(), &format!("erp[{i}].id"), ID_RULE);
+            }
             if !ids.insert(e.id.get_ref().clone()) {
                 return loc.err(
                     e.id.span(),

@@ -12,6 +12,7 @@
 //! shape the answer; nothing else happens here. No route echoes a request body, a secret or an
 //! amount.
 
+use crate::app::{App, MAX_WEBHOOK_BYTES, WebhookError};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -21,7 +22,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use crate::app::{App, MAX_WEBHOOK_BYTES, WebhookError};
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -36,6 +36,13 @@ pub fn router(app: Arc<App>) -> Router {
             // The same limit `accept_webhook` enforces, applied before the body is buffered.
             post(unzer_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
         .with_state(app)
 }
 
@@ -65,8 +72,29 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 
 async fn unzer_webhook(
     State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // Unzer posts JSON; a body declared as something else is not a webhook. (No header at all
+    // is tolerated: the body is parsed as JSON either way.)
+    if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
+        let json = ct
+            .to_str()
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        if !json {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content type must be application/json",
+            );
+        }
+    }
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -179,10 +207,6 @@ fn starts_with_currency(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_trait::async_trait;
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
     use crate::app::Settings;
     use crate::config::Config;
     use crate::model::{
@@ -196,6 +220,10 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use crate::store::{Item, Store, StoreError};
     use crate::testing::{MemoryErp, MemoryPsp};
+    use async_trait::async_trait;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
     use std::collections::HashMap;
     use tower::ServiceExt;
 

@@ -177,9 +177,7 @@ impl Money {
 
     /// Parses a decimal string such as `"12.34"`.
     pub fn parse(amount: &str, currency: Currency) -> Result<Money, MoneyError> {
-        let d = Decimal::from_str(amount.trim())
-            .map_err(|_| MoneyError::Invalid(amount.to_string()))?;
-        Money::new(d, currency)
+        Money::new(parse_decimal(amount)?, currency)
     }
 
     pub fn zero(currency: Currency) -> Money {
@@ -305,6 +303,44 @@ impl Money {
         let tol = Money::from_minor(i64::from(tolerance_minor), self.currency);
         Ok(self.amount <= other.checked_add(tol)?.amount)
     }
+}
+
+/// Parses a plain decimal exactly: optional sign, digits, at most one `.`, at most 29 significant
+/// digits, and only values `Decimal` holds exactly; no
+/// `_`, exponent or rounding (`rust_decimal`'s `from_str` would round past 28 digits and skip
+/// `_`). Surrounding white space is ignored.
+pub fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
+    let invalid = || MoneyError::Invalid(text.chars().take(40).collect());
+    let t = text.trim();
+    let body = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    // Significant digits: leading zeros of the integer part and trailing zeros of the fraction
+    // carry no precision.
+    let digits = int.trim_start_matches('0').len() + frac.trim_end_matches('0').len();
+    if (int.is_empty() && frac.is_empty())
+        || digits > 29
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (body.contains('.') && frac.is_empty())
+    {
+        return Err(invalid());
+    }
+    let d = Decimal::from_str(t).map_err(|_| invalid())?;
+    // Exact or nothing: the parsed value must print as the input's significant digits.
+    let int_sig = int.trim_start_matches('0');
+    let frac_sig = frac.trim_end_matches('0');
+    let mut want = if int_sig.is_empty() {
+        "0".to_string()
+    } else {
+        int_sig.to_string()
+    };
+    if !frac_sig.is_empty() {
+        want = format!("{want}.{frac_sig}");
+    }
+    if d.abs().normalize().to_string() != want {
+        return Err(invalid());
+    }
+    Ok(d)
 }
 
 impl fmt::Debug for Money {

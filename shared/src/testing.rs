@@ -480,7 +480,13 @@ pub struct Fixtures {
 /// Loads a fixtures file into a fresh memory ERP, adding its payments to `psp` (one memory PSP
 /// can serve several memory connections).
 pub fn load_fixtures_into(path: &Path, psp: &MemoryPsp) -> Result<MemoryErp, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = good.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        format!("{}:{line}:{col}: not valid UTF-8", path.display())
+    })?;
     let f: Fixtures = serde_json::from_str(&text)
         .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
     let erp = MemoryErp::new();

@@ -506,7 +506,6 @@ async fn queue_conformance_sqs() {
     .await;
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_redrive_sqs() {
     let Some(config) = moto("queue_redrive_sqs").await else {
