@@ -1122,6 +1122,8 @@ pub struct Options {
     pub without_psp_logging: bool,
     /// Wraps the SQLite store.
     pub wrap_store: Option<StoreWrapper>,
+    /// Runs on these backends instead of SQLite (the AWS backends on moto in the e2e suite).
+    pub backends: Option<(Arc<dyn Store>, Arc<dyn paybridge_core::queue::Queue>)>,
 }
 
 /// What one [`Harness::settle`] did.
@@ -1249,6 +1251,10 @@ impl Harness {
             } else {
                 Arc::new(LoggedPsp::new(Arc::new(router)))
             };
+        }
+        if let Some((store, queue)) = options.backends {
+            app.store = store;
+            app.queue = queue;
         }
         if let Some(wrap) = options.wrap_store {
             app.store = wrap(Arc::clone(&app.store));
