@@ -50,6 +50,38 @@ pub struct ServeArgs {
     /// Skip the start-up reachability check of the configured remote systems.
     #[arg(long)]
     pub no_check: bool,
+
+    /// Where state lives: the embedded SQLite file, or a DynamoDB table (`--table`).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub store: StoreKind,
+
+    /// Where jobs wait: the embedded SQLite file, or an SQS queue (`--queue-url`).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub queue: QueueKind,
+
+    /// DynamoDB table for `--store dynamodb` (created if missing).
+    #[arg(long, value_name = "NAME", default_value = "paybridge")]
+    pub table: String,
+
+    /// SQS queue name for `--queue sqs` (created with a dead-letter queue if missing).
+    #[arg(long, value_name = "NAME", default_value = "paybridge-jobs")]
+    pub queue_name: String,
+
+    /// AWS endpoint override (e.g. a local moto server); otherwise the SDK's defaults apply.
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    Sqlite,
+    Dynamodb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueKind {
+    Sqlite,
+    Sqs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -75,7 +75,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let listen = prepared.config.server.listen;
     let poll_every = Duration::from_secs(prepared.config.server.poll_interval_secs);
-    let app = Arc::new(build_app(prepared, &database)?);
+    let mut app = build_app(prepared, &database)?;
+    use_aws_backends(&mut app, &args).await?;
+    let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| StartError::Listen {
@@ -90,6 +92,43 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         "paybridge serving"
     );
     run(app, listener, poll_every, shutdown_signal()).await
+}
+
+/// `--store dynamodb` / `--queue sqs`: the AWS backends the Lambda functions use, here in one
+/// process (with `--aws-endpoint`, e.g. on moto). Table and queue are created when missing.
+async fn use_aws_backends(app: &mut App, args: &ServeArgs) -> Result<(), StartError> {
+    use crate::cli::{QueueKind, StoreKind};
+    if args.store == StoreKind::Sqlite && args.queue == QueueKind::Sqlite {
+        return Ok(());
+    }
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = &args.aws_endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    let cfg = loader.load().await;
+    let aws_error = |reason: String| StartError::Database {
+        path: args.aws_endpoint.clone().unwrap_or_else(|| "AWS".into()),
+        reason,
+    };
+    if args.store == StoreKind::Dynamodb {
+        let client = aws_sdk_dynamodb::Client::new(&cfg);
+        paybridge_core::store::dynamo::DynamoStore::create_table(&client, &args.table)
+            .await
+            .map_err(|e| aws_error(e.to_string()))?;
+        app.store = Arc::new(paybridge_core::store::dynamo::DynamoStore::new(
+            client,
+            args.table.clone(),
+        ));
+    }
+    if args.queue == QueueKind::Sqs {
+        let client = aws_sdk_sqs::Client::new(&cfg);
+        let (queue, _dlq) =
+            paybridge_core::queue::sqs::SqsQueue::create(&client, &args.queue_name, MAX_RECEIVES)
+                .await
+                .map_err(|e| aws_error(e.to_string()))?;
+        app.queue = Arc::new(queue);
+    }
+    Ok(())
 }
 
 /// The app over a SQLite store and queue sharing the file at `database`.

@@ -14,7 +14,9 @@ use std::sync::Arc;
 async fn aws_config(test: &str) -> Option<aws_config::SdkConfig> {
     let Ok(endpoint) = std::env::var("PAYBRIDGE_TEST_AWS_ENDPOINT") else {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{test}: PAYBRIDGE_TEST_AWS_ENDPOINT is not set (start moto_server, see README)");
+            panic!(
+                "{test}: PAYBRIDGE_TEST_AWS_ENDPOINT is not set (start moto_server, see README)"
+            );
         }
         eprintln!("{test}: PAYBRIDGE_TEST_AWS_ENDPOINT not set; skipped outside CI");
         return None;
@@ -46,7 +48,9 @@ async fn e2e_dynamo_sqs_every_flow_of_3_1_to_3_5_on_moto() {
             .as_millis()
     );
     let ddb = aws_sdk_dynamodb::Client::new(&cfg);
-    DynamoStore::create_table(&ddb, &unique).await.expect("table");
+    DynamoStore::create_table(&ddb, &unique)
+        .await
+        .expect("table");
     let sqs = aws_sdk_sqs::Client::new(&cfg);
     let (queue, _dlq) = SqsQueue::create(&sqs, &unique, 50).await.expect("queue");
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(ddb, unique.clone()));
@@ -62,9 +66,18 @@ async fn e2e_dynamo_sqs_every_flow_of_3_1_to_3_5_on_moto() {
     let failed: Vec<String> = outcomes
         .iter()
         .filter(|o| o.expected != o.actual)
-        .map(|o| format!("{}: expected {:?}, got {:?}", o.scenario.key, o.expected, o.actual))
+        .map(|o| {
+            format!(
+                "{}: expected {:?}, got {:?}",
+                o.scenario.key, o.expected, o.actual
+            )
+        })
         .collect();
     assert!(outcomes.len() >= 30, "the whole catalogue ran");
-    assert!(failed.is_empty(), "on DynamoDB + SQS:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "on DynamoDB + SQS:\n{}",
+        failed.join("\n")
+    );
     h.shutdown().await.expect("shutdown");
 }
