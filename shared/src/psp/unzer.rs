@@ -134,6 +134,42 @@ impl Target<'_> {
     }
 }
 
+/// Reads a reply body of at most [`MAX_REPLY_BYTES`], chunk by chunk (a hostile peer cannot
+/// make the connector buffer an unbounded body).
+async fn read_capped(mut resp: reqwest::Response, status: StatusCode) -> Transport {
+    let too_big = || {
+        Transport::TooBig(format!(
+            "HTTP {} reply body larger than {MAX_REPLY_BYTES} bytes",
+            status.as_u16()
+        ))
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
+    {
+        return too_big();
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > MAX_REPLY_BYTES {
+                    return too_big();
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Transport::Lost(format!("reply body lost ({}): {e}", status.as_u16()));
+            }
+        }
+    }
+    Transport::Reply {
+        status,
+        body: String::from_utf8_lossy(&buf).into_owned(),
+    }
+}
+
 /// What the transport did with a request.
 enum Transport {
     /// An HTTP reply arrived.
@@ -142,7 +178,12 @@ enum Transport {
     NotSent(String),
     /// Sent, but no complete reply (timeout, reset).
     Lost(String),
+    /// A reply arrived but its body is larger than [`MAX_REPLY_BYTES`] (never read in full).
+    TooBig(String),
 }
+
+/// The largest reply body read from Unzer; a payment with all its transactions is a few KiB.
+const MAX_REPLY_BYTES: usize = 2 * 1024 * 1024;
 
 /// A money call ready to send.
 struct Planned {
@@ -150,6 +191,26 @@ struct Planned {
     body: serde_json::Value,
     /// Amount the reply must echo (none for shipments).
     expect: Option<Money>,
+}
+
+/// A transaction id as a money-call reply must name it: `{s|p}-{infix}-{suffix}` with a
+/// three-character lower-case infix (`chg`, `cnl`, `shp`, `aut`; php-sdk Services/IdService.php)
+/// and an alphanumeric suffix. The id is stored and later put into URL paths, so anything else
+/// (`../x`, `s-chg-1?x`, empty) is never taken as a transaction id.
+fn valid_tx_id(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("s-").or_else(|| s.strip_prefix("p-")) else {
+        return false;
+    };
+    let Some((infix, suffix)) = rest.split_once('-') else {
+        return false;
+    };
+    s.len() <= 64
+        && infix.len() == 3
+        && infix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !suffix.is_empty()
+        && suffix.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Unzer ids are `{s|p}-{infix}-{suffix}` (php-sdk Services/IdService.php); anything else is
@@ -349,10 +410,7 @@ impl UnzerPsp {
         };
         let status = resp.status();
         tracing::debug!(%method, path, status = status.as_u16(), "unzer reply");
-        match resp.text().await {
-            Ok(body) => Transport::Reply { status, body },
-            Err(e) => Transport::Lost(format!("reply body lost ({}): {e}", status.as_u16())),
-        }
+        read_capped(resp, status).await
     }
 
     /// A GET whose reply is parsed into `T`; errors become [`PspError`].
@@ -366,6 +424,9 @@ impl UnzerPsp {
             Transport::Reply { status, body } => (status, body),
             Transport::NotSent(m) | Transport::Lost(m) => {
                 return Err(PspError::Unavailable(format!("GET {path}: {m}")));
+            }
+            Transport::TooBig(m) => {
+                return Err(PspError::BadReply(format!("GET {path}: {m}")));
             }
         };
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -558,7 +619,7 @@ impl UnzerPsp {
             Transport::NotSent(m) => PspOutcome::Retryable {
                 message: format!("POST {path} not sent: {m}"),
             },
-            Transport::Lost(m) => PspOutcome::Unknown {
+            Transport::Lost(m) | Transport::TooBig(m) => PspOutcome::Unknown {
                 message: format!("POST {path}: {m}; Unzer may have processed it"),
             },
             Transport::Reply { status, body } => classify(status, &body, planned.expect, path),
@@ -1052,6 +1113,21 @@ fn classify(status: StatusCode, body: &str, expect: Option<Money>, path: &str) -
             &format!("HTTP {code}"),
             format!("POST {path}: HTTP {code} without an error object"),
         ),
+        ReplyKind::Success { tx_id } | ReplyKind::Pending { tx_id } if !valid_tx_id(&tx_id) => {
+            PspOutcome::Unknown {
+                message: format!(
+                    "POST {path}: HTTP {code} reply names {:?}, not an Unzer transaction id; \
+                     not treated as done",
+                    tx_id.chars().take(80).collect::<String>()
+                ),
+            }
+        }
+        ReplyKind::Unclear { tx_id: Some(tx_id) } if !valid_tx_id(&tx_id) => PspOutcome::Unknown {
+            message: format!(
+                "POST {path}: HTTP {code} reply names {:?}, not an Unzer transaction id",
+                tx_id.chars().take(80).collect::<String>()
+            ),
+        },
         ReplyKind::Success { tx_id } => match verify_amount(&reply, expect) {
             Ok(()) => PspOutcome::Done { tx_id },
             Err(m) => PspOutcome::Unknown {

@@ -131,6 +131,17 @@ pub const CALL_ADD_COMMENT: &str = "pixiAddOrderComment";
 
 const INVOICE_PAGE: i64 = 1000;
 
+/// At most this many `pixiGetInvoice` pages per order (100 000 invoices); a server that keeps
+/// answering full pages with growing keys cannot keep the connector looping.
+const MAX_INVOICE_PAGES: usize = 100;
+
+/// At most this many `pixiPayGetInvoicesToCapture` pages per payment code and poll.
+const MAX_LIST_PAGES: usize = 1000;
+
+/// The largest reply body read from pixi. A full invoice page is well under 1 MiB, but pixi
+/// pads replies and free-text columns can be large, so the cap is generous.
+const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
 impl PixiErp {
     /// A connector for one pixi endpoint. `payment_codes` are the pixi payment codes (the
     /// `erp_method` of the connection's payment-method configs) whose orders paybridge handles.
@@ -299,10 +310,7 @@ impl PixiErp {
                 "{call}: HTTP {status}: pixi refused the credentials"
             )));
         }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ErpError::Unknown(format!("{call}: reply lost: {}", e.without_url())))?;
+        let text = read_capped(call, resp).await?;
         match soap::parse_reply(&text) {
             Err(ReplyError::Fault { code, message }) => Err(ErpError::Refused(format!(
                 "{call}: SOAP fault {code}: {message}"
@@ -337,6 +345,13 @@ impl PixiErp {
         let reply = self
             .call("pixiGetOrderHeader", &[Param::int("OrderNr", order_nr)])
             .await?;
+        // Only a present-but-empty row set means "no such order"; a reply without any row set
+        // (empty Result, only SqlResultCode, a scalar) says nothing about the order.
+        if reply.result_sets.is_empty() {
+            return Err(bad(format!(
+                "pixiGetOrderHeader for order {order_nr}: reply without a row set"
+            )));
+        }
         let row = reply
             .rows()
             .iter()
@@ -361,7 +376,12 @@ impl PixiErp {
         // stop when fewer than RowCount rows come back (pixi-api-docs "Iterating through results").
         let mut rows = Vec::new();
         let mut start = 0i64;
-        loop {
+        for page_no in 0.. {
+            if page_no >= MAX_INVOICE_PAGES {
+                return Err(bad(format!(
+                    "pixiGetInvoice for order {order_nr}: more than {MAX_INVOICE_PAGES} pages"
+                )));
+            }
             let reply = self
                 .call(
                     "pixiGetInvoice",
@@ -413,6 +433,34 @@ impl PixiErp {
     fn handles(&self, payment_type: Option<&str>) -> bool {
         payment_type.is_some_and(|p| self.payment_codes.iter().any(|c| c.eq_ignore_ascii_case(p)))
     }
+}
+
+/// Reads a reply body of at most [`MAX_REPLY_BYTES`], chunk by chunk; a larger one is BadReply
+/// (never buffered in full).
+async fn read_capped(call: &str, mut resp: reqwest::Response) -> Result<String, ErpError> {
+    let too_big = || {
+        ErpError::BadReply(format!(
+            "{call}: reply body larger than {MAX_REPLY_BYTES} bytes"
+        ))
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ErpError::Unknown(format!("{call}: reply lost: {}", e.without_url())))?
+    {
+        if buf.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Err(too_big());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn send_error(call: &str, e: reqwest::Error) -> ErpError {
@@ -484,10 +532,54 @@ impl Header {
     }
 }
 
+/// A decimal column read exactly: optional leading `-`, ASCII digits with at most one `.`, no
+/// `_`, no exponent, at most 28 digits — beyond that `Decimal::from_str` would round or accept
+/// what SQL Server never prints.
 fn decimal(v: &str, what: &str) -> Result<Decimal, ErpError> {
-    Decimal::from_str(v.trim())
-        .or_else(|_| Decimal::from_scientific(v.trim()))
-        .map_err(|_| bad(format!("{what}: {v:?} is not a number")))
+    let t = v.trim();
+    let body = t.strip_prefix('-').unwrap_or(t);
+    let mut digits = 0usize;
+    let mut dots = 0usize;
+    let plain = body.chars().all(|c| match c {
+        '0'..='9' => {
+            digits += 1;
+            true
+        }
+        '.' => {
+            dots += 1;
+            true
+        }
+        _ => false,
+    });
+    if !plain || digits == 0 || digits > 28 || dots > 1 {
+        return Err(bad(format!("{what}: {} is not a number", shown(v))));
+    }
+    Decimal::from_str(t).map_err(|_| bad(format!("{what}: {} is not a number", shown(v))))
+}
+
+/// A reply value for an error message, cut to a readable length.
+fn shown(v: &str) -> String {
+    let cut: String = v.chars().take(40).collect();
+    if cut.len() < v.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+/// Refuses a row that names another order in its `OrderNr`/`OrderNR` column (a row without the
+/// column is taken as the order's: not every call returns it).
+fn same_order(r: &Row, order_nr: i64, what: &str) -> Result<(), ErpError> {
+    let Some(v) = r.first(&["OrderNr", "OrderNR"]) else {
+        return Ok(());
+    };
+    match v.trim().parse::<i64>() {
+        Ok(n) if n == order_nr => Ok(()),
+        _ => Err(bad(format!(
+            "{what} row of order {} in the reply for order {order_nr}",
+            shown(v)
+        ))),
+    }
 }
 
 /// An exact money column (SQL `money` prints four decimals, e.g. `46.1800`).
@@ -527,6 +619,16 @@ fn map_order(
     let cur = Currency::from_code(&code.to_ascii_uppercase())
         .map_err(|e| bad(format!("order {}: {e}", h.order_nr)))?;
 
+    for r in lines {
+        same_order(r, h.order_nr, "pixiGetOrderline")?;
+    }
+    for r in totals {
+        same_order(r, h.order_nr, "pixiGetOrderTotals")?;
+    }
+    for r in invoices {
+        same_order(r, h.order_nr, "pixiGetInvoice")?;
+    }
+
     let mut out_lines = Vec::new();
     let mut any_hal = false;
     for r in lines {
@@ -540,7 +642,9 @@ fn map_order(
             .first(&["Price_OrderCurr", "Price"])
             .ok_or_else(|| bad(format!("order line {key} without Price")))?;
         let qty = decimal(r.get("Qty").unwrap_or("1"), "Qty")?;
-        let gross = (decimal(price, "Price")? * qty)
+        let gross = decimal(price, "Price")?
+            .checked_mul(qty)
+            .ok_or_else(|| bad(format!("order line {key}: Price × Qty overflows")))?
             .round_dp_with_strategy(cur.exponent(), RoundingStrategy::MidpointAwayFromZero);
         out_lines.push(OrderLine {
             line_id: key.to_string(),
@@ -687,7 +791,12 @@ impl Erp for PixiErp {
             // holds every shipped, not yet captured invoice, so it is read from 0 on each poll and
             // paged with FromInvoiceId (since 22.06) within the poll.
             let mut from = 0i64;
-            loop {
+            for page_no in 0.. {
+                if page_no >= MAX_LIST_PAGES {
+                    return Err(bad(format!(
+                        "pixiPayGetInvoicesToCapture {code}: more than {MAX_LIST_PAGES} pages"
+                    )));
+                }
                 let reply = self
                     .call(
                         "pixiPayGetInvoicesToCapture",
@@ -1075,6 +1184,25 @@ mod tests {
         assert!(o.invoices[0].captured);
         assert_eq!(o.credit_notes[0].amount.to_minor().unwrap(), 100);
         assert!(!o.credit_notes[0].settled);
+    }
+
+    #[test]
+    fn decimals_are_exact_and_rows_of_other_orders_refused() {
+        assert_eq!(decimal(" 46.1800 ", "x").unwrap(), Decimal::new(461800, 4));
+        for v in [
+            "1e3",
+            "1_000",
+            "1.000000000000000000000000000001",
+            "1.2.3",
+            "",
+            "-",
+        ] {
+            assert!(decimal(v, "x").is_err(), "{v:?}");
+        }
+        assert!(same_order(&row(&[("OrderNr", "7")]), 7, "x").is_ok());
+        assert!(same_order(&row(&[("Total", "1")]), 7, "x").is_ok());
+        assert!(same_order(&row(&[("OrderNR", "8")]), 7, "x").is_err());
+        assert!(same_order(&row(&[("OrderNr", "7x")]), 7, "x").is_err());
     }
 
     #[test]

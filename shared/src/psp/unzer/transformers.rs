@@ -14,24 +14,73 @@ use std::str::FromStr;
 
 /// An amount as Unzer sends it: a string with 4 decimals (`"100.0000"`), or a JSON number in
 /// older examples. (java-sdk JsonBigDecimalConverter: string, 4 dp; docs examples: numbers.)
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+///
+/// A JSON number is kept as its exact text from the reply (read through
+/// [`serde_json::value::RawValue`]), never through `f64`: `99.99999999999999999` must not
+/// silently become `100`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireAmount {
     Text(String),
-    Number(serde_json::Number),
+    /// The number's text exactly as it appeared in the JSON.
+    Number(String),
+}
+
+impl<'de> Deserialize<'de> for WireAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get().trim();
+        if text.starts_with('"') {
+            return serde_json::from_str::<String>(text)
+                .map(WireAmount::Text)
+                .map_err(D::Error::custom);
+        }
+        if text.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) {
+            return Ok(WireAmount::Number(text.to_string()));
+        }
+        Err(D::Error::custom("amount must be a string or a number"))
+    }
+}
+
+/// Unzer sends at most 4 decimals (java-sdk JsonBigDecimalConverter).
+const WIRE_DECIMALS: usize = 4;
+
+/// Checks that `text` is a plain decimal `rust_decimal` reads exactly: optional leading `-`,
+/// ASCII digits with at most one `.`, at least one digit, no `_`, no exponent, at most 28
+/// digits (beyond that `Decimal::from_str` rounds).
+pub(crate) fn exact_decimal(text: &str) -> Option<Decimal> {
+    let body = text.strip_prefix('-').unwrap_or(text);
+    let mut digits = 0usize;
+    let mut dots = 0usize;
+    for c in body.chars() {
+        match c {
+            '0'..='9' => digits += 1,
+            '.' => dots += 1,
+            _ => return None,
+        }
+    }
+    if digits == 0 || digits > 28 || dots > 1 {
+        return None;
+    }
+    Decimal::from_str(text).ok()
 }
 
 impl WireAmount {
-    /// The exact decimal. A JSON number is re-read from its shortest decimal text, so no float
-    /// arithmetic touches the value.
+    /// The exact decimal. Text and JSON numbers are both read from their exact text; anything
+    /// `rust_decimal` could not hold exactly (more than 28 digits, exponents, `_`) is refused,
+    /// and a JSON number with more than Unzer's 4 decimals is refused rather than rounded.
     pub fn decimal(&self) -> Result<Decimal, String> {
-        let text = match self {
-            WireAmount::Text(s) => s.trim().to_string(),
-            WireAmount::Number(n) => n.to_string(),
+        let (text, number) = match self {
+            WireAmount::Text(s) => (s.trim(), false),
+            WireAmount::Number(n) => (n.as_str(), true),
         };
-        Decimal::from_str(&text)
-            .or_else(|_| Decimal::from_scientific(&text))
-            .map_err(|_| format!("amount {text:?} is not a decimal"))
+        let d = exact_decimal(text).ok_or_else(|| format!("amount {text:?} is not a decimal"))?;
+        if number && d.scale() as usize > WIRE_DECIMALS {
+            return Err(format!(
+                "amount {text:?} has more than {WIRE_DECIMALS} decimals"
+            ));
+        }
+        Ok(d)
     }
 
     /// As [`Money`] in `currency`: Unzer's 4-dp zeros are trimmed first, then more decimals than
@@ -454,6 +503,24 @@ impl TryFrom<WirePayment> for PaymentView {
                 w.id
             )
         })?;
+        // Payment-level sums (java-sdk JsonAmount) are never negative; a negative one is a broken
+        // reply, not something to compute with. `remaining` is left out: after an overpayment
+        // (prepayment receipt above the total) it can legitimately go below zero.
+        if let Some(a) = &w.amount {
+            for (name, v) in [
+                ("total", &a.total),
+                ("charged", &a.charged),
+                ("canceled", &a.canceled),
+            ] {
+                let Some(v) = v else { continue };
+                let d = v
+                    .decimal()
+                    .map_err(|e| format!("payment {}: amount.{name}: {e}", w.id))?;
+                if d.is_sign_negative() && !d.is_zero() {
+                    return Err(format!("payment {}: negative amount.{name}", w.id));
+                }
+            }
+        }
         let mut txs = Vec::new();
         for e in &w.transactions {
             let Some(kind) = tx_kind(&e.kind) else {
@@ -479,6 +546,9 @@ impl TryFrom<WirePayment> for PaymentView {
                 .amount
                 .money(currency)
                 .map_err(|err| format!("transaction {id}: {err}"))?;
+            if amount.is_negative() {
+                return Err(format!("transaction {id}: negative amount {amount}"));
+            }
             txs.push(TxRef {
                 kind,
                 status: tx_status(e.status.as_deref()),
@@ -548,6 +618,38 @@ mod tests {
             Money::from_minor(1299, Currency::EUR)
         );
         assert!(WireAmount::Text("twelve".into()).decimal().is_err());
+    }
+
+    #[test]
+    fn amounts_are_read_from_their_exact_text() {
+        let n: WireAmount = serde_json::from_str("99.99999999999999999").unwrap();
+        assert_eq!(n, WireAmount::Number("99.99999999999999999".into()));
+        assert!(n.decimal().is_err(), "more than 4 decimals as a number");
+        let n: WireAmount = serde_json::from_str("100").unwrap();
+        assert_eq!(n.decimal().unwrap(), Decimal::from(100));
+        for bad in [
+            "1e2", "1E-2", "-", ".", "1_000", "1.2.3", "+1", " 1 2", "NaN",
+        ] {
+            assert!(
+                WireAmount::Text(bad.into()).decimal().is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        for bad in ["1e2", "true", "null", "[]", "{}"] {
+            let r: Result<WireAmount, _> = serde_json::from_str(bad);
+            assert!(r.is_err() || r.unwrap().decimal().is_err(), "{bad:?}");
+        }
+        assert!(
+            WireAmount::Text("1.000000000000000000000000000001".into())
+                .decimal()
+                .is_err()
+        );
+        assert_eq!(
+            WireAmount::Text("-0.5000".into()).decimal().unwrap(),
+            Decimal::new(-5000, 4)
+        );
+        let v: WireAmount = serde_json::from_value(serde_json::json!("1.5000")).unwrap();
+        assert_eq!(v, WireAmount::Text("1.5000".into()));
     }
 
     #[test]
