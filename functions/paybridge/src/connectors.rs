@@ -192,35 +192,6 @@ impl Psp for LoggedPsp {
     }
 }
 
-/// The PSP of a process without any memory connection: every call says it is unavailable. It is
-/// only reachable through configs that are inactive anyway, so nothing is ever decided on it.
-pub struct NoPsp;
-
-#[async_trait]
-impl Psp for NoPsp {
-    async fn fetch(
-        &self,
-        _account: &MethodConfig,
-        _payment_id: &str,
-    ) -> Result<PspPayment, PspError> {
-        Err(PspError::Unavailable(
-            "no PSP connector is configured in this process".into(),
-        ))
-    }
-
-    async fn execute(
-        &self,
-        _account: &MethodConfig,
-        _payment: &PspPayment,
-        _call: &PspCall,
-        _reference: &str,
-    ) -> PspOutcome {
-        PspOutcome::Retryable {
-            message: "no PSP connector is configured in this process".into(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
