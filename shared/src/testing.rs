@@ -448,21 +448,30 @@ impl Psp for MemoryPsp {
     }
 }
 
-/// Records every problem it is told about.
+/// Records every problem it is told about; can be made to fail like an unreachable mail server.
 #[derive(Clone, Default)]
 pub struct RecordingNotifier {
     sent: Arc<Mutex<Vec<Problem>>>,
+    down: Arc<Mutex<bool>>,
 }
 
 impl RecordingNotifier {
     pub fn sent(&self) -> Vec<Problem> {
         lock(&self.sent).clone()
     }
+
+    /// While down, every notification fails and nothing is recorded.
+    pub fn set_down(&self, down: bool) {
+        *lock(&self.down) = down;
+    }
 }
 
 #[async_trait]
 impl Notifier for RecordingNotifier {
     async fn notify(&self, p: &Problem) -> Result<(), NotifyError> {
+        if *lock(&self.down) {
+            return Err(NotifyError("mail server unreachable".into()));
+        }
         lock(&self.sent).push(p.clone());
         Ok(())
     }

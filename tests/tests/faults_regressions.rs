@@ -1,12 +1,12 @@
 //! The fault-injection simulation (`src/bin/faults/`) as tests: a few hundred lifecycles per run,
 //! determinism across thread counts, and one regression test per product bug the harness found,
-//! named `seed_<S>_<index>` after the lifecycle that shows it.
+//! named `seed_<S>_<index>` after the lifecycle that showed it (each failed before its fix).
 //!
 //! Each test runs the `faults` binary (built by cargo for this test target) and reads its last
 //! line, `lifecycles=N double=D lost=L unreconciled=U`. A lifecycle is drawn from `(seed, index)`
 //! by the harness's own scenario and fault streams: changing how the harness draws (new fault
 //! kinds, other rates, other history steps) changes what a seed means, so the seed-named tests
-//! must be re-pinned to the new index showing the same bug (the `known` list below says which).
+//! must be re-pinned to an index showing the same bug (check out the fix's parent to find it).
 //!
 //! A failing lifecycle replays with
 //! `cargo run --release -p paybridge-testkit --bin faults -- --seed S --only INDEX`.
@@ -33,18 +33,6 @@ fn last_line(s: &str) -> &str {
     s.lines().last().unwrap_or("")
 }
 
-/// Indices of the failing lifecycles in a run's output.
-fn failing(s: &str) -> Vec<u64> {
-    s.lines()
-        .filter_map(|l| l.strip_prefix("FAIL "))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("index="))
-                .and_then(|i| i.parse().ok())
-        })
-        .collect()
-}
-
 /// Replays one lifecycle and asserts it is clean.
 fn assert_clean(seed: u64, index: u64) {
     let r = faults(&["--seed", &seed.to_string(), "--only", &index.to_string()]);
@@ -57,35 +45,8 @@ fn assert_clean(seed: u64, index: u64) {
     assert!(r.ok);
 }
 
-/// Lifecycles of `--seed 1` (first 300) that fail today, all of them bug A (`seed_1_30`: a PSP
-/// read failure during `App::evaluate` drops the evaluation).
-const KNOWN_SEED_1: &[u64] = &[30, 214, 296];
-
-/// The harness over 300 lifecycles: every failure must be a known bug. Fixing the bug shrinks
-/// the list (fine); a new failing index is a new finding (look at its trace).
+/// 300 lifecycles of seed 1, all clean.
 #[test]
-fn lifecycles_300_seed_1_fail_only_on_known_bugs() {
-    let r = faults(&["--lifecycles", "300", "--seed", "1", "--threads", "2"]);
-    let last = last_line(&r.stdout);
-    assert!(
-        last.starts_with("lifecycles=300 double=0 "),
-        "money moved or was booked twice:\n{}",
-        r.stdout
-    );
-    let new: Vec<u64> = failing(&r.stdout)
-        .into_iter()
-        .filter(|i| !KNOWN_SEED_1.contains(i))
-        .collect();
-    assert!(
-        new.is_empty(),
-        "new failing lifecycles {new:?}:\n{}",
-        r.stdout
-    );
-}
-
-/// The same 300 lifecycles, all clean: the target once the known bugs are fixed.
-#[test]
-#[ignore = "bug A: seed_1_30 (PSP read failure in App::evaluate drops the evaluation)"]
 fn lifecycles_300_seed_1() {
     let r = faults(&["--lifecycles", "300", "--seed", "1", "--threads", "2"]);
     assert_eq!(
@@ -120,9 +81,9 @@ fn a_lifecycle_replays_exactly() {
 /// it, decides without a PSP view (only the hint `psp_unavailable`), returns Ok, and the
 /// watermark advances; the ERP lists changed orders only, so nothing evaluates the order again:
 /// the payment is never closed (ClosePayment) and the later credit note never refunded (its poll
-/// hits the same 503).
+/// hits the same 503). Fixed: `evaluate` queues a delayed `Job::Evaluate` when the PSP cannot be
+/// read (`Settings::psp_recheck`).
 #[test]
-#[ignore = "bug A: PSP read failure in App::evaluate drops the evaluation (payment never closed)"]
 fn seed_1_30() {
     assert_clean(1, 30);
 }
@@ -130,9 +91,8 @@ fn seed_1_30() {
 /// Bugs B and A, Paylater invoice: after the capture of R1 is saved Done, its follow-up
 /// `evaluate` (which would plan the reversal of the cancelled line L2, due once anything is
 /// charged) dies at its first store read (bug B); the poll that later reads CLOSED cannot read
-/// the PSP (bug A). The aggregated reversal (CancelLines) is never planned.
+/// the PSP (bug A). The aggregated reversal (CancelLines) is never planned. Fixed with A and B.
 #[test]
-#[ignore = "bugs A+B: the follow-up evaluate is lost to a crash, the next to a PSP read failure"]
 fn seed_1_214() {
     assert_clean(1, 214);
 }
@@ -140,9 +100,8 @@ fn seed_1_214() {
 /// Bug A, standard mode: the poll that reads CLOSED cannot read the PSP; the refunds of the
 /// cancelled (NLB) lines are never planned. The same lifecycle also shows the other call site:
 /// the follow-up `evaluate` after the capture cannot read the PSP either (the release is only
-/// planned because a later ERP edit triggers a poll).
+/// planned because a later ERP edit triggers a poll). Fixed with A.
 #[test]
-#[ignore = "bug A: PSP read failure in App::evaluate drops the evaluation (cancelled lines never refunded)"]
 fn seed_1_296() {
     assert_clean(1, 296);
 }
@@ -150,9 +109,9 @@ fn seed_1_296() {
 /// Bug B (shared/src/app/mod.rs, `App::run_op`): the PSP declines ClosePayment; `run_op` saves
 /// the operation Failed, then its follow-up `evaluate` (which would raise the `op_failed` error
 /// flag and e-mail) dies at its first store read. The job is redelivered, `run_op` sees a
-/// terminal operation and returns Done: the failure is never flagged, nobody is told.
+/// terminal operation and returns Done: the failure is never flagged, nobody is told. Fixed:
+/// `run_op` evaluates the order again when it finds its operation already terminal.
 #[test]
-#[ignore = "bug B: a crash between saving a terminal op and its follow-up evaluate loses the follow-up"]
 fn seed_42_459() {
     assert_clean(42, 459);
 }
@@ -160,9 +119,9 @@ fn seed_42_459() {
 /// Bug C (shared/src/engine/mod.rs, `Cx::invoices`, prepayment branch): the PSP payment is
 /// 419.80 EUR for a 421.24 EUR order (released with lock + amount-mismatch error); the customer
 /// transfers the 419.80 EUR due, the order ships and is CLOSED, and the invoice is booked for
-/// 421.24 EUR: the ERP shows 1.44 EUR more received than arrived.
+/// 421.24 EUR: the ERP shows 1.44 EUR more received than arrived. Fixed: invoices above the money
+/// received are flagged (`invoices_exceed_received`), not booked.
 #[test]
-#[ignore = "bug C: prepayment invoices are booked without checking them against the money received"]
 fn seed_42_2875() {
     assert_clean(42, 2875);
 }
@@ -170,9 +129,9 @@ fn seed_42_2875() {
 /// Bug D (shared/src/app/mod.rs, `App::evaluate`): the order record with a new error flag is saved
 /// before the operator is notified; the poller dies in between, later evaluations see the flag
 /// as known and never send the e-mail (behaviour.md §4: process errors send an e-mail). Not a
-/// money violation, so it shows as an `info:` line, asserted absent here.
+/// money violation, so it shows as an `info:` line, asserted absent here. Fixed: the record keeps
+/// which errors were told (`OrderRecord::notified`), saved after the e-mail.
 #[test]
-#[ignore = "bug D: error flag saved before notify; a crash in between loses the e-mail for good"]
 fn seed_1_0() {
     let r = faults(&["--seed", "1", "--only", "0"]);
     assert!(!r.stdout.contains("was never e-mailed"), "{}", r.stdout);

@@ -9,7 +9,7 @@
 //! clock.
 
 use crate::config::{Config, MethodConfig};
-use crate::engine::{self, Input};
+use crate::engine::{self, Flag, Input};
 use crate::erp::{Erp, ErpError};
 use crate::ledger::{self, Operation, OrderKey, Step, TransitionError};
 use crate::model::ErpOrder;
@@ -68,6 +68,9 @@ pub struct Settings {
     pub sweep_grace: Duration,
     /// Orders read from the ERP per batch call.
     pub batch: usize,
+    /// When the PSP cannot be read during an evaluation, the order is evaluated again this much
+    /// later (a job on the queue), so no poll or webhook has to come along to finish it.
+    pub psp_recheck: Duration,
 }
 
 impl Default for Settings {
@@ -82,6 +85,7 @@ impl Default for Settings {
             max_backoff: Duration::hours(1),
             sweep_grace: Duration::seconds(120),
             batch: 50,
+            psp_recheck: Duration::seconds(60),
         }
     }
 }
@@ -288,6 +292,11 @@ impl App {
     }
 
     async fn sweep(&self, now: DateTime<Utc>, report: &mut PollReport) -> Result<(), AppError> {
+        if self.quiet_until(now).is_some() {
+            // Jobs waiting for the end of quiet hours look stalled; the first poll after picks
+            // up whatever really lost its job.
+            return Ok(());
+        }
         let tenant = self.tenant().to_string();
         for (key, op_id) in self
             .repo()
@@ -351,7 +360,17 @@ impl App {
                     match self.psp.fetch(cfg, pid).await {
                         Ok(p) => Some(p),
                         Err(e) => {
-                            tracing::warn!(order = %key, error = %e, "PSP fetch failed");
+                            // Decide what can be decided without it, and come back: nothing
+                            // else may evaluate this order again (the ERP lists changes only).
+                            tracing::warn!(order = %key, error = %e, "PSP fetch failed, evaluating again later");
+                            let delay = self.settings.psp_recheck.to_std().unwrap_or_default();
+                            self.queue
+                                .send(
+                                    &Job::Evaluate { order_pk: key.pk() },
+                                    delay,
+                                    now.timestamp_millis(),
+                                )
+                                .await?;
                             None
                         }
                     }
@@ -392,41 +411,19 @@ impl App {
             for note in decision.notes {
                 self.history(key, now, None, note, None).await?;
             }
-            let before: Vec<String> = rec.open_errors().map(|f| f.code.clone()).collect();
             rec.flags = decision.flags;
             rec.solved
                 .retain(|c| rec.flags.iter().any(|f| &f.code == c));
-            let fresh: Vec<_> = rec
-                .open_errors()
-                .filter(|f| !before.contains(&f.code))
-                .cloned()
-                .collect();
+            // An error that went away (or was marked solved) is told again when it comes back.
+            let open: Vec<String> = rec.open_errors().map(|f| f.code.clone()).collect();
+            rec.notified.retain(|c| open.contains(c));
             rec.updated_at = now;
             match repo.save_order(&rec, now).await {
-                Ok(_) => {}
+                Ok(v) => rec.version = v,
                 Err(e) if e.is_conflict() => continue, // someone else saved: evaluate again
                 Err(e) => return Err(e.into()),
             }
-            for f in fresh {
-                self.history(
-                    key,
-                    now,
-                    None,
-                    format!("error {}: {}", f.code, f.message),
-                    None,
-                )
-                .await?;
-                let problem = Problem {
-                    tenant: key.tenant.clone(),
-                    order_id: key.order_id.clone(),
-                    code: f.code.clone(),
-                    message: f.message.clone(),
-                    action: action_for(&f.code),
-                };
-                if let Err(e) = self.notifier.notify(&problem).await {
-                    tracing::warn!(order = %key, error = %e, "notification failed");
-                }
-            }
+            self.notify_new_errors(&mut rec, now).await?;
             // Early PSP events for this payment are reflected in the fresh view: mark them.
             if let Some(pid) = &pid
                 && psp_view.is_some()
@@ -457,6 +454,53 @@ impl App {
             sk: "ORDER".into(),
         }
         .into())
+    }
+
+    /// Tells the operator about open errors not told yet, then remembers them as told. The
+    /// flags are saved first and the "told" mark after the e-mail: a crash in between sends the
+    /// e-mail twice rather than never; a failed e-mail is tried again at the next evaluation.
+    async fn notify_new_errors(
+        &self,
+        rec: &mut OrderRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        let key = rec.key.clone();
+        let pending: Vec<Flag> = rec
+            .open_errors()
+            .filter(|f| !rec.notified.contains(&f.code))
+            .cloned()
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for f in pending {
+            self.history(
+                &key,
+                now,
+                None,
+                format!("error {}: {}", f.code, f.message),
+                None,
+            )
+            .await?;
+            let problem = Problem {
+                tenant: key.tenant.clone(),
+                order_id: key.order_id.clone(),
+                code: f.code.clone(),
+                message: f.message.clone(),
+                action: action_for(&f.code),
+            };
+            match self.notifier.notify(&problem).await {
+                Ok(()) => rec.notified.push(f.code),
+                Err(e) => tracing::warn!(order = %key, error = %e, "notification failed"),
+            }
+        }
+        match self.repo().save_order(rec, now).await {
+            Ok(v) => rec.version = v,
+            // Someone else saved meanwhile: whoever evaluates next tells what is still untold.
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
     }
 
     // ------------------------------------------------------------------ jobs
@@ -574,6 +618,9 @@ impl App {
             return Ok(JobOutcome::Done);
         };
         if op.status.is_terminal() {
+            // The job that finished it may have died before its follow-up evaluation (release
+            // after capture, error flag after failure): evaluating again is idempotent.
+            self.evaluate(key, None, now).await?;
             return Ok(JobOutcome::Done);
         }
         if let Some(until) = self.quiet_until(now)
@@ -982,6 +1029,7 @@ fn action_for(code: &str) -> String {
     match base {
         "authorization_check" => "Check the payment in the PSP portal; ship only when it is clear, then remove the shipping lock.",
         "shipped_before_receipt" => "Book the payment by hand once it has arrived.",
+        "invoices_exceed_received" => "Compare the invoices with the money received; book the payment by hand and settle the difference with the customer.",
         "foreign_capture" => "Refund this credit note by hand in the PSP portal and book it.",
         "credit_settled" => "Set \"no DTAUS\" on credit notes of this payment method; refund by hand if the customer is owed money.",
         "op_failed" => "See the order history; fix the cause and mark the problem solved.",

@@ -486,6 +486,20 @@ async fn quiet_hours_hold_erp_calls_and_work_runs_after() {
     while h.app.work_once(10, h.now).await.unwrap() > 0 {}
     assert_eq!(h.erp.calls(), calls, "release held back");
     assert_eq!(h.erp.order("1007").unwrap().status, OrderStatus::Hold);
+    // Polls during the window neither call the ERP nor pile up copies of the waiting job.
+    let depth = h.app.queue.depth().await.unwrap();
+    assert_eq!(depth, 1, "the release waits as one job");
+    for _ in 0..14 {
+        // up to 03:50 Berlin
+        h.now += Duration::minutes(10);
+        h.app.poll_cycle(h.now).await.unwrap();
+    }
+    assert_eq!(h.erp.calls(), calls);
+    assert_eq!(
+        h.app.queue.depth().await.unwrap(),
+        depth,
+        "no duplicates swept in"
+    );
 
     // After 04:00 Berlin it runs.
     h.now = DateTime::parse_from_rfc3339("2026-11-23T03:01:00Z")
@@ -708,4 +722,96 @@ async fn declined_capture_is_flagged_never_retried_into_a_double() {
             .charged,
         eur("0.00")
     );
+}
+
+/// Bug A of the fault simulation (`seed_1_30`): the PSP cannot be read when the poll sees the
+/// order; with an ERP that lists changed orders only, no poll brings it back. The evaluation is
+/// re-run from the queue once the PSP answers again.
+#[tokio::test]
+async fn psp_read_failure_during_evaluation_evaluates_again_from_the_queue() {
+    let mut h = harness("expert", "off");
+    h.psp.put(card_authorized("s-pay-20", "40.00"));
+    h.erp.upsert(order("1020", "s-pay-20", &[("L1", "40.00")]));
+    h.psp.set_fetch_down(true);
+    h.app.poll_cycle(h.now).await.unwrap();
+    while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+    assert_eq!(h.erp.order("1020").unwrap().status, OrderStatus::Hold);
+    assert!(
+        h.app.queue.depth().await.unwrap() > 0,
+        "a re-evaluation is queued"
+    );
+
+    h.psp.set_fetch_down(false);
+    h.now += h.app.settings.psp_recheck + Duration::seconds(1);
+    // No poll: only the queued evaluation can release the order.
+    while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+    assert_eq!(h.erp.order("1020").unwrap().status, OrderStatus::Open);
+    assert_eq!(h.app.queue.depth().await.unwrap(), 0);
+}
+
+/// Bug B of the fault simulation (`seed_42_459`): an operation was saved Failed, and the process
+/// died before the follow-up evaluation that flags it. The redelivered job finds the operation
+/// terminal and evaluates again: the failure is flagged and e-mailed.
+#[tokio::test]
+async fn redelivered_job_of_a_terminal_operation_runs_the_lost_follow_up() {
+    let h = harness("expert", "off");
+    h.psp.put(card_authorized("s-pay-21", "30.00"));
+    let mut o = order("1021", "s-pay-21", &[("L1", "30.00")]);
+    o.status = OrderStatus::Open;
+    o.invoices.push(invoice("R1", "30.00"));
+    h.erp.upsert(o);
+    h.app.poll_cycle(h.now).await.unwrap();
+    let key = h.key("1021");
+    let mut op = h
+        .ops("1021")
+        .await
+        .into_iter()
+        .next()
+        .expect("a capture is planned");
+    // What the dead worker managed to do: the operation saved Failed, nothing after it.
+    op.fail("declined: charge not allowed".into(), h.now);
+    Repo::new(h.app.store.as_ref())
+        .save_op(&mut op)
+        .await
+        .unwrap();
+    assert!(h.notes.sent().is_empty());
+
+    let job = Job::RunOp {
+        order_pk: key.pk(),
+        op_id: op.id.clone(),
+    };
+    assert_eq!(h.app.run_job(&job, h.now).await.unwrap(), JobOutcome::Done);
+    let sent = h.notes.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].code.starts_with("op_failed"), "{sent:?}");
+    // A second duplicate changes nothing and tells nobody again.
+    h.app.run_job(&job, h.now).await.unwrap();
+    assert_eq!(h.notes.sent().len(), 1);
+}
+
+/// Bug D of the fault simulation (`seed_1_0`): the error flag is saved, the e-mail is not sent
+/// (the mail server is down, or the process dies in between). The next evaluation sends it.
+#[tokio::test]
+async fn an_error_not_yet_told_is_e_mailed_at_the_next_evaluation() {
+    let mut h = harness("expert", "off");
+    h.psp.put(card_authorized("s-pay-22", "99.00"));
+    h.erp.upsert(order("1022", "s-pay-22", &[("L1", "100.00")]));
+    h.notes.set_down(true);
+    h.drain().await;
+    let rec = Repo::new(h.app.store.as_ref())
+        .order(&h.key("1022"), h.now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.open_errors().count(), 1, "flagged");
+    assert!(rec.notified.is_empty());
+    assert!(h.notes.sent().is_empty());
+
+    h.notes.set_down(false);
+    h.app.evaluate(&h.key("1022"), None, h.now).await.unwrap();
+    let sent = h.notes.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].code, "authorization_check");
+    h.app.evaluate(&h.key("1022"), None, h.now).await.unwrap();
+    assert_eq!(h.notes.sent().len(), 1, "told once");
 }

@@ -666,6 +666,15 @@ impl<'a> Cx<'_, 'a> {
                             inv.invoice_id
                         ));
                     } else if o.status == OrderStatus::Closed {
+                        // Book only what arrived: invoices above the money received (the PSP
+                        // payment was for less than the order) are a human's decision.
+                        if !invoiced.le_with_tolerance(&pos.charged, cfg.rounding_tolerance)? {
+                            self.problem(Severity::Error, "invoices_exceed_received", &format!(
+                                "the invoices ({invoiced}) exceed the prepayment received ({}): not booked, book by hand",
+                                pos.charged
+                            ));
+                            continue;
+                        }
                         let c = self
                             .comment(&format!("prepayment booked for invoice {}", inv.invoice_id));
                         self.plan(

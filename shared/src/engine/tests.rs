@@ -970,6 +970,36 @@ fn spec_3_2_prepayment_booking_only_when_received_and_closed() {
     }
 }
 
+/// Found by the fault simulation (`faults --seed 42 --only 2875`): the PSP payment is for less
+/// than the order; the customer pays what the PSP asked, the order ships and closes. Booking the
+/// invoice would show more received than arrived: flag it instead.
+#[test]
+fn spec_3_2_prepayment_invoices_above_the_money_received_are_not_booked() {
+    let mut s = S::new(PM::Prepayment, Standard, LINES);
+    s.pay().transactions[0].amount = eur("90.00");
+    let mut s = s.released();
+    s.receive("90.00");
+    s.settle();
+    s.invoice("R1", "100.00", &["L1", "L2", "L3"]);
+    s.order.status = OrderStatus::Closed;
+    let d = s.decide_any_mode();
+    assert!(
+        !purposes(&d).contains(&P::BookInvoice),
+        "booked more than received: {d:?}"
+    );
+    assert!(
+        flags(&d).contains(&(Severity::Error, "invoices_exceed_received")),
+        "{:?}",
+        d.flags
+    );
+    no_money(&d);
+    // What arrived is booked when the invoice matches it (the operator corrected the invoice).
+    s.order.invoices[0].amount = eur("90.00");
+    let d = s.decide_any_mode();
+    assert_eq!(purposes(&d), [P::BookInvoice]);
+    assert_eq!(writes(&d.plans[0]), [mark("R1", eur("90.00"))]);
+}
+
 #[test]
 fn spec_3_2_prepayment_shipped_before_receipt_is_never_booked_automatically() {
     let mut s = S::new(PM::Prepayment, Expert, LINES).released();

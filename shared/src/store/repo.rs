@@ -45,6 +45,10 @@ pub struct OrderRecord {
     /// Error codes an operator marked solved ("problem solved"); they stay quiet until they
     /// disappear and come back.
     pub solved: Vec<String>,
+    /// Error codes the operator has been told about (e-mail sent). Saved after the
+    /// notification, so a crash in between sends it again rather than never.
+    #[serde(default)]
+    pub notified: Vec<String>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
     pub version: u64,
@@ -57,6 +61,7 @@ impl OrderRecord {
             facts: None,
             flags: Vec::new(),
             solved: Vec::new(),
+            notified: Vec::new(),
             updated_at: now,
             version: 0,
         }
