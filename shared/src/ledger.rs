@@ -255,6 +255,10 @@ pub struct Operation {
     pub erp_done: usize,
     /// Set before an external call, cleared when its result is recorded.
     pub inflight: Option<Step>,
+    /// When the in-flight call was last sent: until the PSP's processing window after it has
+    /// passed, a call not found at the PSP may still appear there.
+    #[serde(default)]
+    pub inflight_since: Option<DateTime<Utc>>,
     pub attempts: u32,
     pub lease_until: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -289,6 +293,7 @@ impl Operation {
             psp_tx: None,
             erp_done: 0,
             inflight: None,
+            inflight_since: None,
             attempts: 0,
             lease_until: None,
             next_attempt_at: None,
@@ -366,6 +371,7 @@ impl Operation {
             });
         }
         self.inflight = Some(step);
+        self.inflight_since = Some(now);
         self.updated_at = now;
         Ok(())
     }

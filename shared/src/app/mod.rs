@@ -71,6 +71,10 @@ pub struct Settings {
     /// When the PSP cannot be read during an evaluation, the order is evaluated again this much
     /// later (a job on the queue), so no poll or webhook has to come along to finish it.
     pub psp_recheck: Duration,
+    /// How long after sending a PSP call whose outcome is unknown (timeout, 5xx) it may still
+    /// take effect at the PSP. A call not found by its reference is sent again only after this
+    /// window: a request the PSP was still processing must not become a second movement.
+    pub psp_settle: Duration,
 }
 
 impl Default for Settings {
@@ -86,6 +90,7 @@ impl Default for Settings {
             sweep_grace: Duration::seconds(120),
             batch: 50,
             psp_recheck: Duration::seconds(60),
+            psp_settle: Duration::minutes(10),
         }
     }
 }
@@ -685,19 +690,9 @@ impl App {
             Ok(StepResult::Lost) => Ok(JobOutcome::RetryAt(now + Duration::seconds(1))),
             Ok(StepResult::Retry(why)) => {
                 let at = now + self.backoff(op.attempts);
-                op.retry_at(at, why.clone(), now);
-                if self.save(&mut op).await? {
-                    self.history(
-                        key,
-                        now,
-                        Some(&op.id),
-                        format!("retry at {at}: {why}"),
-                        None,
-                    )
-                    .await?;
-                }
-                Ok(JobOutcome::RetryAt(at))
+                self.retry_op(key, &mut op, at, why, now).await
             }
+            Ok(StepResult::RetryAt(at, why)) => self.retry_op(key, &mut op, at, why, now).await,
             Ok(StepResult::Failed(why)) => {
                 op.fail(why.clone(), now);
                 if self.save(&mut op).await? {
@@ -714,6 +709,29 @@ impl App {
                 Ok(JobOutcome::RetryAt(now + self.settings.op_lease))
             }
         }
+    }
+
+    /// Puts the operation aside until `at`.
+    async fn retry_op(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        at: DateTime<Utc>,
+        why: String,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
+        op.retry_at(at, why.clone(), now);
+        if self.save(op).await? {
+            self.history(
+                key,
+                now,
+                Some(&op.id),
+                format!("retry at {at}: {why}"),
+                None,
+            )
+            .await?;
+        }
+        Ok(JobOutcome::RetryAt(at))
     }
 
     async fn steps(
@@ -752,6 +770,17 @@ impl App {
                     } else {
                         None
                     };
+                    if found.is_none()
+                        && op.inflight == Some(Step::Psp)
+                        && let Some(since) = op.inflight_since
+                        && now < since + self.settings.psp_settle
+                    {
+                        return Ok(StepResult::RetryAt(
+                            since + self.settings.psp_settle,
+                            "PSP outcome unknown: not found yet, looking again before re-sending"
+                                .into(),
+                        ));
+                    }
                     if let Some(tx) = found {
                         match tx.status {
                             crate::model::TxStatus::Success => {
@@ -1018,6 +1047,8 @@ impl App {
 enum StepResult {
     Finished,
     Retry(String),
+    /// Try again at this instant (not on the backoff schedule).
+    RetryAt(DateTime<Utc>, String),
     Failed(String),
     /// Our claim was taken over (version moved): stop without writing.
     Lost,

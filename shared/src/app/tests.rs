@@ -411,6 +411,79 @@ async fn unknown_outcome_not_processed_is_sent_again_exactly_once() {
     assert_eq!(h.erp.bookings("1004").len(), 1);
 }
 
+/// The PSP was still processing a timed-out capture when paybridge looked for it: not found by
+/// its reference yet. It is not sent again until `psp_settle` after the send (the hazard
+/// `faults --hazards` showed: a late-applied call re-sent became a second movement); it is found
+/// then, and nothing moves twice.
+#[tokio::test]
+async fn unknown_outcome_applied_late_by_the_psp_is_found_not_sent_again() {
+    let mut h = harness("expert", "off");
+    h.psp.put(card_authorized("s-pay-14", "50.00"));
+    let mut o = order("1014", "s-pay-14", &[("L1", "50.00")]);
+    o.status = OrderStatus::Open;
+    o.invoices.push(invoice("R1", "50.00"));
+    h.psp.inject_next(
+        PspOutcome::Unknown {
+            message: "timeout".into(),
+        },
+        false,
+    );
+    h.erp.upsert(o);
+    h.app.poll_cycle(h.now).await.unwrap();
+    let sent_at = h.now;
+    while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+    // (`money_calls` counts the calls the PSP applied: none so far.)
+    assert_eq!(h.psp.money_calls("s-pay-14"), 0);
+
+    // The reconciliations inside the window find nothing and send nothing.
+    for _ in 0..5 {
+        h.now += Duration::minutes(1);
+        while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+    }
+    assert_eq!(
+        h.psp.money_calls("s-pay-14"),
+        0,
+        "not re-sent inside the window"
+    );
+    let cap = h
+        .ops("1014")
+        .await
+        .into_iter()
+        .find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice)
+        .unwrap();
+    assert_eq!(cap.status, OpStatus::Retry);
+    assert_eq!(
+        cap.next_attempt_at,
+        Some(sent_at + h.app.settings.psp_settle),
+        "waits for the window's end"
+    );
+
+    // The PSP applies the call late (it carries our reference).
+    let mut p = h.psp.payment("s-pay-14").unwrap();
+    p.transactions.push(PspTransaction {
+        id: "s-chg-late".into(),
+        kind: TxKind::Charge,
+        status: TxStatus::Success,
+        amount: eur("50.00"),
+        reference: Some(ledger::psp_reference(&cap.id)),
+    });
+    h.psp.put(p);
+    h.now = sent_at + h.app.settings.psp_settle;
+    h.drain().await;
+    assert_eq!(h.psp.money_calls("s-pay-14"), 0, "found, never sent again");
+    let p = h.psp.payment("s-pay-14").unwrap();
+    assert_eq!(p.position().unwrap().charged, eur("50.00"));
+    let cap = h
+        .ops("1014")
+        .await
+        .into_iter()
+        .find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice)
+        .unwrap();
+    assert_eq!(cap.status, OpStatus::Done);
+    assert_eq!(cap.psp_tx.as_deref(), Some("s-chg-late"));
+    assert_eq!(h.erp.bookings("1014").len(), 1);
+}
+
 #[tokio::test]
 async fn lost_erp_reply_is_read_back_not_written_twice() {
     let mut h = harness("expert", "off");
