@@ -26,6 +26,7 @@ use crate::startup::{self, StartError};
 use chrono::{DateTime, Utc};
 use paybridge_core::app::{App, AppError};
 use paybridge_core::ledger::OrderKey;
+use paybridge_core::notify::email::EmailNotifier;
 use paybridge_core::psp::unzer::{UnzerPsp, UnzerTimeouts};
 use paybridge_core::psp::{Psp, PspRouter};
 use paybridge_core::queue::QueueError;
@@ -226,6 +227,24 @@ pub fn config_toml(
     pixi_password: &str,
     unzer_base: &str,
 ) -> String {
+    config_toml_with_keys(
+        pixi_url,
+        pixi_user,
+        pixi_password,
+        unzer_base,
+        Method::private_key,
+    )
+}
+
+/// [`config_toml`] with each method's Unzer private key from `private_key` instead of
+/// [`Method::private_key`].
+pub fn config_toml_with_keys(
+    pixi_url: &str,
+    pixi_user: &str,
+    pixi_password: &str,
+    unzer_base: &str,
+    private_key: fn(Method) -> String,
+) -> String {
     let mut out = format!(
         r#"# Written by paybridge demo: pixi and Unzer simulators on loopback.
 [tenant]
@@ -270,7 +289,7 @@ api_host = "{unzer_base}"
             ret = m.return_event(),
             tol = m.tolerance(),
             public = m.public_key(),
-            private = m.private_key(),
+            private = private_key(m),
         ));
     }
     out
@@ -1124,6 +1143,18 @@ pub struct Options {
     pub wrap_store: Option<StoreWrapper>,
     /// Runs on these backends instead of SQLite (the AWS backends on moto in the e2e suite).
     pub backends: Option<(Arc<dyn Store>, Arc<dyn paybridge_core::queue::Queue>)>,
+    /// The pixi login (user, password) the simulator accepts and the configuration holds,
+    /// instead of the simulator's defaults (the secret-leak test uses distinctive values).
+    pub pixi_login: Option<(String, String)>,
+    /// Each method's Unzer private key (registered at the simulator and written into the
+    /// configuration) instead of [`Method::private_key`].
+    pub private_key: Option<fn(Method) -> String>,
+    /// TOML appended to the generated configuration, e.g. an `[smtp]` section.
+    pub extra_config: Option<String>,
+    /// PEM certificates the e-mail notifier trusts besides the public roots (an SMTP test server
+    /// with a self-signed certificate): the notifier is built from the configuration's `[smtp]`
+    /// again with them (`EmailNotifier::with_tls_roots`).
+    pub smtp_tls_roots: Option<Vec<u8>>,
 }
 
 /// What one [`Harness::settle`] did.
@@ -1205,26 +1236,34 @@ impl Harness {
 
     pub async fn start_with(options: Options) -> Result<Harness, DemoError> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let pixi = PixiSim::start_on(loopback)
-            .await
-            .map_err(DemoError::Simulator)?;
+        let pixi = match &options.pixi_login {
+            Some((user, password)) => PixiSim::start_with(loopback, user, password).await,
+            None => PixiSim::start_on(loopback).await,
+        }
+        .map_err(DemoError::Simulator)?;
         let unzer = UnzerSim::start_on(loopback)
             .await
             .map_err(DemoError::Simulator)?;
+        let private_key = options.private_key.unwrap_or(Method::private_key);
         for m in Method::ALL {
-            unzer.add_keypair(&m.public_key(), &m.private_key());
+            unzer.add_keypair(&m.public_key(), &private_key(m));
         }
         let dir = tempfile::Builder::new()
             .prefix("paybridge-demo-")
             .tempdir()
             .map_err(DemoError::Io)?;
         let config_path = dir.path().join("paybridge.toml");
-        let text = config_toml(
+        let mut text = config_toml_with_keys(
             &pixi.url(),
             &pixi.user(),
             &pixi.password(),
             &unzer.base_url(),
+            private_key,
         );
+        if let Some(extra) = &options.extra_config {
+            text.push('\n');
+            text.push_str(extra);
+        }
         std::fs::write(&config_path, text).map_err(DemoError::Io)?;
 
         // Exactly what `paybridge serve` does (minus the reachability check and the signal).
@@ -1233,6 +1272,11 @@ impl Harness {
         let config = Arc::clone(&prepared.config);
         let mut app = serve::build_app(prepared, &database)?;
         app.holder = "paybridge-demo".into();
+        if let (Some(pem), Some(smtp)) = (&options.smtp_tls_roots, &config.smtp) {
+            let mailer = EmailNotifier::with_tls_roots(smtp, config.tenant.id.clone(), pem)
+                .map_err(|e| DemoError::Scenario(format!("cannot set up e-mail: {e}")))?;
+            app.notifier = Arc::new(mailer);
+        }
         if let Some(timeout) = options.unzer_request_timeout {
             let unzer_psp = UnzerPsp::for_config_with(
                 &config,
