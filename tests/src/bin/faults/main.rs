@@ -14,6 +14,20 @@
 //! cargo run --release -p paybridge-testkit --bin faults -- --seed S --only INDEX   # replay one
 //! ```
 //!
+//! With `--store dynamodb` (and `--aws-endpoint URL`, default `$PAYBRIDGE_TEST_AWS_ENDPOINT`,
+//! e.g. moto server), each lifecycle keeps its store in `DynamoStore` on a fresh table (created
+//! with `DynamoStore::create_table`, deleted after the lifecycle) instead of SQLite in memory;
+//! everything else is the same, and a `DynamoStore` with SQLite's semantics gives exactly the
+//! same output. The queue stays the SQLite queue in memory: SQS cannot follow the simulated
+//! clock (its delays and visibility timeouts run on the wall clock), so `SqsQueue` is tested on
+//! moto by `shared/tests/aws_moto.rs`, not here.
+//!
+//! ```text
+//! moto_server -p 5055 &
+//! cargo run --release -p paybridge-testkit --bin faults -- --store dynamodb \
+//!     --aws-endpoint http://127.0.0.1:5055 --lifecycles N --seed S [--threads T]
+//! ```
+//!
 //! The last line of stdout is `lifecycles=N double=D lost=L unreconciled=U` (counts of
 //! lifecycles with at least one violation of that kind); the exit code is 1 unless all are 0.
 //! A failing lifecycle prints its seed, index, replay command and trace. Results do not depend
@@ -33,7 +47,7 @@ mod scenario;
 mod sim;
 mod world;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,18 +92,69 @@ struct Cli {
     /// pool (helps on an idle machine, costs CPU on a busy one). Never changes a result.
     #[arg(long, default_value_t = 1)]
     inflight: usize,
+    /// Where each lifecycle keeps its store: SQLite in memory, or DynamoDB (a fresh table per
+    /// lifecycle on --aws-endpoint, e.g. moto; deleted afterwards). The queue is the SQLite
+    /// queue either way: SQS cannot follow the simulated clock (its delays and visibility
+    /// timeouts run on the wall clock).
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// DynamoDB endpoint for --store dynamodb (moto server, DynamoDB Local); region
+    /// eu-central-1, dummy credentials. Default: $PAYBRIDGE_TEST_AWS_ENDPOINT.
+    #[arg(long, value_name = "URL")]
+    aws_endpoint: Option<String>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    Dynamodb,
+}
+
+/// The variable `--aws-endpoint` defaults to (the one the moto tests read).
+const ENDPOINT_VAR: &str = "PAYBRIDGE_TEST_AWS_ENDPOINT";
 
 tokio::task_local! {
     /// The lifecycle a task runs, for the panic hook.
     static CURRENT: (u64, u64);
 }
 
-fn replay(seed: u64, index: u64, hazards: bool) -> String {
+/// The command that replays one lifecycle; `extra` are the options that change what it does
+/// (`--hazards`, `--store dynamodb …`), each with a leading space.
+fn replay(seed: u64, index: u64, extra: &str) -> String {
     format!(
-        "cargo run --release -p paybridge-testkit --bin faults -- --seed {seed} --only {index}{}",
-        if hazards { " --hazards" } else { "" }
+        "cargo run --release -p paybridge-testkit --bin faults -- --seed {seed} --only {index}{extra}"
     )
+}
+
+/// The endpoint for `--store dynamodb`, checked by listing tables on it; `Err`: what to tell.
+fn dynamo_endpoint(cli: &Cli) -> Result<String, String> {
+    let endpoint = cli
+        .aws_endpoint
+        .clone()
+        .or_else(|| std::env::var(ENDPOINT_VAR).ok())
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "--store dynamodb needs --aws-endpoint URL or {ENDPOINT_VAR} (e.g. moto: \
+                 `moto_server -p 5055 &`, then --aws-endpoint http://127.0.0.1:5055)"
+            )
+        })?;
+    runtime(true).block_on(async {
+        world::dynamo_client(&endpoint)
+            .await
+            .list_tables()
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "DynamoDB at {endpoint} does not answer: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+                )
+            })
+    })?;
+    Ok(endpoint)
 }
 
 /// What the runner keeps of a lifecycle (full outcomes only for failures and `--verbose`).
@@ -115,10 +180,14 @@ fn panic_outcome(index: u64, msg: String) -> world::Outcome {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("tokio runtime")
+/// A thread's runtime. The SQLite backends need neither sockets nor timers; the AWS SDK
+/// (`aws_io`) needs both.
+fn runtime(aws_io: bool) -> tokio::runtime::Runtime {
+    let mut b = tokio::runtime::Builder::new_current_thread();
+    if aws_io {
+        b.enable_all();
+    }
+    b.build().expect("tokio runtime")
 }
 
 fn main() -> ExitCode {
@@ -127,14 +196,35 @@ fn main() -> ExitCode {
         hazards: cli.hazards,
         detail: cli.verbose || cli.only.is_some(),
     };
-    let hazards = cli.hazards;
+    let endpoint = match cli.store {
+        StoreKind::Sqlite => None,
+        StoreKind::Dynamodb => match dynamo_endpoint(&cli) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut extra = String::new();
+    if cli.hazards {
+        extra.push_str(" --hazards");
+    }
+    if let Some(e) = &endpoint {
+        extra.push_str(&format!(" --store dynamodb --aws-endpoint {e}"));
+        eprintln!(
+            "store: DynamoDB at {e}, one table per lifecycle (faults-SEED-INDEX-pPID, deleted \
+             after it); queue: SQLite in memory"
+        );
+    }
+    let replay_extra = extra.clone();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
         if let Ok((seed, index)) = CURRENT.try_with(|c| *c) {
             eprintln!(
                 "PANIC in lifecycle seed={seed} index={index}; replay: {}",
-                replay(seed, index, hazards)
+                replay(seed, index, &replay_extra)
             );
         }
     }));
@@ -193,7 +283,12 @@ fn main() -> ExitCode {
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                runtime().block_on(async {
+                runtime(endpoint.is_some()).block_on(async {
+                    // One client per thread: its connections belong to this thread's runtime.
+                    let backend = match &endpoint {
+                        None => world::Backend::Sqlite,
+                        Some(e) => world::Backend::Dynamo(world::dynamo_client(e).await),
+                    };
                     let mut set = tokio::task::JoinSet::new();
                     let mut ids = std::collections::HashMap::new();
                     loop {
@@ -207,8 +302,10 @@ fn main() -> ExitCode {
                             }
                             let index = first + k;
                             let seed = cli.seed;
-                            let h = set
-                                .spawn(CURRENT.scope((seed, index), world::run(seed, index, opts)));
+                            let h = set.spawn(CURRENT.scope(
+                                (seed, index),
+                                world::run(seed, index, opts, backend.clone()),
+                            ));
                             ids.insert(h.id(), index);
                         }
                         match set.join_next().await {
@@ -232,7 +329,7 @@ fn main() -> ExitCode {
 
     for o in &kp.shown {
         println!("PASS seed={} index={}", cli.seed, o.index);
-        println!("  replay: {}", replay(cli.seed, o.index, hazards));
+        println!("  replay: {}", replay(cli.seed, o.index, &extra));
         for l in &o.trace {
             println!("  {l}");
         }
@@ -254,7 +351,7 @@ fn main() -> ExitCode {
             f.lost.len(),
             f.unreconciled.len()
         );
-        println!("  replay: {}", replay(cli.seed, o.index, hazards));
+        println!("  replay: {}", replay(cli.seed, o.index, &extra));
         let all: Vec<String> = f
             .double
             .iter()
@@ -284,11 +381,11 @@ fn main() -> ExitCode {
             rng::mix(h ^ rng::mix(*i) ^ *d)
         });
     let info: Vec<String> = kp.info.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
-    eprintln!(
-        "elapsed {:.1}s, {:.0} lifecycles/s",
-        started.elapsed().as_secs_f64(),
-        completed as f64 / started.elapsed().as_secs_f64().max(1e-9)
-    );
+    let secs = started.elapsed().as_secs_f64();
+    let rate = completed as f64 / secs.max(1e-9);
+    // A DynamoDB run (a network round trip per store call) is far below one lifecycle a second.
+    let decimals = if endpoint.is_some() { 2 } else { 0 };
+    eprintln!("elapsed {secs:.1}s, {rate:.decimals$} lifecycles/s");
     println!(
         "summary: seed={} adapter-calls={} faults-fired={} digest={digest:016x}{}{}",
         cli.seed,

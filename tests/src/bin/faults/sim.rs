@@ -32,13 +32,12 @@ use paybridge_core::notify::{Notifier, NotifyError, Problem};
 use paybridge_core::psp::{Psp, PspError, PspOutcome};
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::queue::{Delivery, Job, Queue, QueueError};
-use paybridge_core::store::sqlite::SqliteStore;
 use paybridge_core::store::{Item, Store, StoreError};
 use paybridge_core::testing::{MemoryErp, MemoryPsp};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The longest a job may take (clock advance from its start) under the default assumptions:
-/// below the 60 s operation lease with a margin.
+/// below the Lambda worker's 50 s timeout, far below the 5-minute operation lease.
 pub const JOB_BUDGET_SECS: i64 = 45;
 
 /// Message text of every error a dead process gets back.
@@ -465,10 +464,11 @@ fn describe(f: Fault) -> String {
 
 // ------------------------------------------------------------------ store
 
-/// The SQLite store behind process deaths and slow writes.
+/// The store (SQLite, or DynamoDB with `--store dynamodb`) behind process deaths and slow
+/// writes.
 pub struct FaultyStore {
     pub sim: Arc<Sim>,
-    pub inner: SqliteStore,
+    pub inner: Arc<dyn Store>,
 }
 
 fn store_died() -> StoreError {

@@ -1,7 +1,8 @@
-//! One lifecycle: builds the world (SQLite store and queue in memory, memory ERP and PSP, the
-//! fault decorators, a simulated clock), plays the drawn document history against it while
-//! pollers, workers and webhook handlers run and die under the fault stream, then lets the
-//! system run without faults until it is quiescent, and hands the final state to [`check`].
+//! One lifecycle: builds the world (SQLite store and queue in memory, or with `--store dynamodb`
+//! a fresh DynamoDB table for the store; memory ERP and PSP, the fault decorators, a simulated
+//! clock), plays the drawn document history against it while pollers, workers and webhook
+//! handlers run and die under the fault stream, then lets the system run without faults until
+//! it is quiescent, and hands the final state to [`check`].
 //!
 //! [`check`]: crate::check
 
@@ -23,6 +24,7 @@ use paybridge_core::psp::Psp;
 use paybridge_core::queue::Queue;
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::store::Store;
+use paybridge_core::store::dynamo::DynamoStore;
 use paybridge_core::store::repo::Repo;
 use paybridge_core::store::sqlite::SqliteStore;
 use paybridge_core::testing::{MemoryErp, MemoryPsp, RecordingNotifier, line};
@@ -51,6 +53,83 @@ pub struct Opts {
     /// Append the final state (ledger, order history, PSP transactions, ERP writes) to the
     /// trace.
     pub detail: bool,
+}
+
+/// Where a lifecycle keeps its store. The queue is always SQLite in memory: SQS cannot follow the
+/// simulated clock (its delays and visibility timeouts run on the wall clock).
+#[derive(Clone)]
+pub enum Backend {
+    /// `SqliteStore::open_in_memory`, one per lifecycle.
+    Sqlite,
+    /// `DynamoStore` on a fresh table per lifecycle, through this client (e.g. on moto).
+    Dynamo(aws_sdk_dynamodb::Client),
+}
+
+impl Backend {
+    /// The store of lifecycle `(seed, index)`, and the DynamoDB table to delete afterwards.
+    async fn open(&self, seed: u64, index: u64) -> (Arc<dyn Store>, Option<String>) {
+        match self {
+            Backend::Sqlite => (
+                Arc::new(SqliteStore::open_in_memory().expect("in-memory store")),
+                None,
+            ),
+            Backend::Dynamo(client) => {
+                // One table per lifecycle and process, so runs sharing one moto never meet; a
+                // table left by an earlier process with the same id (it died mid-run) is dropped
+                // first, since `create_table` would happily reuse it, data and all.
+                let table = format!("faults-{seed}-{index}-p{}", std::process::id());
+                drop_table(client, &table).await;
+                DynamoStore::create_table(client, &table)
+                    .await
+                    .unwrap_or_else(|e| panic!("creating DynamoDB table {table}: {e}"));
+                (
+                    Arc::new(DynamoStore::new(client.clone(), &table)),
+                    Some(table),
+                )
+            }
+        }
+    }
+
+    /// Deletes the lifecycle's table (keeps moto small); `None` (SQLite): nothing to do.
+    async fn close(&self, table: Option<String>) {
+        if let (Backend::Dynamo(client), Some(table)) = (self, table) {
+            drop_table(client, &table).await;
+        }
+    }
+}
+
+/// A DynamoDB client on `endpoint` (moto or DynamoDB Local), built like the moto tests'
+/// (`shared/tests/aws_moto.rs`): region eu-central-1, dummy credentials.
+pub async fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-central-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "paybridge-faults",
+        ))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&sdk)
+}
+
+/// Deletes `table` if it exists; other errors are reported on stderr, not fatal (the lifecycle's
+/// result does not depend on it).
+async fn drop_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    if let Err(e) = client.delete_table().table_name(table).send().await {
+        let missing = e
+            .as_service_error()
+            .is_some_and(|s| s.is_resource_not_found_exception());
+        if !missing {
+            eprintln!(
+                "warning: deleting DynamoDB table {table}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+            );
+        }
+    }
 }
 
 /// The decorated adapters and the config: everything an `App` is made of.
@@ -369,7 +448,8 @@ struct World {
     erp: MemoryErp,
     psp: MemoryPsp,
     notes: RecordingNotifier,
-    store: SqliteStore,
+    /// The store itself (SQLite or DynamoDB), read by the harness without faults.
+    store: Arc<dyn Store>,
     queue: SqliteQueue,
     history: Vec<String>,
     poller: u64,
@@ -378,15 +458,15 @@ struct World {
     stats: [u64; 3],
 }
 
-/// Runs lifecycle `index` of run `seed`.
-pub async fn run(seed: u64, index: u64, opts: Opts) -> Outcome {
+/// Runs lifecycle `index` of run `seed`, with its store on `backend`.
+pub async fn run(seed: u64, index: u64, opts: Opts, backend: Backend) -> Outcome {
     let mut srng = Rng::for_lifecycle(seed, index, rng::STREAM_SCENARIO);
     let mut frng = Rng::for_lifecycle(seed, index, rng::STREAM_FAULTS);
     let sc = Scenario::draw(&mut srng, &mut frng, opts.hazards);
     let erp = MemoryErp::new();
     let psp = MemoryPsp::new();
     let notes = RecordingNotifier::default();
-    let store = SqliteStore::open_in_memory().expect("in-memory store");
+    let (store, table) = backend.open(seed, index).await;
     let queue = SqliteQueue::open_in_memory(sc.order.max_receives).expect("in-memory queue");
     psp.put(initial_payment(&sc.order));
     let sim = Arc::new(Sim::new(sc.order.start, frng, sc.faults.clone()));
@@ -394,7 +474,7 @@ pub async fn run(seed: u64, index: u64, opts: Opts) -> Outcome {
         config: Arc::new(config_for(&sc.order)),
         store: Arc::new(FaultyStore {
             sim: Arc::clone(&sim),
-            inner: store.clone(),
+            inner: Arc::clone(&store),
         }),
         queue: Arc::new(FaultyQueue {
             sim: Arc::clone(&sim),
@@ -441,6 +521,7 @@ pub async fn run(seed: u64, index: u64, opts: Opts) -> Outcome {
     };
     // Break the Sim → Parts → decorators → Sim cycle.
     sim.set_parts(None);
+    backend.close(table).await;
 
     let mut trace = vec![w.sc.order.to_string(), w.sc.faults.to_string()];
     trace.extend(w.history.iter().cloned());
@@ -822,7 +903,10 @@ impl World {
 
     /// The next time an unfinished operation becomes due (from the ledger, read directly).
     async fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let ops = Repo::new(&self.store).ops(&self.key(), now).await.ok()?;
+        let ops = Repo::new(self.store.as_ref())
+            .ops(&self.key(), now)
+            .await
+            .ok()?;
         ops.iter()
             .filter_map(|o| match o.status {
                 OpStatus::Retry => o.next_attempt_at,
@@ -855,7 +939,7 @@ impl World {
             let handled = work(&self.sim, &self.parts, "worker").await;
             self.stats[2] += 1;
             let now = self.sim.now();
-            let repo = Repo::new(&self.store);
+            let repo = Repo::new(self.store.as_ref());
             let ops = match repo.ops(&key, now).await {
                 Ok(ops) => ops,
                 Err(e) => {
@@ -912,7 +996,7 @@ impl World {
     async fn detail(&self) -> Vec<String> {
         let now = self.sim.now();
         let key = self.key();
-        let repo = Repo::new(&self.store);
+        let repo = Repo::new(self.store.as_ref());
         let mut out = vec![format!(
             "final: t+{}s {}",
             (now - self.sc.order.start).num_seconds(),
@@ -1032,7 +1116,7 @@ impl World {
     async fn check(&mut self, quiesced: bool) -> (Findings, u64) {
         let now = self.sim.now();
         let key = self.key();
-        let repo = Repo::new(&self.store);
+        let repo = Repo::new(self.store.as_ref());
         let ops = repo.ops(&key, now).await.unwrap_or_default();
         let record = repo.order(&key, now).await.ok().flatten();
         let unapplied = repo
