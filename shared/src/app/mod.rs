@@ -927,7 +927,15 @@ impl App {
                         Err(ErpError::Unknown(m)) => {
                             return Ok(StepResult::Retry(format!("ERP outcome unknown: {m}")));
                         }
-                        Err(e @ (ErpError::Refused(_) | ErpError::BadReply(_))) => {
+                        // A reply that cannot be read (a proxy's HTML page, a cut-off body) says
+                        // nothing about the write: keep the in-flight mark, so the next attempt
+                        // reads back before it writes again.
+                        Err(ErpError::BadReply(m)) => {
+                            return Ok(StepResult::Retry(format!(
+                                "ERP reply invalid, outcome unknown: {m}"
+                            )));
+                        }
+                        Err(e @ ErpError::Refused(_)) => {
                             op.inflight = None;
                             return Ok(StepResult::Failed(e.to_string()));
                         }

@@ -502,6 +502,34 @@ async fn lost_erp_reply_is_read_back_not_written_twice() {
     assert_eq!(h.psp.money_calls("s-pay-5"), 1);
 }
 
+/// An unreadable ERP reply to a write (a proxy's HTML error page) is an unknown outcome, not a
+/// refusal: the next attempt reads back and writes only if the first did not land.
+#[tokio::test]
+async fn unreadable_erp_reply_is_read_back_and_retried_not_flagged() {
+    let mut h = harness("expert", "off");
+    h.psp.put(card_authorized("s-pay-15", "80.00"));
+    h.erp.upsert(order("1015", "s-pay-15", &[("L1", "80.00")]));
+    h.erp
+        .fail_next_apply(ErpError::BadReply("<html>502 Bad Gateway</html>".into()));
+    h.drain().await;
+    let o = h.erp.order("1015").unwrap();
+    assert_eq!(o.status, OrderStatus::Open, "released after the retry");
+    let releases = h
+        .erp
+        .writes()
+        .into_iter()
+        .filter(|(_, _, w)| *w == ErpWrite::Release)
+        .count();
+    assert_eq!(releases, 1, "written once");
+    assert!(h.notes.sent().is_empty(), "nobody is bothered");
+    assert!(
+        h.ops("1015")
+            .await
+            .iter()
+            .all(|o| o.status == OpStatus::Done)
+    );
+}
+
 #[tokio::test]
 async fn duplicate_job_delivery_has_one_effect() {
     let mut h = harness("expert", "off");
