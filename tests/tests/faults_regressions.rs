@@ -217,3 +217,48 @@ fn seed_1_50_hazards() {
 fn seed_1_264_hazards() {
     assert_clean_with_hazards(1, 264);
 }
+
+// Found by the 100,000-lifecycle run of seed 42 on 2026-12-01 (at 1eea23c); not fixed yet. Each
+// replays in under a second: `cargo run -p paybridge-testkit --bin faults -- --seed 42 --only I`.
+
+/// Finding F (shared/src/app/mod.rs, `App::run_op` giving up, with `App::steps`): card, expert
+/// mode, heavy faults. The capture of R3 meets PSP timeouts, 503s and `psp_settle` waits; the
+/// waits count as attempts, and after 12 the operation is failed while its last send's outcome
+/// is still unknown (the final PSP fetch answered 503). The PSP had applied it: 127.51 EUR
+/// captured, no booking in the ERP, and the operator's e-mail says the capture failed.
+#[test]
+#[ignore = "finding F: an operation gives up while its PSP call's outcome is unknown (money moved, not booked)"]
+fn seed_42_82099() {
+    assert_clean(42, 82099);
+}
+
+/// Finding G: prepayment (JPY) / invoice secured (KWD) with a credit note: on the final state
+/// the engine still plans the credit note's refund (RefundCredit for G1); nothing ran it. Not
+/// analysed yet.
+#[test]
+#[ignore = "finding G: a credit note's refund is never planned/run (not analysed yet)"]
+fn seed_42_940() {
+    assert_clean(42, 940);
+}
+
+/// Finding G, the same shape in expert mode (prepayment, JPY).
+#[test]
+#[ignore = "finding G: a credit note's refund is never planned/run (not analysed yet)"]
+fn seed_42_66532() {
+    assert_clean(42, 66532);
+}
+
+/// Finding G, invoice secured (KWD).
+#[test]
+#[ignore = "finding G: a credit note's refund is never planned/run (not analysed yet)"]
+fn seed_42_66542() {
+    assert_clean(42, 66542);
+}
+
+/// Finding H: card, standard mode, queue dead-lettering after 3 receives: on the final state the
+/// engine still plans the release of the order; nothing ran it. Not analysed yet.
+#[test]
+#[ignore = "finding H: an order's release is never run (not analysed yet)"]
+fn seed_42_83398() {
+    assert_clean(42, 83398);
+}
