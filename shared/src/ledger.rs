@@ -259,7 +259,14 @@ pub struct Operation {
     /// passed, a call not found at the PSP may still appear there.
     #[serde(default)]
     pub inflight_since: Option<DateTime<Utc>>,
+    /// Attempts at the step in progress (a step reached during an attempt starts at 1). The
+    /// limit applies to sending: an attempt that only looks (reconciles, waits for the PSP to
+    /// settle) never leads to giving up while a call's outcome is unknown.
     pub attempts: u32,
+    /// Finished, but the order has not been evaluated since (release after capture, error flag
+    /// after failure): the operation stays in the sweep's index until that evaluation ran.
+    #[serde(default)]
+    pub follow_up: bool,
     pub lease_until: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -295,6 +302,7 @@ impl Operation {
             inflight: None,
             inflight_since: None,
             attempts: 0,
+            follow_up: false,
             lease_until: None,
             next_attempt_at: None,
             last_error: None,
@@ -392,6 +400,7 @@ impl Operation {
         self.psp_done = true;
         self.psp_tx = Some(tx_id);
         self.inflight = None;
+        self.attempts = 1;
         self.updated_at = now;
         Ok(())
     }
@@ -413,6 +422,7 @@ impl Operation {
         }
         self.erp_done += 1;
         self.inflight = None;
+        self.attempts = 1;
         self.updated_at = now;
         Ok(())
     }
@@ -439,6 +449,7 @@ impl Operation {
             });
         }
         self.status = OpStatus::Done;
+        self.follow_up = true;
         self.lease_until = None;
         self.updated_at = now;
         Ok(())
@@ -458,6 +469,7 @@ impl Operation {
     /// moved but a later step is impossible.
     pub fn fail(&mut self, error: String, now: DateTime<Utc>) {
         self.status = OpStatus::Failed;
+        self.follow_up = true;
         self.lease_until = None;
         self.next_attempt_at = None;
         self.last_error = Some(error);
@@ -618,6 +630,26 @@ mod tests {
             op.claim(t(4), chrono::Duration::seconds(30)),
             Err(TransitionError::Finished(_))
         ));
+    }
+
+    #[test]
+    fn attempts_count_per_step_and_a_finished_op_awaits_its_follow_up() {
+        let k = OrderKey::new("t", "c", "100");
+        let mut op = Operation::new(&k, plan(), t(0));
+        for i in 0..5 {
+            op.claim(t(i * 100), chrono::Duration::seconds(30)).unwrap();
+            op.retry_at(t(i * 100 + 50), "timeout".into(), t(i * 100 + 1));
+        }
+        op.claim(t(500), chrono::Duration::seconds(30)).unwrap();
+        assert_eq!(op.attempts, 6);
+        op.begin(Step::Psp, t(500)).unwrap();
+        op.psp_succeeded("tx".into(), t(501)).unwrap();
+        assert_eq!(op.attempts, 1, "the ERP write starts afresh");
+        op.begin(Step::Erp { index: 0 }, t(502)).unwrap();
+        op.erp_succeeded(t(503)).unwrap();
+        assert!(!op.follow_up);
+        op.finish(t(503)).unwrap();
+        assert!(op.follow_up, "finished, not followed up yet");
     }
 
     #[test]

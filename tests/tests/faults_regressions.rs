@@ -218,48 +218,54 @@ fn seed_1_264_hazards() {
     assert_clean_with_hazards(1, 264);
 }
 
-// Found by the 100,000-lifecycle run of seed 42 on 2026-12-01 (at 1eea23c); not fixed yet. Each
-// replays in under a second: `cargo run -p paybridge-testkit --bin faults -- --seed 42 --only I`.
+// Found by the 100,000-lifecycle run of seed 42 on 2026-12-01 (at 1eea23c), fixed on 2026-12-02.
+// Each replays in under a second: `cargo run -p paybridge-testkit --bin faults -- --seed 42 --only I`.
+// Their unit tests in shared/src/app/tests.rs pin the mechanism itself (a replay of a seed runs a
+// different sequence of calls once the code changes).
 
-/// Finding F (shared/src/app/mod.rs, `App::run_op` giving up, with `App::steps`): card, expert
-/// mode, heavy faults. The capture of R3 meets PSP timeouts, 503s and `psp_settle` waits; the
-/// waits count as attempts, and after 12 the operation is failed while its last send's outcome
-/// is still unknown (the final PSP fetch answered 503). The PSP had applied it: 127.51 EUR
-/// captured, no booking in the ERP, and the operator's e-mail says the capture failed.
+/// Finding F (`App::run_op` giving up, with `App::steps`): card, expert mode, heavy faults. The
+/// capture of R3 met PSP timeouts, 503s and `psp_settle` waits; after 12 attempts the operation
+/// was failed while its last send's outcome was unknown. The PSP had applied it: 127.51 EUR
+/// captured, no booking, and the operator's e-mail said the capture failed. Now the attempt limit
+/// applies to sending only (an operation with a call in flight reconciles first) and attempts
+/// count per step. Unit tests: `attempts_used_up_with_a_psp_call_in_flight_reconcile_before_giving_up`,
+/// `attempts_used_up_gives_up_only_once_the_psp_says_nothing_moved`.
 #[test]
-#[ignore = "finding F: an operation gives up while its PSP call's outcome is unknown (money moved, not booked)"]
 fn seed_42_82099() {
     assert_clean(42, 82099);
 }
 
-/// Finding G (shared/src/app/mod.rs, `App::accept_webhook`): prepayment (JPY) with a credit note
-/// waiting for the money. The customer pays in two parts; the second `payment.partly` webhook
-/// has the same body as the first, its event identity (a hash of the body's fields) matches, it
-/// is acknowledged as a duplicate and nothing re-evaluates the order: the refund is never planned.
+/// Finding G (`App::accept_webhook`): prepayment (JPY) with a credit note waiting for the money.
+/// The customer paid in two parts; the second `payment.partly` webhook had the same body as the
+/// first, its event identity matched, it was acknowledged as a duplicate and nothing evaluated
+/// the order again: the refund was never planned. Now a repeat of an applied event re-arms it
+/// (one more evaluation). Unit tests: `a_second_identical_webhook_after_more_money_arrived_is_evaluated`,
+/// `an_event_repeated_after_it_was_read_is_not_marked_applied_by_that_reader`.
 #[test]
-#[ignore = "finding G: a repeated payment.partly webhook is taken for a duplicate; the due refund is never planned"]
 fn seed_42_940() {
     assert_clean(42, 940);
 }
 
-/// Finding G, the same shape in expert mode (prepayment, JPY).
+/// Finding G again: prepayment (JPY), expert mode, no faults at all; traced at 1eea23c: two
+/// partial transfers, one "payment.partly applied".
 #[test]
-#[ignore = "finding G (probably; not traced yet): a credit note's refund is never planned"]
 fn seed_42_66532() {
     assert_clean(42, 66532);
 }
 
-/// Finding G, invoice secured (KWD).
+/// Finding G again: invoice secured (KWD), paid in two parts; traced at 1eea23c.
 #[test]
-#[ignore = "finding G (probably; not traced yet): a credit note's refund is never planned"]
 fn seed_42_66542() {
     assert_clean(42, 66542);
 }
 
-/// Finding H: card, standard mode, queue dead-lettering after 3 receives: on the final state the
-/// engine still plans the release of the order; nothing ran it. Not analysed yet.
+/// Finding H (`App::run_op`'s follow-up): card, standard mode, dead-lettering after 3 receives.
+/// The capture finished on the job's third receive, the process died before the follow-up
+/// evaluation, the job was dead-lettered, and the sweep only looked at unfinished operations:
+/// the release after the capture never ran. Now a finished operation keeps a follow-up mark
+/// (and its place in the sweep's index) until its follow-up evaluation ran. Unit test:
+/// `a_follow_up_lost_with_its_job_is_run_by_the_sweep`.
 #[test]
-#[ignore = "finding H: an order's release is never run (not analysed yet)"]
 fn seed_42_83398() {
     assert_clean(42, 83398);
 }

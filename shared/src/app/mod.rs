@@ -358,28 +358,25 @@ impl App {
                 return Ok(0); // not a payment method paybridge handles
             };
             let pid = facts.psp_payment_id.clone().filter(|p| !p.is_empty());
+            // PSP events waiting for this payment, read before the PSP view: the view reflects
+            // them. One that arrives again later changes its version and stays unapplied.
+            let mut events = Vec::new();
+            if let Some(pid) = &pid {
+                repo.link_payment(&key.tenant, pid, key, now).await?;
+                events = repo.unapplied_events(&key.tenant, 500, now).await?;
+                events.retain(|ev| &ev.payment_id == pid);
+            }
             let psp_view = match &pid {
                 None => None,
-                Some(pid) => {
-                    repo.link_payment(&key.tenant, pid, key, now).await?;
-                    match self.psp.fetch(cfg, pid).await {
-                        Ok(p) => Some(p),
-                        Err(e) => {
-                            // Decide what can be decided without it, and come back: nothing
-                            // else may evaluate this order again (the ERP lists changes only).
-                            tracing::warn!(order = %key, error = %e, "PSP fetch failed, evaluating again later");
-                            let delay = self.settings.psp_recheck.to_std().unwrap_or_default();
-                            self.queue
-                                .send(
-                                    &Job::Evaluate { order_pk: key.pk() },
-                                    delay,
-                                    now.timestamp_millis(),
-                                )
-                                .await?;
-                            None
-                        }
+                Some(pid) => match self.psp.fetch(cfg, pid).await {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        // Decide what can be decided without it, and come back: nothing else
+                        // may evaluate this order again (the ERP lists changes only).
+                        tracing::warn!(order = %key, error = %e, "PSP fetch failed, evaluating again later");
+                        None
                     }
-                }
+                },
             };
             let ops = repo.ops(key, now).await?;
             let decision = engine::decide(&Input {
@@ -429,26 +426,36 @@ impl App {
                 Err(e) => return Err(e.into()),
             }
             self.notify_new_errors(&mut rec, now).await?;
-            // Early PSP events for this payment are reflected in the fresh view: mark them.
-            if let Some(pid) = &pid
-                && psp_view.is_some()
-            {
-                for ev in repo.unapplied_events(&key.tenant, 500, now).await? {
-                    if &ev.payment_id == pid {
-                        match repo.mark_event_applied(&ev, now).await {
-                            Ok(()) => {
-                                self.history(
-                                    key,
-                                    now,
-                                    None,
-                                    format!("PSP event {} applied", ev.event),
-                                    None,
-                                )
-                                .await?
-                            }
-                            Err(e) if e.is_conflict() => {}
-                            Err(e) => return Err(e.into()),
+            if pid.is_some() && psp_view.is_none() {
+                let delay = self.settings.psp_recheck.to_std().unwrap_or_default();
+                self.queue
+                    .send(
+                        &Job::Evaluate { order_pk: key.pk() },
+                        delay,
+                        now.timestamp_millis(),
+                    )
+                    .await?;
+            }
+            // The PSP events read before the fresh view are reflected in it: mark them.
+            if psp_view.is_some() {
+                for ev in events {
+                    match repo.mark_event_applied(&ev, now).await {
+                        Ok(()) => {
+                            self.history(
+                                key,
+                                now,
+                                None,
+                                format!("PSP event {} applied", ev.event),
+                                None,
+                            )
+                            .await?
                         }
+                        // It came again after it was read: evaluate once more for it.
+                        Err(e) if e.is_conflict() => {
+                            self.enqueue(Job::ApplyEvent { event_pk: ev.pk() }, now)
+                                .await?;
+                        }
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -625,7 +632,7 @@ impl App {
         if op.status.is_terminal() {
             // The job that finished it may have died before its follow-up evaluation (release
             // after capture, error flag after failure): evaluating again is idempotent.
-            self.evaluate(key, None, now).await?;
+            self.follow_up(key, &mut op, now).await?;
             return Ok(JobOutcome::Done);
         }
         if let Some(until) = self.quiet_until(now)
@@ -639,7 +646,9 @@ impl App {
         };
         let Some(cfg) = self.method_for(key, &facts).cloned() else {
             op.fail("the payment-method config is gone or inactive".into(), now);
-            self.save(&mut op).await?;
+            if self.save(&mut op).await? {
+                self.follow_up(key, &mut op, now).await?;
+            }
             return Ok(JobOutcome::Done);
         };
         match op.claim(now, self.settings.op_lease) {
@@ -653,15 +662,14 @@ impl App {
                 return Ok(JobOutcome::Done);
             }
         }
-        if op.attempts > self.settings.max_attempts {
-            let why = format!(
-                "gave up after {} attempts: {}",
-                op.attempts - 1,
-                op.last_error.clone().unwrap_or_default()
-            );
+        // With a call in flight the steps reconcile first and give up only where they would
+        // send again: never while the outcome of a call is unknown.
+        if op.inflight.is_none()
+            && let Some(why) = self.out_of_attempts(&op)
+        {
             op.fail(why, now);
             if self.save(&mut op).await? {
-                self.evaluate(key, None, now).await?;
+                self.follow_up(key, &mut op, now).await?;
             }
             return Ok(JobOutcome::Done);
         }
@@ -683,7 +691,7 @@ impl App {
                     )
                     .await?;
                     // Follow-ups (release after capture, lock cleared after receipt, …).
-                    self.evaluate(key, None, now).await?;
+                    self.follow_up(key, &mut op, now).await?;
                 }
                 Ok(JobOutcome::Done)
             }
@@ -698,7 +706,7 @@ impl App {
                 if self.save(&mut op).await? {
                     self.history(key, now, Some(&op.id), format!("failed: {why}"), None)
                         .await?;
-                    self.evaluate(key, None, now).await?;
+                    self.follow_up(key, &mut op, now).await?;
                 }
                 Ok(JobOutcome::Done)
             }
@@ -709,6 +717,33 @@ impl App {
                 Ok(JobOutcome::RetryAt(now + self.settings.op_lease))
             }
         }
+    }
+
+    /// Why the operation gives up instead of sending again, once its attempts are used up.
+    fn out_of_attempts(&self, op: &Operation) -> Option<String> {
+        (op.attempts > self.settings.max_attempts).then(|| {
+            format!(
+                "gave up after {} attempts: {}",
+                op.attempts - 1,
+                op.last_error.clone().unwrap_or_default()
+            )
+        })
+    }
+
+    /// Evaluates the order after one of its operations finished, then clears the operation's
+    /// follow-up mark (kept until now so that the sweep repeats this if the process dies).
+    async fn follow_up(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        self.evaluate(key, None, now).await?;
+        if op.follow_up {
+            op.follow_up = false;
+            self.save(op).await?; // a conflict: someone else followed up or will
+        }
+        Ok(())
     }
 
     /// Puts the operation aside until `at`.
@@ -838,6 +873,11 @@ impl App {
                     if let Err(v) = ledger::check_call(&call, &pos, cfg.rounding_tolerance) {
                         return Ok(StepResult::Failed(format!("money invariant: {v}")));
                     }
+                    // Not found at the PSP after its settle time: the call did not happen.
+                    if let Some(why) = self.out_of_attempts(op) {
+                        op.inflight = None;
+                        return Ok(StepResult::Failed(why));
+                    }
                     op.begin(Step::Psp, now)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;
                     if !self.save(op).await? {
@@ -906,6 +946,11 @@ impl App {
                             }
                             Err(e) => return Ok(StepResult::Retry(format!("ERP read-back: {e}"))),
                         }
+                    }
+                    // Read back as not applied (or never sent): the write did not happen.
+                    if let Some(why) = self.out_of_attempts(op) {
+                        op.inflight = None;
+                        return Ok(StepResult::Failed(why));
                     }
                     op.begin(step, now)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -1015,21 +1060,44 @@ impl App {
             .await
             .map_err(|_| WebhookError::Unavailable)?;
         if !inserted {
-            return Ok(WebhookAck { duplicate: true });
+            // The same body again: Unzer sends identical bodies for distinct happenings (a
+            // second partial transfer), so it is a signal to look again, not only a replay.
+            // Still-unapplied signals coalesce; a consumed one is re-armed and queued once.
+            for _ in 0..3 {
+                let stored = match repo.event(&ev.pk(), now).await {
+                    Ok(Some(stored)) => stored,
+                    Ok(None) => return Err(WebhookError::Unavailable), // expired meanwhile
+                    Err(_) => return Err(WebhookError::Unavailable),
+                };
+                match repo.rearm_event(&stored, now).await {
+                    Ok(()) => {
+                        if stored.applied {
+                            self.enqueue_event(&ev.pk(), now).await;
+                        }
+                        return Ok(WebhookAck { duplicate: true });
+                    }
+                    Err(e) if e.is_conflict() => continue,
+                    Err(_) => return Err(WebhookError::Unavailable),
+                }
+            }
+            return Err(WebhookError::Unavailable);
         }
-        // Stored: from here on the sweep would find it even if this enqueue is lost.
+        self.enqueue_event(&ev.pk(), now).await;
+        Ok(WebhookAck { duplicate: false })
+    }
+
+    /// Queues a stored event's job; if that fails the sweep picks the event up.
+    async fn enqueue_event(&self, event_pk: &str, now: DateTime<Utc>) {
+        let job = Job::ApplyEvent {
+            event_pk: event_pk.to_string(),
+        };
         if let Err(e) = self
             .queue
-            .send(
-                &Job::ApplyEvent { event_pk: ev.pk() },
-                std::time::Duration::ZERO,
-                now.timestamp_millis(),
-            )
+            .send(&job, std::time::Duration::ZERO, now.timestamp_millis())
             .await
         {
             tracing::warn!(error = %e, "event stored but not enqueued; the sweep picks it up");
         }
-        Ok(WebhookAck { duplicate: false })
     }
 
     /// Operator action "problem solved": clears the error mark, does nothing else.

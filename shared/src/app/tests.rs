@@ -637,8 +637,12 @@ fn prepayment(pid: &str, amount: &str) -> PspPayment {
 }
 
 fn hook(pid: &str) -> Vec<u8> {
+    hook_for("payment.completed", pid)
+}
+
+fn hook_for(event: &str, pid: &str) -> Vec<u8> {
     serde_json::json!({
-        "event": "payment.completed",
+        "event": event,
         "publicKey": "s-pub-test",
         "retrieveUrl": format!("https://sbx-api.unzer.com/v1/payments/{pid}"),
         "paymentId": pid,
@@ -915,4 +919,213 @@ async fn an_error_not_yet_told_is_e_mailed_at_the_next_evaluation() {
     assert_eq!(sent[0].code, "authorization_check");
     h.app.evaluate(&h.key("1022"), None, h.now).await.unwrap();
     assert_eq!(h.notes.sent().len(), 1, "told once");
+}
+
+/// Finding F of the fault simulation (`seed_42_82099`): the attempts ran out while the last
+/// capture's outcome was unknown, and the PSP had applied it. Giving up there told the operator
+/// "failed" about money that moved, and nothing booked it. Now the operation reconciles first:
+/// it finds the capture, records it and books it.
+#[tokio::test]
+async fn attempts_used_up_with_a_psp_call_in_flight_reconcile_before_giving_up() {
+    let mut h = harness("expert", "off");
+    h.app.settings.max_attempts = 1;
+    h.psp.put(card_authorized("s-pay-23", "50.00"));
+    let mut o = order("1023", "s-pay-23", &[("L1", "50.00")]);
+    o.status = OrderStatus::Open;
+    o.invoices.push(invoice("R1", "50.00"));
+    h.psp.inject_next(
+        PspOutcome::Unknown {
+            message: "timeout".into(),
+        },
+        true,
+    );
+    h.erp.upsert(o);
+    h.drain().await;
+    assert_eq!(h.psp.money_calls("s-pay-23"), 1, "sent once, applied");
+    let ops = h.ops("1023").await;
+    let cap = ops
+        .iter()
+        .find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice)
+        .unwrap();
+    assert_eq!(cap.status, OpStatus::Done, "{cap:?}");
+    assert_eq!(h.erp.bookings("1023").len(), 1, "the capture is booked");
+    assert!(h.notes.sent().is_empty(), "{:?}", h.notes.sent());
+}
+
+/// The other side of finding F: the attempts ran out and the PSP never got the call. The
+/// operation waits out the PSP's settle time (it might still appear), then gives up without
+/// sending again, with nothing in flight, and the operator is told.
+#[tokio::test]
+async fn attempts_used_up_gives_up_only_once_the_psp_says_nothing_moved() {
+    let mut h = harness("expert", "off");
+    h.app.settings.max_attempts = 1;
+    h.psp.put(card_authorized("s-pay-24", "50.00"));
+    let mut o = order("1024", "s-pay-24", &[("L1", "50.00")]);
+    o.status = OrderStatus::Open;
+    o.invoices.push(invoice("R1", "50.00"));
+    h.psp.inject_next(
+        PspOutcome::Unknown {
+            message: "timeout".into(),
+        },
+        false,
+    );
+    h.erp.upsert(o);
+    h.app.poll_cycle(h.now).await.unwrap();
+    let sent_at = h.now;
+    while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+    h.now += Duration::minutes(2);
+    while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+    let cap = h.ops("1024").await.into_iter().next().unwrap();
+    assert_eq!(
+        cap.status,
+        OpStatus::Retry,
+        "inside the settle time: {cap:?}"
+    );
+    assert_eq!(
+        cap.next_attempt_at,
+        Some(sent_at + h.app.settings.psp_settle)
+    );
+
+    h.drain().await;
+    assert_eq!(h.psp.money_calls("s-pay-24"), 0, "never sent again");
+    let cap = h.ops("1024").await.into_iter().next().unwrap();
+    assert_eq!(cap.status, OpStatus::Failed);
+    assert_eq!(cap.inflight, None, "known not to have moved money");
+    assert!(
+        cap.last_error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("gave up after"),
+        "{cap:?}"
+    );
+    let sent = h.notes.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+}
+
+fn partly_hook(pid: &str) -> Vec<u8> {
+    hook_for("payment.partly", pid)
+}
+
+/// Finding G of the fault simulation (`seed_42_940`): Unzer sends the same body for every
+/// `payment.partly` of a payment. The second one was acknowledged as a duplicate and nothing
+/// looked at the payment again. Now a repeat of an event already applied re-arms it: one more
+/// evaluation, which sees the rest of the money and clears the lock.
+#[tokio::test]
+async fn a_second_identical_webhook_after_more_money_arrived_is_evaluated() {
+    let mut h = harness("expert", "off");
+    h.psp.put(prepayment("s-pay-25", "45.00"));
+    h.erp.upsert(order("1025", "s-pay-25", &[("L1", "45.00")]));
+    h.drain().await;
+    assert!(h.erp.order("1025").unwrap().shipping_lock);
+
+    h.psp.receive_transfer("s-pay-25", eur("20.00"));
+    let first = h.app.accept_webhook(&partly_hook("s-pay-25"), h.now).await;
+    assert!(!first.unwrap().duplicate);
+    h.drain().await;
+    assert!(h.erp.order("1025").unwrap().shipping_lock, "20 of 45 paid");
+
+    h.psp.receive_transfer("s-pay-25", eur("25.00"));
+    let second = h.app.accept_webhook(&partly_hook("s-pay-25"), h.now).await;
+    assert!(second.unwrap().duplicate, "the same body: stored once");
+    assert_eq!(h.app.queue.depth().await.unwrap(), 1, "queued once more");
+    // Replays while that is pending coalesce into it.
+    for _ in 0..5 {
+        h.app
+            .accept_webhook(&partly_hook("s-pay-25"), h.now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.app.queue.depth().await.unwrap(), 1, "coalesced");
+    h.drain().await;
+    assert!(
+        !h.erp.order("1025").unwrap().shipping_lock,
+        "lock cleared once all 45.00 arrived"
+    );
+    let pending = Repo::new(h.app.store.as_ref())
+        .unapplied_events("acme", 10, h.now)
+        .await
+        .unwrap();
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
+/// An event that arrives again while an evaluation is between reading it and marking it applied
+/// (its PSP view may predate the new money) is not marked: the mark is conditional on the
+/// version read, and the repeat changed it.
+#[tokio::test]
+async fn an_event_repeated_after_it_was_read_is_not_marked_applied_by_that_reader() {
+    let h = harness("expert", "off");
+    h.app
+        .accept_webhook(&partly_hook("s-pay-26"), h.now)
+        .await
+        .unwrap();
+    let repo = Repo::new(h.app.store.as_ref());
+    let read = repo.unapplied_events("acme", 10, h.now).await.unwrap();
+    assert_eq!(read.len(), 1);
+    let again = h
+        .app
+        .accept_webhook(&partly_hook("s-pay-26"), h.now)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    let err = repo.mark_event_applied(&read[0], h.now).await.unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(
+        repo.unapplied_events("acme", 10, h.now)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Finding H of the fault simulation (`seed_42_83398`): an operation finished, the process died
+/// before the follow-up evaluation, and its job was dead-lettered, so nothing ran the follow-up
+/// (there: the release after the capture). A finished operation stays in the sweep's index until
+/// its follow-up ran; the sweep runs it.
+#[tokio::test]
+async fn a_follow_up_lost_with_its_job_is_run_by_the_sweep() {
+    let mut h = harness("expert", "off");
+    h.psp.put(card_authorized("s-pay-27", "30.00"));
+    let mut o = order("1027", "s-pay-27", &[("L1", "30.00")]);
+    o.status = OrderStatus::Open;
+    o.invoices.push(invoice("R1", "30.00"));
+    h.erp.upsert(o);
+    h.app.poll_cycle(h.now).await.unwrap();
+    // The job is lost (dead-lettered after the worker died on it).
+    for d in h
+        .app
+        .queue
+        .receive(
+            10,
+            std::time::Duration::from_secs(30),
+            h.now.timestamp_millis(),
+        )
+        .await
+        .unwrap()
+    {
+        h.app.queue.ack(&d.receipt).await.unwrap();
+    }
+    let mut op = h.ops("1027").await.into_iter().next().unwrap();
+    // What the dead worker managed to do: the operation saved Failed, nothing after it.
+    op.fail("declined: charge not allowed".into(), h.now);
+    Repo::new(h.app.store.as_ref())
+        .save_op(&mut op)
+        .await
+        .unwrap();
+    assert!(op.follow_up);
+
+    h.now += h.app.settings.sweep_grace + Duration::seconds(1);
+    let report = h.app.poll_cycle(h.now).await.unwrap();
+    assert_eq!(report.swept_ops, 1);
+    while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+    let sent = h.notes.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].code.starts_with("op_failed"), "{sent:?}");
+    let op = h.ops("1027").await.into_iter().next().unwrap();
+    assert!(!op.follow_up, "followed up");
+
+    h.now += h.app.settings.sweep_grace + Duration::seconds(1);
+    let report = h.app.poll_cycle(h.now).await.unwrap();
+    assert_eq!(report.swept_ops, 0, "not swept again");
+    assert_eq!(h.notes.sent().len(), 1);
 }

@@ -232,11 +232,15 @@ impl<'s> Repo<'s> {
 
     fn op_item(op: &Operation) -> Result<Item, StoreError> {
         let mut item = Item::new(op.order.pk(), format!("OP#{}", op.id), body(op)?);
-        if !op.status.is_terminal() {
-            let due = op
-                .next_attempt_at
-                .or(op.lease_until)
-                .unwrap_or(op.created_at);
+        // Open operations, and finished ones whose follow-up evaluation has not run yet.
+        if !op.status.is_terminal() || op.follow_up {
+            let due = if op.status.is_terminal() {
+                op.updated_at
+            } else {
+                op.next_attempt_at
+                    .or(op.lease_until)
+                    .unwrap_or(op.created_at)
+            };
             item.gsi_pk = Some(format!("T#{}#OPEN", op.order.tenant));
             item.gsi_sk = Some(format!("{}#{}", ts(due), op.order.pk()));
         }
@@ -293,8 +297,8 @@ impl<'s> Repo<'s> {
             .collect()
     }
 
-    /// Unfinished operations due by `now` (the outbox sweep: planned but never enqueued, or
-    /// whose job was lost).
+    /// Operations due by `now` (the outbox sweep: planned but never enqueued, whose job was
+    /// lost, or finished without their follow-up evaluation).
     pub async fn due_ops(
         &self,
         tenant: &str,
@@ -352,19 +356,26 @@ impl<'s> Repo<'s> {
 
     // ---- events ----
 
-    /// Stores a verified event; false if the same event was stored before (a repeat).
-    pub async fn insert_event(
-        &self,
-        ev: &EventRecord,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    fn event_item(ev: &EventRecord, now: DateTime<Utc>) -> Result<Item, StoreError> {
         let mut item = Item::new(ev.pk(), "EVENT", body(ev)?);
         item.expires_at = Some(now.timestamp() + EVENT_TTL_DAYS * 86_400);
         if !ev.applied {
             item.gsi_pk = Some(format!("T#{}#EVENTS", ev.tenant));
             item.gsi_sk = Some(format!("{}#{}", ts(ev.received_at), ev.pk()));
         }
-        self.store.insert(&item, now.timestamp()).await
+        item.version = ev.version;
+        Ok(item)
+    }
+
+    /// Stores a verified event; false if the same event was stored before (a repeat).
+    pub async fn insert_event(
+        &self,
+        ev: &EventRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .insert(&Self::event_item(ev, now)?, now.timestamp())
+            .await
     }
 
     pub async fn event(
@@ -382,17 +393,33 @@ impl<'s> Repo<'s> {
         }
     }
 
+    /// CAS on the version `ev` was read at.
     pub async fn mark_event_applied(
         &self,
         ev: &EventRecord,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut applied = ev.clone();
-        applied.applied = true;
-        let mut item = Item::new(ev.pk(), "EVENT", body(&applied)?);
-        item.expires_at = Some(now.timestamp() + EVENT_TTL_DAYS * 86_400);
-        item.version = ev.version;
-        self.store.update(&item).await?;
+        let applied = EventRecord {
+            applied: true,
+            ..ev.clone()
+        };
+        self.store.update(&Self::event_item(&applied, now)?).await?;
+        Ok(())
+    }
+
+    /// The same event arrived again: it is unapplied again, received now, and any evaluation
+    /// that read it before fails to mark it applied. CAS on the version `ev` was read at.
+    pub async fn rearm_event(
+        &self,
+        ev: &EventRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let again = EventRecord {
+            applied: false,
+            received_at: now,
+            ..ev.clone()
+        };
+        self.store.update(&Self::event_item(&again, now)?).await?;
         Ok(())
     }
 
