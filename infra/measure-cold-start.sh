@@ -6,7 +6,7 @@
 # function: the bootstrap's size, start-to-first-response (process start until the invoke's
 # answer arrived) and peak RSS.
 #
-#   bash infra/measure-cold-start.sh      # needs moto_server, cargo-lambda, python3 with boto3 on PATH
+#   bash infra/measure-cold-start.sh      # needs moto_server, cargo-lambda, python3 on PATH
 #
 # The configuration is paybridge.example.toml (the in-memory ERP and PSP of examples/orders.json),
 # so the figures are paybridge's own start and work, not a remote ERP's or PSP's latency.
@@ -32,7 +32,7 @@ for tool in moto_server cargo-lambda python3 /usr/bin/time; do
 done
 
 # SKIP_BUILD=1 measures the binaries already in $TARGET/release.
-[ -n "${SKIP_BUILD:-}" ] || cargo build -q --release -p erp-poller -p payment-worker -p unzer-webhook
+[ -n "${SKIP_BUILD:-}" ] || cargo build -q --release -p erp-poller -p payment-worker -p unzer-webhook -p paybridge
 
 moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
 PIDS+=($!)
@@ -40,25 +40,8 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev
 export AWS_REGION=eu-central-1 AWS_DEFAULT_REGION=eu-central-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
 
-# Table and queue as the SAM template declares them (key schema of store::dynamo).
-QUEUE_URL=$(python3 - <<'EOF'
-import os, boto3
-ep = os.environ["AWS_ENDPOINT_URL"]
-ddb = boto3.client("dynamodb", endpoint_url=ep)
-ddb.create_table(
-    TableName="paybridge",
-    BillingMode="PAY_PER_REQUEST",
-    AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi_pk", "gsi_sk")],
-    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-    GlobalSecondaryIndexes=[{
-        "IndexName": "gsi1",
-        "KeySchema": [{"AttributeName": "gsi_pk", "KeyType": "HASH"}, {"AttributeName": "gsi_sk", "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": "ALL"},
-    }],
-)
-print(boto3.client("sqs", endpoint_url=ep).create_queue(QueueName="paybridge-jobs")["QueueUrl"])
-EOF
-)
+# Table and queue created by the product itself (the key schema `store::dynamo` owns).
+QUEUE_URL=$("$TARGET/release/paybridge" aws-setup --aws-endpoint "$AWS_ENDPOINT_URL" --table paybridge --queue-name paybridge-jobs)
 export PAYBRIDGE_CONFIG="$ROOT/paybridge.example.toml" PAYBRIDGE_TABLE=paybridge PAYBRIDGE_QUEUE_URL="$QUEUE_URL"
 export AWS_LAMBDA_LOG_LEVEL=warn
 

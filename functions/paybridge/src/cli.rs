@@ -34,6 +34,10 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Create the DynamoDB table and the SQS queue (with its dead-letter queue) where missing,
+    /// exactly as `serve --store dynamodb --queue sqs` does, and print the queue's URL. For
+    /// local emulators (moto) and scripts; on AWS the SAM template owns both.
+    AwsSetup(AwsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +63,13 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "sqlite")]
     pub queue: QueueKind,
 
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Where the AWS backends live.
+#[derive(Debug, Args)]
+pub struct AwsArgs {
     /// DynamoDB table for `--store dynamodb` (created if missing).
     #[arg(long, value_name = "NAME", default_value = "paybridge")]
     pub table: String,
@@ -123,6 +134,27 @@ mod tests {
                 assert_eq!(a.config, PathBuf::from("p.toml"));
                 assert_eq!(a.database, Some(PathBuf::from("x.db")));
                 assert!(a.no_check);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_aws_setup() {
+        let cli = Cli::try_parse_from([
+            "paybridge",
+            "aws-setup",
+            "--aws-endpoint",
+            "http://127.0.0.1:5000",
+            "--table",
+            "t1",
+        ])
+        .expect("valid arguments");
+        match cli.command {
+            Command::AwsSetup(a) => {
+                assert_eq!(a.table, "t1");
+                assert_eq!(a.queue_name, "paybridge-jobs");
+                assert_eq!(a.aws_endpoint.as_deref(), Some("http://127.0.0.1:5000"));
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -92,6 +92,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             println!("test mail sent to {}", smtp.to);
             Ok(())
         }
+        cli::Command::AwsSetup(args) => {
+            println!("{}", serve::aws_setup(&args).await?);
+            Ok(())
+        }
         cli::Command::Config {
             command: cli::ConfigCommand::Check { config },
         } => {

@@ -13,7 +13,7 @@
 //! background until [`Background::shutdown`]; [`spawn_http`] runs only the listener, for callers
 //! that drive [`App::poll_cycle`] and [`App::work_once`] themselves on a simulated clock.
 
-use crate::cli::ServeArgs;
+use crate::cli::{AwsArgs, ServeArgs};
 use crate::http;
 use crate::startup::{self, Prepared, StartError};
 use chrono::Utc;
@@ -101,34 +101,63 @@ async fn use_aws_backends(app: &mut App, args: &ServeArgs) -> Result<(), StartEr
     if args.store == StoreKind::Sqlite && args.queue == QueueKind::Sqlite {
         return Ok(());
     }
+    let cfg = aws_sdk_config(&args.aws).await;
+    if args.store == StoreKind::Dynamodb {
+        let client = create_table(&cfg, &args.aws).await?;
+        app.store = Arc::new(paybridge_core::store::dynamo::DynamoStore::new(
+            client,
+            args.aws.table.clone(),
+        ));
+    }
+    if args.queue == QueueKind::Sqs {
+        app.queue = Arc::new(create_queue(&cfg, &args.aws).await?);
+    }
+    Ok(())
+}
+
+/// `paybridge aws-setup`: the table and the queue `serve` would create; the queue's URL.
+pub async fn aws_setup(args: &AwsArgs) -> Result<String, StartError> {
+    let cfg = aws_sdk_config(args).await;
+    create_table(&cfg, args).await?;
+    Ok(create_queue(&cfg, args).await?.queue_url().to_string())
+}
+
+async fn aws_sdk_config(args: &AwsArgs) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(url) = &args.aws_endpoint {
         loader = loader.endpoint_url(url);
     }
-    let cfg = loader.load().await;
-    let aws_error = |reason: String| StartError::Database {
+    loader.load().await
+}
+
+fn aws_error(args: &AwsArgs, reason: String) -> StartError {
+    StartError::Database {
         path: args.aws_endpoint.clone().unwrap_or_else(|| "AWS".into()),
         reason,
-    };
-    if args.store == StoreKind::Dynamodb {
-        let client = aws_sdk_dynamodb::Client::new(&cfg);
-        paybridge_core::store::dynamo::DynamoStore::create_table(&client, &args.table)
+    }
+}
+
+async fn create_table(
+    cfg: &aws_config::SdkConfig,
+    args: &AwsArgs,
+) -> Result<aws_sdk_dynamodb::Client, StartError> {
+    let client = aws_sdk_dynamodb::Client::new(cfg);
+    paybridge_core::store::dynamo::DynamoStore::create_table(&client, &args.table)
+        .await
+        .map_err(|e| aws_error(args, e.to_string()))?;
+    Ok(client)
+}
+
+async fn create_queue(
+    cfg: &aws_config::SdkConfig,
+    args: &AwsArgs,
+) -> Result<paybridge_core::queue::sqs::SqsQueue, StartError> {
+    let client = aws_sdk_sqs::Client::new(cfg);
+    let (queue, _dlq) =
+        paybridge_core::queue::sqs::SqsQueue::create(&client, &args.queue_name, MAX_RECEIVES)
             .await
-            .map_err(|e| aws_error(e.to_string()))?;
-        app.store = Arc::new(paybridge_core::store::dynamo::DynamoStore::new(
-            client,
-            args.table.clone(),
-        ));
-    }
-    if args.queue == QueueKind::Sqs {
-        let client = aws_sdk_sqs::Client::new(&cfg);
-        let (queue, _dlq) =
-            paybridge_core::queue::sqs::SqsQueue::create(&client, &args.queue_name, MAX_RECEIVES)
-                .await
-                .map_err(|e| aws_error(e.to_string()))?;
-        app.queue = Arc::new(queue);
-    }
-    Ok(())
+            .map_err(|e| aws_error(args, e.to_string()))?;
+    Ok(queue)
 }
 
 /// The app over a SQLite store and queue sharing the file at `database`.
