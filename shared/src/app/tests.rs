@@ -150,6 +150,15 @@ fn card_authorized(pid: &str, amount: &str) -> PspPayment {
     }
 }
 
+/// An open card order of one line, invoiced in full as R1, its authorization at the PSP.
+fn invoiced_card_order(h: &H, id: &str, pid: &str, amount: &str) -> ErpOrder {
+    h.psp.put(card_authorized(pid, amount));
+    let mut o = order(id, pid, &[("L1", amount)]);
+    o.status = OrderStatus::Open;
+    o.invoices.push(invoice("R1", amount));
+    o
+}
+
 fn invoice(id: &str, amount: &str) -> Invoice {
     Invoice {
         invoice_id: id.into(),
@@ -388,10 +397,7 @@ async fn crash_after_psp_call_before_result_recorded_is_reconciled_not_resent() 
 #[tokio::test]
 async fn unknown_outcome_not_processed_is_sent_again_exactly_once() {
     let mut h = harness("expert", "off");
-    h.psp.put(card_authorized("s-pay-4", "50.00"));
-    let mut o = order("1004", "s-pay-4", &[("L1", "50.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "50.00"));
+    let o = invoiced_card_order(&h, "1004", "s-pay-4", "50.00");
     h.psp.inject_next(
         PspOutcome::Unknown {
             message: "connection reset".into(),
@@ -418,10 +424,7 @@ async fn unknown_outcome_not_processed_is_sent_again_exactly_once() {
 #[tokio::test]
 async fn unknown_outcome_applied_late_by_the_psp_is_found_not_sent_again() {
     let mut h = harness("expert", "off");
-    h.psp.put(card_authorized("s-pay-14", "50.00"));
-    let mut o = order("1014", "s-pay-14", &[("L1", "50.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "50.00"));
+    let o = invoiced_card_order(&h, "1014", "s-pay-14", "50.00");
     h.psp.inject_next(
         PspOutcome::Unknown {
             message: "timeout".into(),
@@ -487,10 +490,7 @@ async fn unknown_outcome_applied_late_by_the_psp_is_found_not_sent_again() {
 #[tokio::test]
 async fn lost_erp_reply_is_read_back_not_written_twice() {
     let mut h = harness("expert", "off");
-    h.psp.put(card_authorized("s-pay-5", "80.00"));
-    let mut o = order("1005", "s-pay-5", &[("L1", "80.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "80.00"));
+    let o = invoiced_card_order(&h, "1005", "s-pay-5", "80.00");
     h.erp.upsert(o);
     h.app.poll_cycle(h.now).await.unwrap();
     // The booking call (first ERP write after the capture) is applied but its reply is lost.
@@ -533,10 +533,7 @@ async fn unreadable_erp_reply_is_read_back_and_retried_not_flagged() {
 #[tokio::test]
 async fn duplicate_job_delivery_has_one_effect() {
     let mut h = harness("expert", "off");
-    h.psp.put(card_authorized("s-pay-6", "10.00"));
-    let mut o = order("1006", "s-pay-6", &[("L1", "10.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "10.00"));
+    let o = invoiced_card_order(&h, "1006", "s-pay-6", "10.00");
     h.erp.upsert(o);
     h.app.poll_cycle(h.now).await.unwrap();
     let ops = h.ops("1006").await;
@@ -792,10 +789,7 @@ async fn failed_authorization_check_releases_with_lock_comments_and_notifies_onc
 #[tokio::test]
 async fn declined_capture_is_flagged_never_retried_into_a_double() {
     let mut h = harness("expert", "off");
-    h.psp.put(card_authorized("s-pay-11", "30.00"));
-    let mut o = order("1011", "s-pay-11", &[("L1", "30.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "30.00"));
+    let o = invoiced_card_order(&h, "1011", "s-pay-11", "30.00");
     h.psp.inject_next(
         PspOutcome::Declined {
             code: "API.330.000.004".into(),
@@ -860,10 +854,7 @@ async fn psp_read_failure_during_evaluation_evaluates_again_from_the_queue() {
 #[tokio::test]
 async fn redelivered_job_of_a_terminal_operation_runs_the_lost_follow_up() {
     let h = harness("expert", "off");
-    h.psp.put(card_authorized("s-pay-21", "30.00"));
-    let mut o = order("1021", "s-pay-21", &[("L1", "30.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "30.00"));
+    let o = invoiced_card_order(&h, "1021", "s-pay-21", "30.00");
     h.erp.upsert(o);
     h.app.poll_cycle(h.now).await.unwrap();
     let key = h.key("1021");
@@ -929,10 +920,7 @@ async fn an_error_not_yet_told_is_e_mailed_at_the_next_evaluation() {
 async fn attempts_used_up_with_a_psp_call_in_flight_reconcile_before_giving_up() {
     let mut h = harness("expert", "off");
     h.app.settings.max_attempts = 1;
-    h.psp.put(card_authorized("s-pay-23", "50.00"));
-    let mut o = order("1023", "s-pay-23", &[("L1", "50.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "50.00"));
+    let o = invoiced_card_order(&h, "1023", "s-pay-23", "50.00");
     h.psp.inject_next(
         PspOutcome::Unknown {
             message: "timeout".into(),
@@ -959,10 +947,7 @@ async fn attempts_used_up_with_a_psp_call_in_flight_reconcile_before_giving_up()
 async fn attempts_used_up_gives_up_only_once_the_psp_says_nothing_moved() {
     let mut h = harness("expert", "off");
     h.app.settings.max_attempts = 1;
-    h.psp.put(card_authorized("s-pay-24", "50.00"));
-    let mut o = order("1024", "s-pay-24", &[("L1", "50.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "50.00"));
+    let o = invoiced_card_order(&h, "1024", "s-pay-24", "50.00");
     h.psp.inject_next(
         PspOutcome::Unknown {
             message: "timeout".into(),
@@ -1085,10 +1070,7 @@ async fn an_event_repeated_after_it_was_read_is_not_marked_applied_by_that_reade
 #[tokio::test]
 async fn a_follow_up_lost_with_its_job_is_run_by_the_sweep() {
     let mut h = harness("expert", "off");
-    h.psp.put(card_authorized("s-pay-27", "30.00"));
-    let mut o = order("1027", "s-pay-27", &[("L1", "30.00")]);
-    o.status = OrderStatus::Open;
-    o.invoices.push(invoice("R1", "30.00"));
+    let o = invoiced_card_order(&h, "1027", "s-pay-27", "30.00");
     h.erp.upsert(o);
     h.app.poll_cycle(h.now).await.unwrap();
     // The job is lost (dead-lettered after the worker died on it).
