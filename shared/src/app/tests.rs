@@ -103,6 +103,14 @@ impl H {
         OrderKey::new("acme", "main", order)
     }
 
+    /// PSP events stored and not applied yet.
+    async fn pending_events(&self) -> Vec<EventRecord> {
+        Repo::new(self.app.store.as_ref())
+            .unapplied_events("acme", 10, self.now)
+            .await
+            .unwrap()
+    }
+
     async fn ops(&self, order: &str) -> Vec<Operation> {
         Repo::new(self.app.store.as_ref())
             .ops(&self.key(order), self.now)
@@ -699,10 +707,7 @@ async fn prepayment_event_before_import_is_applied_on_import() {
     h.psp.receive_transfer("s-pay-9", eur("45.00"));
     h.app.accept_webhook(&hook("s-pay-9"), h.now).await.unwrap();
     h.drain().await;
-    let pending = Repo::new(h.app.store.as_ref())
-        .unapplied_events("acme", 10, h.now)
-        .await
-        .unwrap();
+    let pending = h.pending_events().await;
     assert_eq!(pending.len(), 1, "kept until the order appears");
 
     h.erp.upsert(order("1009", "s-pay-9", &[("L1", "45.00")]));
@@ -713,10 +718,7 @@ async fn prepayment_event_before_import_is_applied_on_import() {
         !o.shipping_lock,
         "paid before import: released without a lock"
     );
-    let pending = Repo::new(h.app.store.as_ref())
-        .unapplied_events("acme", 10, h.now)
-        .await
-        .unwrap();
+    let pending = h.pending_events().await;
     assert!(pending.is_empty(), "applied on import");
 }
 
@@ -747,10 +749,7 @@ async fn webhook_with_unknown_key_or_bad_body_changes_nothing() {
         Err(WebhookError::Malformed(_))
     ));
     assert_eq!(h.app.queue.depth().await.unwrap(), 0);
-    let stored = Repo::new(h.app.store.as_ref())
-        .unapplied_events("acme", 10, h.now)
-        .await
-        .unwrap();
+    let stored = h.pending_events().await;
     assert!(stored.is_empty());
 }
 
@@ -1026,10 +1025,7 @@ async fn a_second_identical_webhook_after_more_money_arrived_is_evaluated() {
         !h.erp.order("1025").unwrap().shipping_lock,
         "lock cleared once all 45.00 arrived"
     );
-    let pending = Repo::new(h.app.store.as_ref())
-        .unapplied_events("acme", 10, h.now)
-        .await
-        .unwrap();
+    let pending = h.pending_events().await;
     assert!(pending.is_empty(), "{pending:?}");
 }
 
