@@ -499,7 +499,7 @@ impl App {
                 order_id: key.order_id.clone(),
                 code: f.code.clone(),
                 message: f.message.clone(),
-                action: action_for(&f.code),
+                action: engine::problems::action_for(&f.code).to_string(),
             };
             match self.notifier.notify(&problem).await {
                 Ok(()) => rec.notified.push(f.code),
@@ -1128,21 +1128,6 @@ enum StepResult {
     Failed(String),
     /// Our claim was taken over (version moved): stop without writing.
     Lost,
-}
-
-/// What an operator should do about a problem code.
-fn action_for(code: &str) -> String {
-    let base = code.split(':').next().unwrap_or(code);
-    match base {
-        "authorization_check" => "Check the payment in the PSP portal; ship only when it is clear, then remove the shipping lock.",
-        "shipped_before_receipt" => "Book the payment by hand once it has arrived.",
-        "invoices_exceed_received" => "Compare the invoices with the money received; book the payment by hand and settle the difference with the customer.",
-        "foreign_capture" => "Refund this credit note by hand in the PSP portal and book it.",
-        "credit_settled" => "Set \"no DTAUS\" on credit notes of this payment method; refund by hand if the customer is owed money.",
-        "op_failed" => "See the order history; fix the cause and mark the problem solved.",
-        _ => "Look at the order in the dashboard and its history; mark the problem solved when done.",
-    }
-    .to_string()
 }
 
 #[cfg(test)]
