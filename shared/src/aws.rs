@@ -748,10 +748,11 @@ pub async fn handle_schedule(app: &App, now: DateTime<Utc>) -> Result<PollReport
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::erp::memory::MemoryErp;
     use crate::notify::LogNotifier;
+    use crate::psp::memory::MemoryPsp;
     use crate::queue::sqlite::SqliteQueue;
     use crate::store::sqlite::SqliteStore;
-    use crate::testing::{MemoryErp, MemoryPsp};
     use axum::Json;
     use axum::extract::Query;
     use axum::http::{HeaderMap, StatusCode};

@@ -209,17 +209,18 @@ mod tests {
     use super::*;
     use crate::app::Settings;
     use crate::config::Config;
+    use crate::erp::memory::MemoryErp;
     use crate::model::{
         ErpOrder, OrderStatus, PaymentMethod, PaymentState, PspPayment, PspTransaction, TxKind,
         TxStatus,
     };
     use crate::money::{Currency, Money};
     use crate::notify::LogNotifier;
+    use crate::psp::memory::MemoryPsp;
     use crate::queue::sqlite::SqliteQueue;
     use crate::store::repo::Repo;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{Item, Store, StoreError};
-    use crate::testing::{MemoryErp, MemoryPsp};
     use async_trait::async_trait;
     use axum::body::Body;
     use axum::http::Request;

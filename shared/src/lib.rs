@@ -12,7 +12,7 @@
 //! | [`erp`], [`psp`], [`notify`] | the adapter traits the app talks to (ERP, PSP, operator notifications) |
 //! | [`http`] | the one axum router (health, Unzer webhooks, problems) for `serve` and the HTTP Lambda |
 //! | [`app`] | the IO orchestration shared by every entry point: `poll_cycle`, `run_job`, `accept_webhook` |
-//! | [`testing`] | in-memory ERP/PSP/notifier fakes used by tests and the local `memory` connection kind |
+//! | [`erp::memory`], [`psp::memory`], [`notify::recording`] | the in-memory ERP and PSP of `kind = "memory"` (trials, tests) and a recording notifier |
 //! | [`wiring`] | builds the connectors of a configuration once per process, for every entry point |
 
 pub mod app;
@@ -28,5 +28,4 @@ pub mod notify;
 pub mod psp;
 pub mod queue;
 pub mod store;
-pub mod testing;
 pub mod wiring;

@@ -6,12 +6,13 @@
 
 use crate::config::{Config, ErpKind, PspKind, Secret, SecretRef};
 use crate::erp::Erp;
+use crate::erp::memory::load_fixtures_into;
 use crate::erp::pixi::PixiErp;
 use crate::notify::email::EmailNotifier;
 use crate::notify::{LogNotifier, Notifier};
+use crate::psp::memory::MemoryPsp;
 use crate::psp::unzer::UnzerPsp;
 use crate::psp::{Psp, PspRouter};
-use crate::testing::{MemoryPsp, load_fixtures_into};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -27,6 +27,7 @@
 use chrono::{DateTime, Duration, Utc};
 use paybridge_core::config::{MethodConfig, Mode, PspKind, Secret, SecretRef};
 use paybridge_core::engine::{Decision, Input, decide};
+use paybridge_core::erp::memory::line;
 use paybridge_core::ledger::{
     self, ErpWrite, OpStatus, Operation, OrderKey, PspCall, Purpose, Step,
 };
@@ -35,7 +36,6 @@ use paybridge_core::model::{
     PaymentState, PspPayment, PspTransaction, TxKind, TxStatus,
 };
 use paybridge_core::money::{Currency, Money};
-use paybridge_core::testing::line;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::collections::{BTreeMap, BTreeSet};

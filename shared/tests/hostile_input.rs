@@ -1,7 +1,7 @@
 //! Hostile input against every parser of outside input in paybridge-core: the TOML config
 //! ([`Config::parse`]), Unzer webhook bodies ([`App::accept_webhook`]), the HTTP router
 //! ([`http::router`] through `tower::ServiceExt::oneshot`), money text and JSON ([`Money::parse`],
-//! `Money`'s serde) and the `memory` fixtures files ([`testing::load_fixtures`]).
+//! `Money`'s serde) and the `memory` fixtures files ([`memory::load_fixtures`]).
 //!
 //! Every test here holds the same line: bad input gets a clear error (a located config error, an
 //! HTTP 4xx with a JSON reason, a `WebhookError`, a `file:line:col` fixtures error) and changes
@@ -21,6 +21,8 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use paybridge_core::app::{App, MAX_WEBHOOK_BYTES, Settings, WebhookAck, WebhookError};
 use paybridge_core::config::{Config, ConfigError};
+use paybridge_core::erp::memory;
+use paybridge_core::erp::memory::MemoryErp;
 use paybridge_core::http;
 use paybridge_core::ledger::OrderKey;
 use paybridge_core::model::{
@@ -29,10 +31,10 @@ use paybridge_core::model::{
 };
 use paybridge_core::money::{Currency, Money};
 use paybridge_core::notify::LogNotifier;
+use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::store::repo::{EventRecord, Repo};
 use paybridge_core::store::sqlite::SqliteStore;
-use paybridge_core::testing::{self, MemoryErp, MemoryPsp};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use rust_decimal::Decimal;
@@ -1429,7 +1431,7 @@ fn valid_fixtures() -> String {
         payment_method: "UNZER_CARD".into(),
         status: OrderStatus::Hold,
         total: eur(4990),
-        lines: vec![testing::line("10001-1", LineStatus::Open, eur(4990))],
+        lines: vec![memory::line("10001-1", LineStatus::Open, eur(4990))],
         shipping_lock: false,
         invoices: vec![],
         credit_notes: vec![],
@@ -1458,7 +1460,7 @@ fn check_fixtures(bytes: &[u8]) -> Result<(), String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("fixtures.json");
     std::fs::write(&path, bytes).expect("write");
-    let r = testing::load_fixtures(&path).map(|_| ());
+    let r = memory::load_fixtures(&path).map(|_| ());
     if let Err(e) = &r {
         let prefix = format!("{}:", path.display());
         let rest = e
@@ -1547,7 +1549,7 @@ fn fixtures_invalid_utf8_is_located() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("f.json");
     std::fs::write(&path, b"{\n\"orders\": [\xff]}").expect("write");
-    let e = testing::load_fixtures(&path)
+    let e = memory::load_fixtures(&path)
         .map(|_| ())
         .expect_err("binary");
     assert!(

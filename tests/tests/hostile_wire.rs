@@ -1265,8 +1265,8 @@ fn order7() -> ErpOrder {
         status: OrderStatus::Hold,
         total: eur(2595),
         lines: vec![
-            paybridge_core::testing::line("1", LineStatus::Open, eur(2100)),
-            paybridge_core::testing::line("2", LineStatus::Open, eur(495)),
+            paybridge_core::erp::memory::line("1", LineStatus::Open, eur(2100)),
+            paybridge_core::erp::memory::line("2", LineStatus::Open, eur(495)),
         ],
         shipping_lock: false,
         invoices: vec![],

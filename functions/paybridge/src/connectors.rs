@@ -1,7 +1,7 @@
 //! The connector kinds this build has, and the logging wrappers around them.
 //!
 //! Only the in-memory kind exists so far (`kind = "memory"`, fed from a JSON fixtures file, see
-//! [`paybridge_core::testing`]); pixi (SOAP) and Unzer (REST) arrive with their own issues and
+//! [`paybridge_core::erp::memory`]); pixi (SOAP) and Unzer (REST) arrive with their own issues and
 //! are refused at start rather than faked. The process has one PSP: all memory connections put
 //! their payments into the same [`MemoryPsp`].
 //!
@@ -11,11 +11,12 @@
 
 use async_trait::async_trait;
 use paybridge_core::config::MethodConfig;
+use paybridge_core::erp::memory::{Fixtures, MemoryErp};
 use paybridge_core::erp::{Changes, Erp, ErpError};
 use paybridge_core::ledger::{ErpWrite, PspCall};
 use paybridge_core::model::{ErpOrder, PspPayment};
+use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::psp::{Psp, PspError, PspOutcome};
-use paybridge_core::testing::{Fixtures, MemoryErp, MemoryPsp};
 use std::path::Path;
 use std::sync::Arc;
 

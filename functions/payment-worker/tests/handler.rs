@@ -8,6 +8,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use paybridge_core::app::{App, Settings};
 use paybridge_core::config::Config;
 use paybridge_core::erp::Erp;
+use paybridge_core::erp::memory::{MemoryErp, line};
 use paybridge_core::ledger::{OpStatus, OrderKey};
 use paybridge_core::model::{
     ErpOrder, LineStatus, OrderStatus, PaymentMethod, PaymentState, PspPayment, PspTransaction,
@@ -15,11 +16,11 @@ use paybridge_core::model::{
 };
 use paybridge_core::money::{Currency, Money};
 use paybridge_core::notify::LogNotifier;
+use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::queue::Job;
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::store::repo::Repo;
 use paybridge_core::store::sqlite::SqliteStore;
-use paybridge_core::testing::{MemoryErp, MemoryPsp, line};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;

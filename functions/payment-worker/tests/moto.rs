@@ -21,6 +21,7 @@ use paybridge_core::app::{App, Settings};
 use paybridge_core::aws::{AwsEnv, Backends, LazyApp, SecretsExtension};
 use paybridge_core::config::Config;
 use paybridge_core::erp::Erp;
+use paybridge_core::erp::memory::{MemoryErp, line};
 use paybridge_core::ledger::{OpStatus, OrderKey};
 use paybridge_core::model::{
     ErpOrder, LineStatus, OrderStatus, PaymentMethod, PaymentState, PspPayment, PspTransaction,
@@ -28,10 +29,10 @@ use paybridge_core::model::{
 };
 use paybridge_core::money::{Currency, Money};
 use paybridge_core::notify::LogNotifier;
+use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::queue::sqs::SqsQueue;
 use paybridge_core::store::dynamo::DynamoStore;
 use paybridge_core::store::repo::Repo;
-use paybridge_core::testing::{MemoryErp, MemoryPsp, line};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,15 +2,17 @@
 //! queue, with the in-memory ERP and PSP, on a simulated clock.
 
 use super::*;
+use crate::erp::memory::{MemoryErp, line};
 use crate::ledger::{ErpWrite, OpStatus};
 use crate::model::{
     BankDetails, CreditNote, ErpOrder, Invoice, LineStatus, OrderStatus, PaymentMethod,
     PaymentState, PspPayment, PspTransaction, TxKind, TxStatus,
 };
 use crate::money::{Currency, Money};
+use crate::notify::recording::RecordingNotifier;
+use crate::psp::memory::MemoryPsp;
 use crate::queue::sqlite::SqliteQueue;
 use crate::store::sqlite::SqliteStore;
-use crate::testing::{MemoryErp, MemoryPsp, RecordingNotifier, line};
 
 fn eur(s: &str) -> Money {
     Money::parse(s, Currency::EUR).unwrap()

@@ -1,11 +1,12 @@
 //! The ERP adapter contract. pixi (SOAP) implements it in [`pixi`]; tests and the local
-//! `memory` connection kind use [`crate::testing::MemoryErp`].
+//! `memory` connection kind use [`crate::erp::memory::MemoryErp`].
 //!
 //! ERP writes are not idempotent (pixi has no request ids), so the contract has a read-back:
 //! after a write whose outcome is unknown, [`Erp::was_applied`] is asked before writing again.
 
 use crate::ledger::ErpWrite;
 use crate::model::ErpOrder;
+pub mod memory;
 pub mod pixi;
 
 use async_trait::async_trait;

@@ -2,6 +2,7 @@
 //! SMTP settings in a later module; a log notifier and a recording fake here).
 
 pub mod email;
+pub mod recording;
 
 use async_trait::async_trait;
 

@@ -1,5 +1,5 @@
 //! The PSP adapter contract. Unzer (REST) implements it in a later module; tests and the local
-//! `memory` kind use [`crate::testing::MemoryPsp`].
+//! `memory` kind use [`crate::psp::memory::MemoryPsp`].
 //!
 //! Every money call answers one of [`PspOutcome`]: a timeout or a 5xx after the request may have
 //! been processed is `Unknown`, never a failure, and the caller resolves it by fetching the
@@ -8,6 +8,7 @@
 use crate::config::MethodConfig;
 use crate::ledger::PspCall;
 use crate::model::{PspPayment, PspTransaction};
+pub mod memory;
 pub mod unzer;
 
 use async_trait::async_trait;

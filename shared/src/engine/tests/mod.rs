@@ -9,6 +9,7 @@
 
 use super::*;
 use crate::config::{PspKind, Secret, SecretRef};
+use crate::erp::memory::line;
 use crate::ledger::psp_reference;
 use crate::ledger::{OpStatus, PspCall, RefundReason};
 use crate::model::{
@@ -17,7 +18,6 @@ use crate::model::{
 use crate::model::{PaymentState, TxKind, TxStatus};
 use crate::money::Currency;
 use crate::money::Money;
-use crate::testing::line;
 use LineStatus::{Cancelled as STO, NotDeliverable as NLB, Open as OPN};
 use Mode::{Expert, Standard};
 use PaymentMethod as PM;

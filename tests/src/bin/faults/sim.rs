@@ -25,15 +25,16 @@ use crate::world;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use paybridge_core::config::MethodConfig;
+use paybridge_core::erp::memory::MemoryErp;
 use paybridge_core::erp::{Changes, Erp, ErpError};
 use paybridge_core::ledger::{ErpWrite, PspCall};
 use paybridge_core::model::{OrderStatus, PspPayment, PspTransaction};
 use paybridge_core::notify::{Notifier, NotifyError, Problem};
+use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::psp::{Psp, PspError, PspOutcome};
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::queue::{Delivery, Job, Queue, QueueError};
 use paybridge_core::store::{Item, Store, StoreError};
-use paybridge_core::testing::{MemoryErp, MemoryPsp};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The longest a job may take (clock advance from its start) under the default assumptions:
@@ -1033,7 +1034,7 @@ impl Psp for FaultyPsp {
 /// The recording notifier behind process deaths.
 pub struct FaultyNotifier {
     pub sim: Arc<Sim>,
-    pub inner: paybridge_core::testing::RecordingNotifier,
+    pub inner: paybridge_core::notify::recording::RecordingNotifier,
 }
 
 #[async_trait]

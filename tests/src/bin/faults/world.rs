@@ -14,20 +14,22 @@ use chrono::{DateTime, Duration, Utc};
 use paybridge_core::app::{App, Settings};
 use paybridge_core::config::{Config, Mode};
 use paybridge_core::erp::Erp;
+use paybridge_core::erp::memory::{MemoryErp, line};
 use paybridge_core::ledger::{OpStatus, OrderKey};
 use paybridge_core::model::{
     BankDetails, CreditNote, ErpOrder, Invoice, LineStatus, OrderStatus, PaymentMethod,
     PaymentState, PspPayment, PspTransaction, TxKind, TxStatus,
 };
 use paybridge_core::notify::Notifier;
+use paybridge_core::notify::recording::RecordingNotifier;
 use paybridge_core::psp::Psp;
+use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::queue::Queue;
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::store::Store;
 use paybridge_core::store::dynamo::DynamoStore;
 use paybridge_core::store::repo::Repo;
 use paybridge_core::store::sqlite::SqliteStore;
-use paybridge_core::testing::{MemoryErp, MemoryPsp, RecordingNotifier, line};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,19 +1,14 @@
-//! In-memory ERP, PSP and notifier: test doubles with the semantics of the real systems that
-//! matter to paybridge (an ERP that applies writes non-idempotently and records them; a PSP that
-//! keeps transactions with our reference, as Unzer does), plus fault injection for the
-//! "crash after the PSP call" cases. Also the `memory` connection kind of `paybridge serve`,
-//! seeded from a JSON fixtures file, so a newcomer can run the whole loop without any account.
+//! The `memory` ERP connection kind: an ERP held in memory with the semantics of a real one
+//! that matter to paybridge (writes applied non-idempotently and recorded, changes listed by a
+//! watermark), fault injection for the "crash after the write" cases, and the JSON fixtures
+//! file `paybridge serve` seeds it from, so a newcomer can run the whole loop without any
+//! account. Tests use it as their ERP.
 
-use crate::config::MethodConfig;
 use crate::erp::{Changes, Erp, ErpError};
-use crate::ledger::{ErpWrite, PspCall};
-use crate::model::{
-    BankDetails, ErpOrder, LineStatus, OrderStatus, PaymentState, PspPayment, PspTransaction,
-    TxKind, TxStatus,
-};
+use crate::ledger::ErpWrite;
+use crate::model::{BankDetails, ErpOrder, LineStatus, OrderLine, OrderStatus, PspPayment};
 use crate::money::Money;
-use crate::notify::{Notifier, NotifyError, Problem};
-use crate::psp::{Psp, PspError, PspOutcome};
+use crate::psp::memory::MemoryPsp;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -50,7 +45,7 @@ struct ErpState {
     reachable: bool,
 }
 
-/// An ERP in memory. Writes are applied like pixi applies them: not idempotent.
+/// An ERP in memory. Writes are applied like a real ERP applies them: not idempotent.
 #[derive(Clone)]
 pub struct MemoryErp {
     state: Arc<Mutex<ErpState>>,
@@ -268,215 +263,6 @@ impl Erp for MemoryErp {
     }
 }
 
-#[derive(Default)]
-struct PspState {
-    payments: BTreeMap<String, PspPayment>,
-    /// Money calls per payment that reached the PSP.
-    calls: BTreeMap<String, u32>,
-    fetches: u64,
-    /// Outcome to give the next money call instead of the real one (and whether to apply it).
-    next: Option<(PspOutcome, bool)>,
-    tx_seq: u64,
-    fetch_down: bool,
-}
-
-/// A PSP in memory, keeping transactions with our reference like Unzer does.
-#[derive(Clone, Default)]
-pub struct MemoryPsp {
-    state: Arc<Mutex<PspState>>,
-}
-
-impl MemoryPsp {
-    pub fn new() -> MemoryPsp {
-        MemoryPsp::default()
-    }
-
-    pub fn put(&self, p: PspPayment) {
-        lock(&self.state).payments.insert(p.payment_id.clone(), p);
-    }
-
-    pub fn payment(&self, id: &str) -> Option<PspPayment> {
-        lock(&self.state).payments.get(id).cloned()
-    }
-
-    /// Money calls (capture/reverse/refund/shipment) that reached the PSP for this payment.
-    pub fn money_calls(&self, id: &str) -> u32 {
-        lock(&self.state).calls.get(id).copied().unwrap_or(0)
-    }
-
-    pub fn fetches(&self) -> u64 {
-        lock(&self.state).fetches
-    }
-
-    /// The next money call is processed (if `apply`) but answers `outcome`.
-    pub fn inject_next(&self, outcome: PspOutcome, apply: bool) {
-        lock(&self.state).next = Some((outcome, apply));
-    }
-
-    pub fn set_fetch_down(&self, down: bool) {
-        lock(&self.state).fetch_down = down;
-    }
-
-    /// A customer transfer arrives for a prepayment: a successful receipt charge.
-    pub fn receive_transfer(&self, payment_id: &str, amount: Money) {
-        let mut s = lock(&self.state);
-        s.tx_seq += 1;
-        let n = s.tx_seq;
-        if let Some(p) = s.payments.get_mut(payment_id) {
-            p.transactions.push(PspTransaction {
-                id: format!("s-chg-r{n}"),
-                kind: TxKind::Charge,
-                status: TxStatus::Success,
-                amount,
-                reference: None,
-            });
-            if p.received_in_full().unwrap_or(false) {
-                p.state = PaymentState::Completed;
-            } else {
-                p.state = PaymentState::Partly;
-            }
-        }
-    }
-
-    fn apply(
-        s: &mut PspState,
-        payment_id: &str,
-        call: &PspCall,
-        reference: &str,
-    ) -> Result<String, (String, String)> {
-        s.tx_seq += 1;
-        let n = s.tx_seq;
-        let Some(p) = s.payments.get_mut(payment_id) else {
-            return Err(("API.310.100.003".into(), "payment not found".into()));
-        };
-        let pos = p
-            .position()
-            .map_err(|e| ("API.000".into(), e.to_string()))?;
-        let (kind, amount, prefix) = match call {
-            PspCall::Capture { amount } => (TxKind::Charge, *amount, "s-chg"),
-            PspCall::Reverse { amount } => (TxKind::CancelAuthorize, *amount, "s-cnl"),
-            PspCall::Refund { amount, .. } => (TxKind::CancelCharge, *amount, "s-cnl"),
-            PspCall::Shipment { .. } => (TxKind::Shipment, Money::zero(p.currency), "s-shp"),
-        };
-        // The PSP's own limits (Unzer refuses captures above the remaining amount, refunds
-        // above the charged amount).
-        let over = |a: Money, limit: Money| a.cmp_to(&limit).map(|o| o.is_gt()).unwrap_or(true);
-        match call {
-            PspCall::Capture { amount } if over(*amount, pos.remaining().unwrap_or(*amount)) => {
-                return Err((
-                    "API.330.100.007".into(),
-                    "charged amount higher than expected".into(),
-                ));
-            }
-            PspCall::Reverse { amount } if over(*amount, pos.remaining().unwrap_or(*amount)) => {
-                return Err(("API.340.000.004".into(), "cancel not allowed".into()));
-            }
-            PspCall::Refund { amount, .. }
-                if over(*amount, pos.refundable().unwrap_or(*amount)) =>
-            {
-                return Err(("API.340.000.004".into(), "cancel not allowed".into()));
-            }
-            _ => {}
-        }
-        let id = format!("{prefix}-{n}");
-        p.transactions.push(PspTransaction {
-            id: id.clone(),
-            kind,
-            status: TxStatus::Success,
-            amount,
-            reference: Some(reference.to_string()),
-        });
-        if let Ok(pos) = p.position() {
-            let open = pos.remaining().unwrap_or(pos.authorized);
-            p.state = if pos.charged.is_positive()
-                && pos.refundable().is_ok_and(|r| r.is_zero())
-                && open.is_zero()
-            {
-                PaymentState::Canceled
-            } else if pos.charged.is_positive() && open.is_zero() {
-                PaymentState::Completed
-            } else if pos.charged.is_positive() {
-                PaymentState::Partly
-            } else if open.is_zero() && pos.reversed.is_positive() {
-                PaymentState::Canceled
-            } else {
-                p.state
-            };
-        }
-        Ok(id)
-    }
-}
-
-#[async_trait]
-impl Psp for MemoryPsp {
-    async fn fetch(
-        &self,
-        _account: &MethodConfig,
-        payment_id: &str,
-    ) -> Result<PspPayment, PspError> {
-        let mut s = lock(&self.state);
-        if s.fetch_down {
-            return Err(PspError::Unavailable("memory PSP switched off".into()));
-        }
-        s.fetches += 1;
-        s.payments
-            .get(payment_id)
-            .cloned()
-            .ok_or_else(|| PspError::NotFound(payment_id.to_string()))
-    }
-
-    async fn execute(
-        &self,
-        _account: &MethodConfig,
-        payment: &PspPayment,
-        call: &PspCall,
-        reference: &str,
-    ) -> PspOutcome {
-        let mut s = lock(&self.state);
-        if let Some((outcome, apply)) = s.next.take() {
-            if apply {
-                *s.calls.entry(payment.payment_id.clone()).or_default() += 1;
-                let _ = MemoryPsp::apply(&mut s, &payment.payment_id, call, reference);
-            }
-            return outcome;
-        }
-        *s.calls.entry(payment.payment_id.clone()).or_default() += 1;
-        match MemoryPsp::apply(&mut s, &payment.payment_id, call, reference) {
-            Ok(tx_id) => PspOutcome::Done { tx_id },
-            Err((code, message)) => PspOutcome::Declined { code, message },
-        }
-    }
-}
-
-/// Records every problem it is told about; can be made to fail like an unreachable mail server.
-#[derive(Clone, Default)]
-pub struct RecordingNotifier {
-    sent: Arc<Mutex<Vec<Problem>>>,
-    down: Arc<Mutex<bool>>,
-}
-
-impl RecordingNotifier {
-    pub fn sent(&self) -> Vec<Problem> {
-        lock(&self.sent).clone()
-    }
-
-    /// While down, every notification fails and nothing is recorded.
-    pub fn set_down(&self, down: bool) {
-        *lock(&self.down) = down;
-    }
-}
-
-#[async_trait]
-impl Notifier for RecordingNotifier {
-    async fn notify(&self, p: &Problem) -> Result<(), NotifyError> {
-        if *lock(&self.down) {
-            return Err(NotifyError("mail server unreachable".into()));
-        }
-        lock(&self.sent).push(p.clone());
-        Ok(())
-    }
-}
-
 /// Contents of a `memory` fixtures file.
 #[derive(Debug, Deserialize)]
 pub struct Fixtures {
@@ -516,8 +302,8 @@ pub fn load_fixtures(path: &Path) -> Result<(MemoryErp, MemoryPsp), String> {
 }
 
 /// Shorthand for tests: a line.
-pub fn line(id: &str, status: LineStatus, amount: Money) -> crate::model::OrderLine {
-    crate::model::OrderLine {
+pub fn line(id: &str, status: LineStatus, amount: Money) -> OrderLine {
+    OrderLine {
         line_id: id.into(),
         status,
         amount,
