@@ -347,7 +347,7 @@ fn secret_refs_mut(config: &mut Config) -> Vec<(String, &mut SecretRef)> {
                 "method {}/{}/{} private_key",
                 m.erp, m.mandant, m.erp_method
             ),
-            &mut m.private_key,
+            &mut m.account.private_key,
         ));
     }
     if let Some(smtp) = config.smtp.as_mut()
@@ -932,14 +932,14 @@ to = "ops@example.com"
         let resolved = resolve_config_secrets(&config, Path::new("/var/task"), &ext)
             .await
             .expect("resolved");
-        let key = |i: usize| match &resolved.methods[i].private_key {
+        let key = |i: usize| match &resolved.methods[i].account.private_key {
             SecretRef::Plain(s) => s.expose().to_string(),
             other => panic!("not resolved: {other:?}"),
         };
         assert_eq!(key(0), "s-priv-from-ssm");
         assert_eq!(key(1), "s-priv-from-ssm");
         assert_eq!(
-            resolved.methods[2].private_key,
+            resolved.methods[2].account.private_key,
             SecretRef::Ssm("/paybridge/not-there".into()),
             "inactive configs are left alone"
         );
@@ -955,7 +955,7 @@ to = "ops@example.com"
         );
         // The original keeps its references.
         assert_eq!(
-            config.methods[0].private_key,
+            config.methods[0].account.private_key,
             SecretRef::Ssm("/paybridge/acme/unzer key".into())
         );
     }
@@ -992,7 +992,7 @@ to = "ops@example.com"
             .await
             .expect("resolved");
         assert_eq!(
-            resolved.methods[0].private_key,
+            resolved.methods[0].account.private_key,
             SecretRef::Plain(Secret::new("s-priv-from-file"))
         );
     }

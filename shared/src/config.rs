@@ -124,7 +124,8 @@ pub enum ErpKind {
     Memory,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The PSP a method config uses; [`crate::psp`] maps each kind to its connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PspKind {
     Unzer,
@@ -189,9 +190,19 @@ pub struct MethodConfig {
     pub return_event: String,
     /// Largest difference absorbed as rounding, in minor units.
     pub rounding_tolerance: u32,
+    /// The account at the PSP: read by the PSP's connector only, never by the engine.
+    pub account: PspAccount,
+}
+
+/// A method config's account at its PSP (`psp = "…"`): an identifier the PSP names in its
+/// webhooks, the secret the connector authenticates with, and the API host. Only the
+/// connector of the config's PSP kind reads it.
+#[derive(Debug, Clone)]
+pub struct PspAccount {
+    /// The account's public identifier (Unzer: the public key; named in every webhook).
     pub public_key: String,
     pub private_key: SecretRef,
-    /// Unzer API host; defaults by key prefix on the connector side.
+    /// API host; the connector picks its default (Unzer: by key prefix) when absent.
     pub api_host: Option<String>,
 }
 
@@ -239,7 +250,9 @@ impl Config {
         &'a self,
         key: &'a str,
     ) -> impl Iterator<Item = &'a MethodConfig> {
-        self.methods.iter().filter(move |m| m.public_key == key)
+        self.methods
+            .iter()
+            .filter(move |m| m.account.public_key == key)
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -656,9 +669,11 @@ impl RawConfig {
                 invoice_event: m.invoice_event.into_inner(),
                 return_event: m.return_event.into_inner(),
                 rounding_tolerance: m.rounding_tolerance,
-                public_key: m.public_key.into_inner(),
-                private_key: m.private_key,
-                api_host: m.api_host,
+                account: PspAccount {
+                    public_key: m.public_key.into_inner(),
+                    private_key: m.private_key,
+                    api_host: m.api_host,
+                },
             });
         }
 

@@ -5,7 +5,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /health` | 200 `{"status":"ok","tenant":..}`; 503 when the store cannot be read |
-//! | `POST /webhooks/unzer` | [`App::accept_webhook`]: 200 `{"status":"accepted"\|"duplicate"}`, 400 malformed, 401 unknown key, 413 too large, 503 store unavailable |
+//! | `POST /webhooks/{psp}` | [`App::accept_webhook`] with the connector of `{psp}` (`unzer`, `memory`): 200 `{"status":"accepted"\|"duplicate"}`, 400 malformed, 401 unknown account, 404 no such PSP, 413 too large, 415 wrong content type, 503 store unavailable |
 //! | `GET /problems` | orders with open errors: connection, order id, codes, messages (amounts redacted) |
 //!
 //! Every error body is `{"error": "<reason>"}`. Handlers parse, call one `app::` function and
@@ -17,7 +17,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,9 +32,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(health))
         .route("/problems", get(problems))
         .route(
-            "/webhooks/unzer",
-            // The same limit `accept_webhook` enforces, applied before the body is buffered.
-            post(unzer_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+            "/webhooks/{psp}",
+            // The largest limit `accept_webhook` enforces, applied before the body is buffered.
+            post(psp_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -70,28 +70,33 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn unzer_webhook(
+async fn psp_webhook(
     State(app): State<Arc<App>>,
+    Path(psp): Path<String>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    // Unzer posts JSON; a body declared as something else is not a webhook. (No header at all
-    // is tolerated: the body is parsed as JSON either way.)
+    let Some(hook) = crate::psp::webhook(&psp) else {
+        return error(StatusCode::NOT_FOUND, "no such route");
+    };
+    // A body declared as something other than what the PSP posts is not a webhook. (No header
+    // at all is tolerated: the body is parsed either way.)
+    let wanted = hook.content_type();
     if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
-        let json = ct
+        let matches = ct
             .to_str()
             .map(|v| {
                 v.split(';')
                     .next()
                     .unwrap_or_default()
                     .trim()
-                    .eq_ignore_ascii_case("application/json")
+                    .eq_ignore_ascii_case(wanted)
             })
             .unwrap_or(false);
-        if !json {
+        if !matches {
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "content type must be application/json",
+                format!("content type must be {wanted}"),
             );
         }
     }
@@ -109,24 +114,25 @@ async fn unzer_webhook(
             return error(StatusCode::BAD_REQUEST, "body could not be read");
         }
     };
-    match app.accept_webhook(&body, Utc::now()).await {
+    match app.accept_webhook(&psp, &body, Utc::now()).await {
         Ok(ack) => {
             let status = if ack.duplicate {
                 "duplicate"
             } else {
                 "accepted"
             };
-            tracing::info!(status, "Unzer webhook");
+            tracing::info!(psp = %psp, status, "PSP webhook");
             Json(json!({ "status": status })).into_response()
         }
         Err(e) => {
             let status = match &e {
                 WebhookError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 WebhookError::Malformed(_) => StatusCode::BAD_REQUEST,
-                WebhookError::UnknownKey => StatusCode::UNAUTHORIZED,
+                WebhookError::UnknownAccount(_) => StatusCode::UNAUTHORIZED,
+                WebhookError::UnknownPsp(_) => StatusCode::NOT_FOUND,
                 WebhookError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             };
-            tracing::warn!(status = status.as_u16(), reason = %e, "Unzer webhook refused");
+            tracing::warn!(psp = %psp, status = status.as_u16(), reason = %e, "PSP webhook refused");
             error(status, e.to_string())
         }
     }
@@ -242,7 +248,7 @@ fixtures = "not-read-in-these-tests.json"
 erp = "shop"
 mandant = "01"
 erp_method = "CARD"
-psp = "memory"
+psp = "unzer"
 mode = "expert"
 invoice_event = "ZE"
 return_event = "RE"

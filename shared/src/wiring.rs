@@ -79,10 +79,10 @@ pub fn connectors(
             .iter()
             .filter(|m| m.active && m.psp == PspKind::Unzer)
         {
-            let secret = resolve(&m.private_key).map_err(|e| {
+            let secret = resolve(&m.account.private_key).map_err(|e| {
                 WiringError::Unzer(format!("{}/{}/{}: {e}", m.erp, m.mandant, m.erp_method))
             })?;
-            keys.insert(m.public_key.clone(), secret);
+            keys.insert(m.account.public_key.clone(), secret);
         }
         Some(Arc::new(
             UnzerPsp::new(keys, Default::default())
@@ -91,10 +91,14 @@ pub fn connectors(
     } else {
         None
     };
-    let psp = Arc::new(PspRouter {
-        unzer,
-        memory: any_memory.then(|| Arc::new(memory_psp) as Arc<dyn Psp>),
-    });
+    let mut router = PspRouter::default();
+    if let Some(u) = unzer {
+        router = router.with(PspKind::Unzer, u);
+    }
+    if any_memory {
+        router = router.with(PspKind::Memory, Arc::new(memory_psp));
+    }
+    let psp = Arc::new(router);
     let notifier: Arc<dyn Notifier> = match &config.smtp {
         Some(smtp) => Arc::new(
             EmailNotifier::new(smtp, config.tenant.id.clone())

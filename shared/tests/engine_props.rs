@@ -25,7 +25,7 @@
 //! operation failed and no error is open, the money must add up per family and mode.
 
 use chrono::{DateTime, Duration, Utc};
-use paybridge_core::config::{MethodConfig, Mode, PspKind, Secret, SecretRef};
+use paybridge_core::config::{MethodConfig, Mode, PspAccount, PspKind, Secret, SecretRef};
 use paybridge_core::engine::{Decision, Input, decide};
 use paybridge_core::erp::memory::line;
 use paybridge_core::ledger::{
@@ -270,9 +270,11 @@ impl World {
                 invoice_event: "ZE".into(),
                 return_event: "RE".into(),
                 rounding_tolerance: c.tolerance,
-                public_key: "s-pub-x".into(),
-                private_key: SecretRef::Plain(Secret::new("s-priv-x")),
-                api_host: None,
+                account: PspAccount {
+                    public_key: "s-pub-x".into(),
+                    private_key: SecretRef::Plain(Secret::new("s-priv-x")),
+                    api_host: None,
+                },
             },
             family: c.family,
             order: ErpOrder {

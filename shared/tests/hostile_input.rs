@@ -507,7 +507,7 @@ fixtures = "unused.json"
 erp = "shop"
 mandant = "01"
 erp_method = "CARD"
-psp = "memory"
+psp = "unzer"
 mode = "expert"
 invoice_event = "ZE"
 return_event = "RE"
@@ -585,7 +585,7 @@ fn is_event_name(s: &str) -> bool {
 /// refused → nothing stored or queued; accepted → exactly one well-formed event and one job.
 async fn judge(body: &[u8]) -> (Result<WebhookAck, WebhookError>, Vec<EventRecord>) {
     let fx = fixture();
-    let r = fx.app.accept_webhook(body, Utc::now()).await;
+    let r = fx.app.accept_webhook("unzer", body, Utc::now()).await;
     let evs = events(&fx.app).await;
     match &r {
         Err(_) => assert_untouched(&fx.app, &String::from_utf8_lossy(body)).await,
@@ -740,7 +740,7 @@ proptest! {
             }
             _ => {}
         }
-        if let Err(WebhookError::UnknownKey) = &r {
+        if let Err(WebhookError::UnknownAccount("public key")) = &r {
             prop_assert!(s(&public_key).as_deref() != Some(KNOWN_KEY));
         }
     }
@@ -813,7 +813,7 @@ async fn webhook_foreign_retrieve_url_is_never_followed() {
         let hook = json!({"event": "payment.completed", "publicKey": KNOWN_KEY, "retrieveUrl": url, "paymentId": "s-pay-1"});
         let r = fx
             .app
-            .accept_webhook(hook.to_string().as_bytes(), Utc::now())
+            .accept_webhook("unzer", hook.to_string().as_bytes(), Utc::now())
             .await;
         if r.is_ok() {
             let evs = events(&fx.app).await;
@@ -896,7 +896,7 @@ async fn webhook_oversize_huge_strings_and_deep_nesting_are_refused() {
     let mut hook = valid_hook("s-pay-1");
     hook["publicKey"] = json!("s-pub-".repeat(2000));
     let (r, _) = judge(hook.to_string().as_bytes()).await;
-    assert_eq!(r, Err(WebhookError::UnknownKey));
+    assert_eq!(r, Err(WebhookError::UnknownAccount("public key")));
     // Deep nesting inside the limit: serde_json's recursion limit, no stack overflow. A valid
     // webhook with a deeply nested unknown field is skipped over, and may be accepted.
     for (nested, valid) in [
@@ -952,7 +952,7 @@ async fn webhook_replayed_fifty_times_is_stored_once() {
     for i in 0..50 {
         let ack = fx
             .app
-            .accept_webhook(variants[i % variants.len()].as_bytes(), Utc::now())
+            .accept_webhook("unzer", variants[i % variants.len()].as_bytes(), Utc::now())
             .await
             .expect("valid webhook");
         if !ack.duplicate {

@@ -25,7 +25,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use paybridge_core::config::{MethodConfig, Mode, PspKind, Secret, SecretRef};
+use paybridge_core::config::{MethodConfig, Mode, PspAccount, PspKind, Secret, SecretRef};
 use paybridge_core::erp::pixi::{PixiErp, PixiTimeouts};
 use paybridge_core::erp::{Erp, ErpError};
 use paybridge_core::ledger::{ErpWrite, PspCall, RefundReason};
@@ -302,9 +302,11 @@ fn account(base: &str) -> MethodConfig {
         invoice_event: "ZE".into(),
         return_event: "RE".into(),
         rounding_tolerance: 0,
-        public_key: PUB.into(),
-        private_key: SecretRef::Env("UNUSED_IN_WIRE_TESTS".into()),
-        api_host: Some(base.to_string()),
+        account: PspAccount {
+            public_key: PUB.into(),
+            private_key: SecretRef::Env("UNUSED_IN_WIRE_TESTS".into()),
+            api_host: Some(base.to_string()),
+        },
     }
 }
 

@@ -3,7 +3,7 @@
 //! of declines, auth errors, 5xx, 429, timeouts and dropped replies, amount-mismatch checks,
 //! reconciliation by reference, and the refusal to follow transaction urls to a foreign host.
 
-use paybridge_core::config::{Config, MethodConfig, Mode, PspKind, Secret, SecretRef};
+use paybridge_core::config::{Config, MethodConfig, Mode, PspAccount, PspKind, Secret, SecretRef};
 use paybridge_core::ledger::{PspCall, RefundReason, psp_reference};
 use paybridge_core::model::{
     MethodFamily, PaymentMethod, PaymentState, PspPayment, TxKind, TxStatus,
@@ -40,9 +40,11 @@ fn account(sim: &UnzerSim, public: &str) -> MethodConfig {
         invoice_event: "ZE".into(),
         return_event: "RE".into(),
         rounding_tolerance: 0,
-        public_key: public.into(),
-        private_key: SecretRef::Env("UNZER_UNUSED_IN_WIRE_TESTS".into()),
-        api_host: Some(sim.base_url()),
+        account: PspAccount {
+            public_key: public.into(),
+            private_key: SecretRef::Env("UNZER_UNUSED_IN_WIRE_TESTS".into()),
+            api_host: Some(sim.base_url()),
+        },
     }
 }
 
@@ -1344,7 +1346,7 @@ async fn connection_refused_is_retryable() {
     let port = closed.local_addr().expect("addr").port();
     drop(closed);
     let mut cfg = e.cfg.clone();
-    cfg.api_host = Some(format!("http://127.0.0.1:{port}"));
+    cfg.account.api_host = Some(format!("http://127.0.0.1:{port}"));
     let o = e
         .psp
         .execute(&cfg, &p, &PspCall::Capture { amount: eur(100) }, "r")

@@ -25,10 +25,11 @@ use crate::serve::{self, HttpHandle};
 use crate::startup::{self, StartError};
 use chrono::{DateTime, Utc};
 use paybridge_core::app::{App, AppError};
+use paybridge_core::config::PspKind;
 use paybridge_core::ledger::OrderKey;
 use paybridge_core::notify::email::EmailNotifier;
 use paybridge_core::psp::unzer::{UnzerPsp, UnzerTimeouts};
-use paybridge_core::psp::{Psp, PspRouter};
+use paybridge_core::psp::PspRouter;
 use paybridge_core::queue::QueueError;
 use paybridge_core::store::repo::Repo;
 use paybridge_core::store::{Store, StoreError};
@@ -1286,10 +1287,7 @@ impl Harness {
                 },
             )
             .map_err(|e| DemoError::Unzer(e.to_string()))?;
-            let router = PspRouter {
-                unzer: Some(Arc::new(unzer_psp) as Arc<dyn Psp>),
-                memory: None,
-            };
+            let router = PspRouter::default().with(PspKind::Unzer, Arc::new(unzer_psp));
             app.psp = if options.without_psp_logging {
                 Arc::new(router)
             } else {
@@ -1859,7 +1857,7 @@ mod tests {
             assert!(m.invoice_event.chars().count() <= 3, "{}", m.invoice_event);
             assert!(m.return_event.chars().count() <= 3, "{}", m.return_event);
         }
-        let public: HashSet<_> = cfg.methods.iter().map(|m| &m.public_key).collect();
+        let public: HashSet<_> = cfg.methods.iter().map(|m| &m.account.public_key).collect();
         assert_eq!(public.len(), Method::ALL.len(), "one key pair per config");
     }
 

@@ -196,10 +196,13 @@ pub fn prepare(path: &Path) -> Result<Prepared, StartError> {
     if erps.is_empty() {
         tracing::warn!("no active ERP connection: nothing will be polled");
     }
-    let router = PspRouter {
-        unzer,
-        memory: any_memory.then(|| Arc::new(shared_psp) as Arc<dyn Psp>),
-    };
+    let mut router = PspRouter::default();
+    if let Some(u) = unzer {
+        router = router.with(PspKind::Unzer, u);
+    }
+    if any_memory {
+        router = router.with(PspKind::Memory, Arc::new(shared_psp));
+    }
     let psp: Arc<dyn Psp> = Arc::new(LoggedPsp::new(Arc::new(router)));
     let notifier: Arc<dyn Notifier> = match &config.smtp {
         Some(smtp) => Arc::new(EmailNotifier::new(smtp, config.tenant.id.clone()).map_err(
@@ -248,7 +251,7 @@ fn resolve_secrets(config: &Config, base_dir: &Path, src: &Source) -> Result<usi
         refs.push((
             format!("method[{i}].private_key"),
             src.method_span(i, "private_key"),
-            &m.private_key,
+            &m.account.private_key,
         ));
     }
     if let Some(s) = &config.smtp

@@ -693,7 +693,7 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
         "unzer reply",
         "PSP: capture",
         "ERP write failed",
-        "Unzer webhook refused",
+        "PSP webhook refused",
         "secrets resolved",
         "rustls", // `log` records of a dependency (the SMTP connection's TLS handshake)
         "TRACE",

@@ -19,8 +19,6 @@ use crate::queue::{Delivery, Job, Queue, QueueError};
 use crate::store::repo::{EventRecord, HistoryEntry, OrderRecord, Repo};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,21 +34,7 @@ pub enum AppError {
     UnknownConnection(String),
 }
 
-/// Why a webhook was refused (each maps to an HTTP 4xx with this text as the reason).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WebhookError {
-    #[error("body too large ({0} bytes)")]
-    TooLarge(usize),
-    #[error("body is not a valid Unzer webhook: {0}")]
-    Malformed(String),
-    #[error("unknown public key")]
-    UnknownKey,
-    #[error("store unavailable, try again")]
-    Unavailable,
-}
-
-/// Largest webhook body accepted. Unzer's are a few hundred bytes.
-pub const MAX_WEBHOOK_BYTES: usize = 16 * 1024;
+pub use crate::psp::webhook::{MAX_WEBHOOK_BYTES, WebhookError};
 
 /// Tunables of the orchestration.
 #[derive(Debug, Clone)]
@@ -119,26 +103,6 @@ pub struct PollReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookAck {
     pub duplicate: bool,
-}
-
-/// The Unzer webhook body: `{event, publicKey, retrieveUrl, paymentId?}` (docs.unzer.com
-/// "Notifications"; php-sdk `Webhook` resource). Not signed, so nothing in it is trusted beyond
-/// naming which payment to re-fetch from our configured host.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UnzerWebhook {
-    event: String,
-    public_key: String,
-    retrieve_url: String,
-    #[serde(default)]
-    payment_id: Option<String>,
-}
-
-fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The orchestrator. Clients are built once and shared.
@@ -993,63 +957,27 @@ impl App {
 
     // ------------------------------------------------------------------ webhook
 
-    /// Verifies and stores an Unzer webhook before it is acknowledged. Only known public keys
-    /// are accepted; the body's `retrieveUrl` is never fetched — the worker re-fetches the
-    /// payment from the configured host with that tenant's private key.
+    /// Verifies a webhook with the connector of `psp` (the route's `{psp}`) and stores its
+    /// event before it is acknowledged. The body is never trusted beyond naming the payment:
+    /// the worker re-reads it from the configured host with the account's credentials.
     pub async fn accept_webhook(
         &self,
+        psp: &str,
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<WebhookAck, WebhookError> {
-        if body.len() > MAX_WEBHOOK_BYTES {
+        let hook = crate::psp::webhook(psp).ok_or_else(|| WebhookError::UnknownPsp(psp.into()))?;
+        if body.len() > hook.max_body().min(MAX_WEBHOOK_BYTES) {
             return Err(WebhookError::TooLarge(body.len()));
         }
-        let hook: UnzerWebhook =
-            serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
-        if self
-            .config
-            .methods_with_public_key(&hook.public_key)
-            .next()
-            .is_none()
-        {
-            return Err(WebhookError::UnknownKey);
-        }
-        if hook.event.is_empty()
-            || hook.event.len() > 64
-            || !hook
-                .event
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
-        {
-            return Err(WebhookError::Malformed("bad event name".into()));
-        }
-        // The payment id comes from `paymentId`, else from the last `/payments/{id}` segment.
-        let payment_id = hook
-            .payment_id
-            .clone()
-            .or_else(|| {
-                let mut segs = hook.retrieve_url.split('/');
-                segs.by_ref().find(|s| *s == "payments");
-                segs.next().map(str::to_string)
-            })
-            .filter(|id| valid_id(id))
-            .ok_or_else(|| WebhookError::Malformed("no valid payment id".into()))?;
-        let identity = hex::encode(
-            &Sha256::digest(
-                format!(
-                    "{}|{}|{}|{}",
-                    hook.public_key, hook.event, hook.retrieve_url, payment_id
-                )
-                .as_bytes(),
-            )[..16],
-        );
+        let event = hook.verify(&self.config, body)?;
         let ev = EventRecord {
-            psp: "unzer".into(),
-            identity,
+            psp: psp.to_string(),
+            identity: event.identity,
             tenant: self.tenant().to_string(),
-            event: hook.event,
-            payment_id,
-            public_key: hook.public_key,
+            event: event.event,
+            payment_id: event.payment_id,
+            public_key: event.account,
             received_at: now,
             applied: false,
             version: 0,
@@ -1060,7 +988,7 @@ impl App {
             .await
             .map_err(|_| WebhookError::Unavailable)?;
         if !inserted {
-            // The same body again: Unzer sends identical bodies for distinct happenings (a
+            // The same body again: a PSP may send identical bodies for distinct happenings (a
             // second partial transfer), so it is a signal to look again, not only a replay.
             // Still-unapplied signals coalesce; a consumed one is re-armed and queued once.
             for _ in 0..3 {

@@ -34,8 +34,8 @@ fixtures = "unused.json"
 [[method]]
 erp = "main"
 mandant = "01"
-erp_method = "UNZER"
-psp = "unzer"
+erp_method = "PSP"
+psp = "memory"
 mode = "{mode}"
 invoice_event = "ZE"
 return_event = "RE"
@@ -130,7 +130,7 @@ fn order(id: &str, pid: &str, lines: &[(&str, &str)]) -> ErpOrder {
         mandant: "01".into(),
         shop_order_no: format!("S-{id}"),
         psp_payment_id: Some(pid.into()),
-        payment_method: "UNZER".into(),
+        payment_method: "PSP".into(),
         status: OrderStatus::Hold,
         total,
         lines: lines
@@ -651,7 +651,6 @@ fn hook_for(event: &str, pid: &str) -> Vec<u8> {
     serde_json::json!({
         "event": event,
         "publicKey": "s-pub-test",
-        "retrieveUrl": format!("https://sbx-api.unzer.com/v1/payments/{pid}"),
         "paymentId": pid,
     })
     .to_string()
@@ -673,9 +672,17 @@ async fn prepayment_lock_then_webhook_clears_it() {
     );
 
     h.psp.receive_transfer("s-pay-8", eur("45.00"));
-    let ack = h.app.accept_webhook(&hook("s-pay-8"), h.now).await.unwrap();
+    let ack = h
+        .app
+        .accept_webhook("memory", &hook("s-pay-8"), h.now)
+        .await
+        .unwrap();
     assert!(!ack.duplicate);
-    let again = h.app.accept_webhook(&hook("s-pay-8"), h.now).await.unwrap();
+    let again = h
+        .app
+        .accept_webhook("memory", &hook("s-pay-8"), h.now)
+        .await
+        .unwrap();
     assert!(again.duplicate, "the same event twice is stored once");
     h.drain().await;
     assert!(
@@ -707,7 +714,10 @@ async fn prepayment_event_before_import_is_applied_on_import() {
     let mut h = harness("expert", "off");
     h.psp.put(prepayment("s-pay-9", "45.00"));
     h.psp.receive_transfer("s-pay-9", eur("45.00"));
-    h.app.accept_webhook(&hook("s-pay-9"), h.now).await.unwrap();
+    h.app
+        .accept_webhook("memory", &hook("s-pay-9"), h.now)
+        .await
+        .unwrap();
     h.drain().await;
     let pending = h.pending_events().await;
     assert_eq!(pending.len(), 1, "kept until the order appears");
@@ -727,26 +737,26 @@ async fn prepayment_event_before_import_is_applied_on_import() {
 #[tokio::test]
 async fn webhook_with_unknown_key_or_bad_body_changes_nothing() {
     let h = harness("expert", "off");
-    let bad_key = serde_json::json!({"event":"payment.completed","publicKey":"s-pub-other","retrieveUrl":"https://evil.example/v1/payments/s-pay-1","paymentId":"s-pay-1"});
+    let bad_key = serde_json::json!({"event":"payment.completed","publicKey":"s-pub-other","paymentId":"s-pay-1"});
     assert_eq!(
         h.app
-            .accept_webhook(bad_key.to_string().as_bytes(), h.now)
+            .accept_webhook("memory", bad_key.to_string().as_bytes(), h.now)
             .await,
-        Err(WebhookError::UnknownKey)
+        Err(WebhookError::UnknownAccount("public key"))
     );
     assert!(matches!(
-        h.app.accept_webhook(b"{not json", h.now).await,
+        h.app.accept_webhook("memory", b"{not json", h.now).await,
         Err(WebhookError::Malformed(_))
     ));
     let huge = vec![b' '; MAX_WEBHOOK_BYTES + 1];
     assert!(matches!(
-        h.app.accept_webhook(&huge, h.now).await,
+        h.app.accept_webhook("memory", &huge, h.now).await,
         Err(WebhookError::TooLarge(_))
     ));
-    let bad_id = serde_json::json!({"event":"payment.completed","publicKey":"s-pub-test","retrieveUrl":"x","paymentId":"../../etc"});
+    let bad_id = serde_json::json!({"event":"payment.completed","publicKey":"s-pub-test","paymentId":"../../etc"});
     assert!(matches!(
         h.app
-            .accept_webhook(bad_id.to_string().as_bytes(), h.now)
+            .accept_webhook("memory", bad_id.to_string().as_bytes(), h.now)
             .await,
         Err(WebhookError::Malformed(_))
     ));
@@ -992,7 +1002,7 @@ fn partly_hook(pid: &str) -> Vec<u8> {
     hook_for("payment.partly", pid)
 }
 
-/// Finding G of the fault simulation (`seed_42_940`): Unzer sends the same body for every
+/// Finding G of the fault simulation (`seed_42_940`): a PSP sends the same body for every
 /// `payment.partly` of a payment. The second one was acknowledged as a duplicate and nothing
 /// looked at the payment again. Now a repeat of an event already applied re-arms it: one more
 /// evaluation, which sees the rest of the money and clears the lock.
@@ -1005,19 +1015,25 @@ async fn a_second_identical_webhook_after_more_money_arrived_is_evaluated() {
     assert!(h.erp.order("1025").unwrap().shipping_lock);
 
     h.psp.receive_transfer("s-pay-25", eur("20.00"));
-    let first = h.app.accept_webhook(&partly_hook("s-pay-25"), h.now).await;
+    let first = h
+        .app
+        .accept_webhook("memory", &partly_hook("s-pay-25"), h.now)
+        .await;
     assert!(!first.unwrap().duplicate);
     h.drain().await;
     assert!(h.erp.order("1025").unwrap().shipping_lock, "20 of 45 paid");
 
     h.psp.receive_transfer("s-pay-25", eur("25.00"));
-    let second = h.app.accept_webhook(&partly_hook("s-pay-25"), h.now).await;
+    let second = h
+        .app
+        .accept_webhook("memory", &partly_hook("s-pay-25"), h.now)
+        .await;
     assert!(second.unwrap().duplicate, "the same body: stored once");
     assert_eq!(h.app.queue.depth().await.unwrap(), 1, "queued once more");
     // Replays while that is pending coalesce into it.
     for _ in 0..5 {
         h.app
-            .accept_webhook(&partly_hook("s-pay-25"), h.now)
+            .accept_webhook("memory", &partly_hook("s-pay-25"), h.now)
             .await
             .unwrap();
     }
@@ -1038,7 +1054,7 @@ async fn a_second_identical_webhook_after_more_money_arrived_is_evaluated() {
 async fn an_event_repeated_after_it_was_read_is_not_marked_applied_by_that_reader() {
     let h = harness("expert", "off");
     h.app
-        .accept_webhook(&partly_hook("s-pay-26"), h.now)
+        .accept_webhook("memory", &partly_hook("s-pay-26"), h.now)
         .await
         .unwrap();
     let repo = Repo::new(h.app.store.as_ref());
@@ -1046,7 +1062,7 @@ async fn an_event_repeated_after_it_was_read_is_not_marked_applied_by_that_reade
     assert_eq!(read.len(), 1);
     let again = h
         .app
-        .accept_webhook(&partly_hook("s-pay-26"), h.now)
+        .accept_webhook("memory", &partly_hook("s-pay-26"), h.now)
         .await
         .unwrap();
     assert!(again.duplicate);

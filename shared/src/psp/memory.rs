@@ -3,12 +3,14 @@
 //! fetch that fails) for the "crash after the PSP call" cases. Fed from the fixtures file of a
 //! `memory` ERP connection; tests use it as their PSP.
 
-use crate::config::MethodConfig;
+use crate::config::{Config, MethodConfig, PspKind};
 use crate::ledger::PspCall;
 use crate::model::{PaymentState, PspPayment, PspTransaction, TxKind, TxStatus};
 use crate::money::Money;
+use crate::psp::webhook::{IncomingWebhook, PspEvent, WebhookError, valid_event, valid_id};
 use crate::psp::{Psp, PspError, PspOutcome};
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -193,5 +195,56 @@ impl Psp for MemoryPsp {
             Ok(tx_id) => PspOutcome::Done { tx_id },
             Err((code, message)) => PspOutcome::Declined { code, message },
         }
+    }
+}
+
+/// The memory PSP's webhooks, `POST /webhooks/memory`: JSON `{event, publicKey, paymentId}`
+/// (the field names of the unsigned JSON webhooks real PSPs send). Accepted only for the public
+/// key of a configured `psp = "memory"` method; like every webhook it only says which payment
+/// to read again.
+pub struct MemoryWebhook;
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HookBody {
+    event: String,
+    public_key: String,
+    payment_id: String,
+}
+
+impl IncomingWebhook for MemoryWebhook {
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn verify(&self, config: &Config, body: &[u8]) -> Result<PspEvent, WebhookError> {
+        let malformed = |why: String| {
+            WebhookError::Malformed(format!("body is not a valid memory webhook: {why}"))
+        };
+        let hook: HookBody = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+        if !config
+            .methods
+            .iter()
+            .any(|m| m.psp == PspKind::Memory && m.account.public_key == hook.public_key)
+        {
+            return Err(WebhookError::UnknownAccount("public key"));
+        }
+        if !valid_event(&hook.event) {
+            return Err(malformed("bad event name".into()));
+        }
+        if !valid_id(&hook.payment_id) {
+            return Err(malformed("no valid payment id".into()));
+        }
+        let identity = hex::encode(
+            &Sha256::digest(
+                format!("{}|{}|{}", hook.public_key, hook.event, hook.payment_id).as_bytes(),
+            )[..16],
+        );
+        Ok(PspEvent {
+            event: hook.event,
+            payment_id: hook.payment_id,
+            account: hook.public_key,
+            identity,
+        })
     }
 }

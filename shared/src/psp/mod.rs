@@ -1,5 +1,10 @@
-//! The PSP adapter contract. Unzer (REST) implements it in a later module; tests and the local
-//! `memory` kind use [`crate::psp::memory::MemoryPsp`].
+//! The PSP adapter contract ([`Psp`] for money calls and reads, [`webhook::IncomingWebhook`]
+//! for what the PSP posts), the connectors that implement it (one folder per PSP kind), and the
+//! registry that maps a method config's `psp = "…"` to its connector.
+//!
+//! Adding a PSP: a `psp/<kind>.rs` (+ `psp/<kind>/`) connector, one [`PspKind`] variant and one
+//! line in [`webhook`] (if it posts webhooks) and in the wiring builder; nothing in the engine,
+//! the ledger, the model or the app changes.
 //!
 //! Every money call answers one of [`PspOutcome`]: a timeout or a 5xx after the request may have
 //! been processed is `Unknown`, never a failure, and the caller resolves it by fetching the
@@ -10,6 +15,22 @@ use crate::ledger::PspCall;
 use crate::model::{PspPayment, PspTransaction};
 pub mod memory;
 pub mod unzer;
+pub mod webhook;
+
+use crate::config::PspKind;
+use std::collections::HashMap;
+use std::sync::Arc;
+use webhook::IncomingWebhook;
+
+/// The registry of webhook receivers: `POST /webhooks/{psp}` is served by the connector named
+/// here, `None` for a name no connector answers to.
+pub fn webhook(psp: &str) -> Option<&'static dyn IncomingWebhook> {
+    match psp {
+        "unzer" => Some(&unzer::webhook::UnzerWebhook),
+        "memory" => Some(&memory::MemoryWebhook),
+        _ => None,
+    }
+}
 
 use async_trait::async_trait;
 
@@ -74,21 +95,25 @@ pub trait Psp: Send + Sync {
     }
 }
 
-/// Chooses the connector by each method config's `psp` kind, so one process can serve Unzer
-/// configs and (for trials) memory configs side by side.
+/// Chooses the connector by each method config's `psp` kind, so one process can serve
+/// configs of several PSPs side by side.
 #[derive(Clone, Default)]
 pub struct PspRouter {
-    pub unzer: Option<std::sync::Arc<dyn Psp>>,
-    pub memory: Option<std::sync::Arc<dyn Psp>>,
+    connectors: HashMap<PspKind, Arc<dyn Psp>>,
 }
 
 impl PspRouter {
+    /// Adds (or replaces) the connector of one kind.
+    pub fn with(mut self, kind: PspKind, connector: Arc<dyn Psp>) -> PspRouter {
+        self.connectors.insert(kind, connector);
+        self
+    }
+
     fn pick(&self, account: &MethodConfig) -> Result<&dyn Psp, PspError> {
-        let p = match account.psp {
-            crate::config::PspKind::Unzer => self.unzer.as_deref(),
-            crate::config::PspKind::Memory => self.memory.as_deref(),
-        };
-        p.ok_or_else(|| PspError::Auth(format!("no {:?} connector configured", account.psp)))
+        self.connectors
+            .get(&account.psp)
+            .map(|p| p.as_ref())
+            .ok_or_else(|| PspError::Auth(format!("no {:?} connector configured", account.psp)))
     }
 }
 

@@ -54,6 +54,7 @@
 //! are not logged; [`Secret`] prints `***`.
 
 pub mod transformers;
+pub mod webhook;
 
 use crate::config::{Config, MethodConfig, PspKind, Secret};
 use crate::ledger::PspCall;
@@ -331,6 +332,7 @@ impl UnzerPsp {
                 message,
             };
             let secret = m
+                .account
                 .private_key
                 .resolve_local()
                 .map_err(|e| err(format!("private_key: {e}")))?;
@@ -339,21 +341,21 @@ impl UnzerPsp {
                     "private_key: an Unzer private key starts with s-priv- or p-priv-".into(),
                 ));
             }
-            if secret.expose().get(..2) != m.public_key.get(..2) {
+            if secret.expose().get(..2) != m.account.public_key.get(..2) {
                 return Err(err(
                     "public_key and private_key belong to different environments (s- vs p-)".into(),
                 ));
             }
-            api_base(m.api_host.as_deref(), &secret).map_err(&err)?;
-            match keys.get(&m.public_key) {
+            api_base(m.account.api_host.as_deref(), &secret).map_err(&err)?;
+            match keys.get(&m.account.public_key) {
                 Some(prev) if prev != &secret => {
                     return Err(err(format!(
                         "public key {} is configured with two different private keys",
-                        m.public_key
+                        m.account.public_key
                     )));
                 }
                 _ => {
-                    keys.insert(m.public_key.clone(), secret);
+                    keys.insert(m.account.public_key.clone(), secret);
                 }
             }
         }
@@ -366,13 +368,13 @@ impl UnzerPsp {
     }
 
     fn target(&self, account: &MethodConfig) -> Result<Target<'_>, String> {
-        let key = self.keys.get(&account.public_key).ok_or_else(|| {
+        let key = self.keys.get(&account.account.public_key).ok_or_else(|| {
             format!(
                 "no Unzer private key loaded for public key {}",
-                account.public_key
+                account.account.public_key
             )
         })?;
-        let base = api_base(account.api_host.as_deref(), key)?;
+        let base = api_base(account.account.api_host.as_deref(), key)?;
         Ok(Target { base, key })
     }
 

@@ -471,8 +471,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("no [[method]] for {}", m.code));
             assert_eq!(c.psp, PspKind::Unzer);
             assert_eq!(c.mandant, "SHP");
-            assert_eq!(c.public_key, m.public_key);
-            match &c.private_key {
+            assert_eq!(c.account.public_key, m.public_key);
+            match &c.account.private_key {
                 SecretRef::Plain(s) => assert_eq!(s.expose(), m.private_key),
                 other => panic!(
                     "{}: private_key should be plain: here, got {other:?}",
@@ -480,7 +480,7 @@ mod tests {
                 ),
             }
             assert_eq!(
-                c.api_host.as_deref(),
+                c.account.api_host.as_deref(),
                 Some(format!("http://{}", args.unzer).as_str())
             );
         }

@@ -8,7 +8,7 @@
 //! PSP view, ERP writes applied to the order) and the engine is asked again.
 
 use super::*;
-use crate::config::{PspKind, Secret, SecretRef};
+use crate::config::{PspAccount, PspKind, Secret, SecretRef};
 use crate::erp::memory::line;
 use crate::ledger::psp_reference;
 use crate::ledger::{OpStatus, PspCall, RefundReason};
@@ -63,22 +63,24 @@ fn config(mode: Mode) -> MethodConfig {
     MethodConfig {
         erp: "main".into(),
         mandant: "01".into(),
-        erp_method: "UNZER".into(),
-        psp: PspKind::Unzer,
+        erp_method: "PSP".into(),
+        psp: PspKind::Memory,
         active: true,
         mode,
         invoice_event: INVOICE_EVENT.into(),
         return_event: RETURN_EVENT.into(),
         rounding_tolerance: 2,
-        public_key: "s-pub-test".into(),
-        private_key: SecretRef::Plain(Secret::new("s-priv-test")),
-        api_host: None,
+        account: PspAccount {
+            public_key: "s-pub-test".into(),
+            private_key: SecretRef::Plain(Secret::new("s-priv-test")),
+            api_host: None,
+        },
     }
 }
 
 fn bank() -> BankDetails {
     BankDetails {
-        holder: "Unzer E-Com GmbH".into(),
+        holder: "Example Payments GmbH".into(),
         iban: "DE89370400440532013000".into(),
         bic: "COBADEFFXXX".into(),
         descriptor: "4567.1234.5678".into(),
@@ -153,7 +155,7 @@ impl S {
                 mandant: "01".into(),
                 shop_order_no: "S-5001".into(),
                 psp_payment_id: Some("s-pay-1".into()),
-                payment_method: "UNZER".into(),
+                payment_method: "PSP".into(),
                 status: OrderStatus::Hold,
                 total,
                 lines,

@@ -583,7 +583,7 @@ impl World {
             let name = self.sim.begin("webhook");
             let app = self.parts.app(&name);
             let now = self.sim.now();
-            let r = app.accept_webhook(&hook_body(&h.event), now).await;
+            let r = app.accept_webhook("unzer", &hook_body(&h.event), now).await;
             let died = self.sim.end();
             if r.is_err() || died {
                 let backoff = (60i64 << h.attempt.min(6)).min(3600);
