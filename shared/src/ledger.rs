@@ -137,7 +137,7 @@ impl PspCall {
     }
 }
 
-/// Unzer cancel reason codes (php-sdk `CancelReasonCodes`: CANCEL, RETURN, CREDIT).
+/// Why money goes back to the customer; connectors map it onto their PSP's reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RefundReason {
@@ -150,20 +150,19 @@ pub enum RefundReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "write", rename_all = "snake_case")]
 pub enum ErpWrite {
-    /// HOLD → OPEN (pixi: `pixiPaySetAuthorizationStatus` then `pixiReleaseOrder`).
+    /// HOLD → OPEN: the authorization is marked checked and the order released.
     Release,
-    /// Per-order shipping lock (pixi: `pixiSetOrderShippingLock`).
+    /// Per-order shipping lock.
     SetShippingLock,
     ClearShippingLock,
     /// Mark the invoice captured with the invoice booking event; this books the payment in the
-    /// customer account (pixi: `pixiPaySetInvoiceCapture`, `Success=1`, `EventID`).
+    /// customer account in the same ERP call.
     MarkInvoiceCaptured {
         invoice_id: String,
         event_code: String,
         amount: Money,
     },
-    /// A manual booking in the customer account (pixi: `pixiCACreateManualBooking`); refunds
-    /// are negative.
+    /// A manual booking in the customer account; refunds are negative.
     ManualBooking {
         amount: Money,
         event_code: String,
@@ -173,8 +172,7 @@ pub enum ErpWrite {
     TransferDetails {
         details: BankDetails,
     },
-    /// An order comment (pixi: `pixiAddOrderComment`; seed 000's `pixiCreateOrderComment` has no
-    /// public trace).
+    /// An order comment (each ERP connector names the call it uses).
     Comment {
         text: String,
     },
@@ -208,7 +206,7 @@ pub fn op_id(order: &OrderKey, kind: DocKind, doc_id: &str, purpose: Purpose) ->
     format!("{order}/{}:{doc_id}/{}", s(k), s(p))
 }
 
-/// The short reference sent to the PSP with a money call (Unzer `paymentReference`/`invoiceId`):
+/// The short reference sent to the PSP with a money call (the PSP's merchant reference field):
 /// `pb` + 24 hex digits of SHA-256 of the operation id. Stable across retries.
 pub fn psp_reference(op_id: &str) -> String {
     let h = Sha256::digest(op_id.as_bytes());

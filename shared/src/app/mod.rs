@@ -821,7 +821,7 @@ impl App {
                         }
                     };
                     // A refund resumed after an unknown outcome may have been sent in parts
-                    // (Unzer spreads a refund over several charges under one reference) that
+                    // (a connector may spread a refund over several charges under one reference) that
                     // the position already counts: bound it by the charged total instead; the
                     // connector sends only the remainder.
                     let resumed_refund = op.inflight == Some(Step::Psp)

@@ -1,8 +1,9 @@
-//! The facts paybridge reasons about: what the ERP says about an order ([`erp`]) and what the
-//! PSP says about its payment ([`psp`]). Plain data, filled by connectors, read by the engine.
+//! The facts paybridge reasons about: what the ERP says about an order ([`order`]) and what the
+//! PSP says about its payment ([`payment`]). Plain data, PSP- and ERP-neutral, filled by
+//! connectors, read by the engine.
 
-pub mod erp;
-pub mod psp;
+pub mod order;
+pub mod payment;
 
-pub use erp::*;
-pub use psp::*;
+pub use order::*;
+pub use payment::*;

@@ -1,12 +1,12 @@
 //! ERP facts: order header, lines, invoices and credit notes as the ERP reports them.
 //!
-//! Names follow pixi where it has one (HAL/OPEN/CLOSED, line status STO/NLB), but nothing here
-//! is pixi-specific; other ERPs map onto the same shape.
+//! ERP-neutral: every ERP connector maps its own status codes and fields onto this shape (the
+//! mapping of each lives in its connector).
 
 use crate::money::Money;
 use serde::{Deserialize, Serialize};
 
-/// Order status in the ERP. pixi: `HAL` (hold), `OPEN`, `CLOSED`.
+/// Order status in the ERP: on hold (imported, not released), open, closed (fully delivered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
@@ -15,7 +15,7 @@ pub enum OrderStatus {
     Closed,
 }
 
-/// Status of one order line. pixi: cancelled = `STO`, not deliverable = `NLB`.
+/// Status of one order line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LineStatus {
@@ -58,7 +58,7 @@ pub struct CreditNote {
     pub invoice_id: Option<String>,
     /// Positive amount to give back.
     pub amount: Money,
-    /// The ERP already settled it on its own (pixi: "no DTAUS" was not set).
+    /// The ERP already settled it on its own (the ERP's "refund by paybridge" mark was not set).
     pub settled: bool,
 }
 
@@ -69,9 +69,9 @@ pub struct ErpOrder {
     pub order_id: String,
     pub mandant: String,
     pub shop_order_no: String,
-    /// PSP payment id written by the shop interface (pixi: KK-ID).
+    /// PSP payment id written by the shop interface.
     pub psp_payment_id: Option<String>,
-    /// ERP payment-method tag (pixi XML tag).
+    /// ERP payment-method tag (keys the payment-method config).
     pub payment_method: String,
     pub status: OrderStatus,
     /// Gross order total, freight included.

@@ -1,15 +1,16 @@
 //! The PSP's view of one payment: state, amounts, transactions, method, bank details.
 //!
-//! Shaped after Unzer's payment resource (php-sdk `PaymentState`, `TransactionTypes`,
-//! `transactions[]` with `type`/`status`/`amount`; see `../shared/reference/unzer.md` §3–§4),
-//! so that a connector fills it without interpretation. Our operation id travels in the
-//! transaction's reference (Unzer: `paymentReference` / `invoiceId` / `orderId`), which is how an
-//! unknown outcome is resolved by fetching the payment.
+//! PSP-neutral: a payment is a state, an ordered list of transactions (authorize, charge,
+//! reversal, refund, shipment, chargeback) each with a status and an amount, a method and,
+//! for prepayment, the bank details. Each PSP connector maps its own resource onto it (the
+//! mapping lives in the connector's `transformers`). Our operation id travels in the
+//! transaction's reference (the PSP's merchant reference field), which is how an unknown
+//! outcome is resolved by fetching the payment.
 
 use crate::money::{Currency, Money, MoneyError};
 use serde::{Deserialize, Serialize};
 
-/// Payment state (Unzer `state.id` 0–6).
+/// Payment state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentState {
@@ -22,7 +23,7 @@ pub enum PaymentState {
     Create,
 }
 
-/// Transaction type (Unzer `transactions[].type`).
+/// Transaction type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TxKind {
@@ -36,7 +37,7 @@ pub enum TxKind {
     Chargeback,
 }
 
-/// Transaction status (Unzer `transactions[].status`).
+/// Transaction status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TxStatus {
@@ -55,7 +56,7 @@ pub struct PspTransaction {
     pub reference: Option<String>,
 }
 
-/// The 17 payment methods of seed 000 (Unzer type-id infix in the comment).
+/// The 17 payment methods of seed 000 (the PSP's type code in the comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PaymentMethod {
@@ -67,7 +68,7 @@ pub enum PaymentMethod {
     Invoice,
     /// `ivs` (deprecated)
     InvoiceSecured,
-    /// Unzer Invoice (Paylater), the older name of `piv`
+    /// Invoice (Paylater), the older name of `piv`
     InvoicePaylater,
     /// `piv`
     PaylaterInvoice,
@@ -129,19 +130,19 @@ impl PaymentMethod {
     }
 
     /// Methods whose shipment must be reported with a separate shipment call (deprecated
-    /// invoice secured; Unzer `POST /payments/{id}/shipments`).
+    /// invoice secured).
     pub fn needs_shipment_call(self) -> bool {
         matches!(self, PaymentMethod::InvoiceSecured)
     }
 }
 
-/// Bank details a prepayment customer transfers to (Unzer: initial charge `processing`).
+/// Bank details a prepayment customer transfers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BankDetails {
     pub holder: String,
     pub iban: String,
     pub bic: String,
-    /// The payment reference the customer must quote (Unzer `descriptor`).
+    /// The payment reference the customer must quote.
     pub descriptor: String,
 }
 
@@ -197,7 +198,7 @@ impl PspPayment {
     pub fn family(&self) -> MethodFamily {
         let base = self.method.base_family();
         match (base, self.initial()) {
-            // Direct debit secured (`dds`) is a direct charge at Unzer too (unzer.md §2.1).
+            // Direct debit secured (`dds`) can be a direct charge too.
             (MethodFamily::AuthorizeCapture | MethodFamily::PaylaterDebit, Some(t))
                 if t.kind == TxKind::Charge && t.status == TxStatus::Success =>
             {
