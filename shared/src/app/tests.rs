@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::erp::memory::{MemoryErp, line};
+use crate::ledger::{self, Operation, Step};
 use crate::ledger::{ErpWrite, OpStatus};
 use crate::model::{
     BankDetails, CreditNote, ErpOrder, Invoice, LineStatus, OrderStatus, PaymentMethod,
@@ -10,8 +11,10 @@ use crate::model::{
 };
 use crate::money::{Currency, Money};
 use crate::notify::recording::RecordingNotifier;
+use crate::psp::PspOutcome;
 use crate::psp::memory::MemoryPsp;
 use crate::queue::sqlite::SqliteQueue;
+use crate::store::repo::EventRecord;
 use crate::store::sqlite::SqliteStore;
 
 fn eur(s: &str) -> Money {

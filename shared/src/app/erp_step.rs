@@ -1,0 +1,91 @@
+//! One ERP write of an operation. ERP writes are not idempotent, so a write whose outcome is
+//! unknown (in-flight mark) is read back before it is sent again; a reply that cannot be read
+//! keeps the mark.
+
+use super::operation::Next;
+use super::{App, AppError, StepResult};
+use crate::erp::{Erp, ErpError};
+use crate::ledger::{ErpWrite, Operation, OrderKey, Step};
+use crate::store::StoreError;
+use chrono::{DateTime, Utc};
+
+impl App {
+    /// Write `index` of the operation: read back if it may have happened, else send it.
+    pub(super) async fn erp_step(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        index: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Next, AppError> {
+        if self.quiet_until(now).is_some() {
+            return Ok(Some(StepResult::Retry("ERP quiet hours".into())));
+        }
+        let erp = self
+            .erps
+            .get(&key.conn)
+            .ok_or_else(|| AppError::UnknownConnection(key.conn.clone()))?;
+        let write = op.plan.erp[index].clone();
+        if op.inflight == Some(Step::Erp { index }) {
+            match erp.was_applied(&key.order_id, &write, &op.id).await {
+                Ok(Some(true)) => {
+                    op.erp_succeeded(now)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    return self.saved(op).await;
+                }
+                Ok(Some(false)) => {}
+                Ok(None) => {
+                    return Ok(Some(StepResult::Failed(format!(
+                        "ERP write {index} may have been applied and cannot be read back: check by hand"
+                    ))));
+                }
+                Err(e) => return Ok(Some(StepResult::Retry(format!("ERP read-back: {e}")))),
+            }
+        }
+        // Read back as not applied (or never sent): the write did not happen.
+        if let Some(why) = self.out_of_attempts(op) {
+            op.inflight = None;
+            return Ok(Some(StepResult::Failed(why)));
+        }
+        op.begin(Step::Erp { index }, now)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        if !self.save(op).await? {
+            return Ok(Some(StepResult::Lost));
+        }
+        self.send_erp(key, op, erp.as_ref(), &write, now).await
+    }
+
+    /// Sends one write and records what its answer means.
+    async fn send_erp(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        erp: &dyn Erp,
+        write: &ErpWrite,
+        now: DateTime<Utc>,
+    ) -> Result<Next, AppError> {
+        let result = match erp.apply(&key.order_id, write, &op.id).await {
+            Ok(()) => {
+                op.erp_succeeded(now)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                return self.saved(op).await;
+            }
+            Err(ErpError::Unavailable(m)) => {
+                op.inflight = None;
+                StepResult::Retry(format!("ERP unavailable: {m}"))
+            }
+            Err(ErpError::Unknown(m)) => StepResult::Retry(format!("ERP outcome unknown: {m}")),
+            // A reply that cannot be read (a proxy's HTML page, a cut-off body) says nothing
+            // about the write: keep the in-flight mark, so the next attempt reads back before
+            // it writes again.
+            Err(ErpError::BadReply(m)) => {
+                StepResult::Retry(format!("ERP reply invalid, outcome unknown: {m}"))
+            }
+            Err(e @ ErpError::Refused(_)) => {
+                op.inflight = None;
+                StepResult::Failed(e.to_string())
+            }
+        };
+        Ok(Some(result))
+    }
+}

@@ -1,0 +1,81 @@
+//! What PSPs post: a webhook verified by its PSP's connector ([`crate::psp::webhook`]) and
+//! stored as an event before it is acknowledged; a repeat re-arms the stored event; the event's
+//! job is queued (the sweep picks it up if that fails).
+
+use super::{App, MAX_WEBHOOK_BYTES, WebhookAck, WebhookError};
+use crate::queue::Job;
+use crate::store::repo::EventRecord;
+use chrono::{DateTime, Utc};
+
+impl App {
+    /// Verifies a webhook with the connector of `psp` (the route's `{psp}`) and stores its
+    /// event before it is acknowledged. The body is never trusted beyond naming the payment:
+    /// the worker re-reads it from the configured host with the account's credentials.
+    pub async fn accept_webhook(
+        &self,
+        psp: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<WebhookAck, WebhookError> {
+        let hook = crate::psp::webhook(psp).ok_or_else(|| WebhookError::UnknownPsp(psp.into()))?;
+        if body.len() > hook.max_body().min(MAX_WEBHOOK_BYTES) {
+            return Err(WebhookError::TooLarge(body.len()));
+        }
+        let event = hook.verify(&self.config, body)?;
+        let ev = EventRecord {
+            psp: psp.to_string(),
+            identity: event.identity,
+            tenant: self.tenant().to_string(),
+            event: event.event,
+            payment_id: event.payment_id,
+            public_key: event.account,
+            received_at: now,
+            applied: false,
+            version: 0,
+        };
+        let repo = self.repo();
+        let inserted = repo
+            .insert_event(&ev, now)
+            .await
+            .map_err(|_| WebhookError::Unavailable)?;
+        if !inserted {
+            // The same body again: a PSP may send identical bodies for distinct happenings (a
+            // second partial transfer), so it is a signal to look again, not only a replay.
+            // Still-unapplied signals coalesce; a consumed one is re-armed and queued once.
+            for _ in 0..3 {
+                let stored = match repo.event(&ev.pk(), now).await {
+                    Ok(Some(stored)) => stored,
+                    Ok(None) => return Err(WebhookError::Unavailable), // expired meanwhile
+                    Err(_) => return Err(WebhookError::Unavailable),
+                };
+                match repo.rearm_event(&stored, now).await {
+                    Ok(()) => {
+                        if stored.applied {
+                            self.enqueue_event(&ev.pk(), now).await;
+                        }
+                        return Ok(WebhookAck { duplicate: true });
+                    }
+                    Err(e) if e.is_conflict() => continue,
+                    Err(_) => return Err(WebhookError::Unavailable),
+                }
+            }
+            return Err(WebhookError::Unavailable);
+        }
+        self.enqueue_event(&ev.pk(), now).await;
+        Ok(WebhookAck { duplicate: false })
+    }
+
+    /// Queues a stored event's job; if that fails the sweep picks the event up.
+    pub(super) async fn enqueue_event(&self, event_pk: &str, now: DateTime<Utc>) {
+        let job = Job::ApplyEvent {
+            event_pk: event_pk.to_string(),
+        };
+        if let Err(e) = self
+            .queue
+            .send(&job, std::time::Duration::ZERO, now.timestamp_millis())
+            .await
+        {
+            tracing::warn!(error = %e, "event stored but not enqueued; the sweep picks it up");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The PSP call of an operation. A call that may have been sent before (in-flight mark) is
+//! first looked for at the PSP by our reference; it is sent again only when the PSP has no
+//! transaction for it after the settle time, and only within the money invariants of the
+//! fresh PSP position.
+
+use super::operation::Next;
+use super::{App, AppError, StepResult};
+use crate::config::MethodConfig;
+use crate::ledger::{self, Operation, OrderKey, PspCall, Step};
+use crate::model::{ErpOrder, Position, PspPayment, TxStatus};
+use crate::money::Money;
+use crate::psp::PspOutcome;
+use crate::store::StoreError;
+use chrono::{DateTime, Utc};
+
+impl App {
+    /// The operation's PSP call: reconcile if it may have been sent, else check and send.
+    pub(super) async fn psp_step(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        facts: &ErpOrder,
+        cfg: &MethodConfig,
+        reference: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Next, AppError> {
+        let call = op.plan.psp.clone().expect("next_step says psp");
+        let Some(pid) = facts.psp_payment_id.as_deref() else {
+            return Ok(Some(StepResult::Failed(
+                "the order has no PSP payment id".into(),
+            )));
+        };
+        let payment = match self.psp.fetch(cfg, pid).await {
+            Ok(p) => p,
+            Err(e) => return Ok(Some(StepResult::Retry(format!("PSP fetch: {e}")))),
+        };
+        if op.inflight == Some(Step::Psp)
+            && let Some(next) = self
+                .reconcile(key, op, cfg, &payment, &call, reference, now)
+                .await?
+        {
+            return Ok(next);
+        }
+        if let Some(why) = self.refuse_call(op, cfg, &payment, &call) {
+            return Ok(Some(StepResult::Failed(why)));
+        }
+        // Not found at the PSP after its settle time: the call did not happen.
+        if let Some(why) = self.out_of_attempts(op) {
+            op.inflight = None;
+            return Ok(Some(StepResult::Failed(why)));
+        }
+        op.begin(Step::Psp, now)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        if !self.save(op).await? {
+            return Ok(Some(StepResult::Lost));
+        }
+        let outcome = self.psp.execute(cfg, &payment, &call, reference).await;
+        self.record_outcome(key, op, &call, outcome, now).await
+    }
+
+    /// A call that may have been sent: has the PSP got a transaction with our reference?
+    /// `Some(next)` decides the step; `None` means it was not sent, so it may be sent now.
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        cfg: &MethodConfig,
+        payment: &PspPayment,
+        call: &PspCall,
+        reference: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Next>, AppError> {
+        let found = match self
+            .psp
+            .find_transaction(cfg, payment, call, reference)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let why = format!("PSP reconciliation: {e}");
+                return Ok(Some(Some(StepResult::Retry(why))));
+            }
+        };
+        let Some(tx) = found else {
+            if let Some(since) = op.inflight_since
+                && now < since + self.settings.psp_settle
+            {
+                return Ok(Some(Some(StepResult::RetryAt(
+                    since + self.settings.psp_settle,
+                    "PSP outcome unknown: not found yet, looking again before re-sending".into(),
+                ))));
+            }
+            return Ok(None);
+        };
+        let result = match tx.status {
+            TxStatus::Success => {
+                op.psp_succeeded(tx.id.clone(), now)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                if !self.save(op).await? {
+                    return Ok(Some(Some(StepResult::Lost)));
+                }
+                let what = "PSP call found done on reconciliation".into();
+                self.history(key, now, Some(&op.id), what, Some(tx.id))
+                    .await?;
+                return Ok(Some(None));
+            }
+            TxStatus::Pending => StepResult::Retry("PSP transaction still pending".into()),
+            TxStatus::Error => StepResult::Failed(format!("the PSP refused transaction {}", tx.id)),
+        };
+        Ok(Some(Some(result)))
+    }
+
+    /// Why the call must not be sent against the fresh PSP position, if it must not.
+    fn refuse_call(
+        &self,
+        op: &Operation,
+        cfg: &MethodConfig,
+        payment: &PspPayment,
+        call: &PspCall,
+    ) -> Option<String> {
+        let pos = match payment.position() {
+            Ok(p) => p,
+            Err(e) => return Some(format!("PSP amounts inconsistent: {e}")),
+        };
+        // A refund resumed after an unknown outcome may have been sent in parts (a connector
+        // may spread a refund over several charges under one reference) that the position
+        // already counts: bound it by the charged total instead; the connector sends only the
+        // remainder.
+        let resumed_refund =
+            op.inflight == Some(Step::Psp) && matches!(call, PspCall::Refund { .. });
+        let pos = if resumed_refund {
+            Position {
+                refunded: Money::zero(pos.refunded.currency()),
+                ..pos
+            }
+        } else {
+            pos
+        };
+        ledger::check_call(call, &pos, cfg.rounding_tolerance)
+            .err()
+            .map(|v| format!("money invariant: {v}"))
+    }
+
+    /// Records what the PSP answered.
+    async fn record_outcome(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        call: &PspCall,
+        outcome: PspOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Next, AppError> {
+        let result = match outcome {
+            PspOutcome::Done { tx_id } => {
+                op.psp_succeeded(tx_id.clone(), now)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                if !self.save(op).await? {
+                    return Ok(Some(StepResult::Lost));
+                }
+                let what = format!("PSP {call:?} done");
+                self.history(key, now, Some(&op.id), what, Some(tx_id))
+                    .await?;
+                return Ok(None);
+            }
+            PspOutcome::Pending { .. } => StepResult::Retry("PSP transaction pending".into()),
+            PspOutcome::Unknown { message } => {
+                StepResult::Retry(format!("PSP outcome unknown: {message}"))
+            }
+            PspOutcome::Retryable { message } => {
+                op.inflight = None;
+                StepResult::Retry(format!("PSP unavailable: {message}"))
+            }
+            PspOutcome::Declined { code, message } => {
+                op.inflight = None;
+                StepResult::Failed(format!("PSP declined ({code}): {message}"))
+            }
+        };
+        Ok(Some(result))
+    }
+}

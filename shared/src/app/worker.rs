@@ -1,0 +1,274 @@
+//! The worker: queued jobs received, run and settled (ack or redelivery later); one operation
+//! claimed under a lease, its steps run (see [`super::psp_step`] and [`super::erp_step`]) and
+//! its end recorded, with the follow-up evaluation that plans what comes next.
+
+use super::{App, AppError, JobOutcome, StepResult};
+use crate::ledger::{Operation, OrderKey, TransitionError};
+use crate::queue::{Delivery, Job, QueueError};
+use crate::store::StoreError;
+use chrono::{DateTime, Duration, Utc};
+
+impl App {
+    /// Receives up to `max` jobs, runs them, acks or delays each. Returns how many ran.
+    pub async fn work_once(&self, max: usize, now: DateTime<Utc>) -> Result<usize, AppError> {
+        let visibility =
+            std::time::Duration::from_secs(self.settings.op_lease.num_seconds().max(1) as u64 * 2);
+        let deliveries = self
+            .queue
+            .receive(max, visibility, now.timestamp_millis())
+            .await?;
+        let n = deliveries.len();
+        for d in deliveries {
+            self.handle_delivery(&d, now).await?;
+        }
+        Ok(n)
+    }
+
+    /// Runs one delivery and settles the message (ack, or make visible again later).
+    pub async fn handle_delivery(
+        &self,
+        d: &Delivery,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
+        let outcome = match self.run_job(&d.job, now).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(job = ?d.job, error = %e, "job failed, will retry");
+                JobOutcome::RetryAt(now + self.backoff(d.receive_count))
+            }
+        };
+        let settled = match &outcome {
+            JobOutcome::Done => self.queue.ack(&d.receipt).await,
+            JobOutcome::RetryAt(at) => {
+                let delay = (*at - now).to_std().unwrap_or_default();
+                self.queue
+                    .retry_later(&d.receipt, delay, now.timestamp_millis())
+                    .await
+            }
+        };
+        match settled {
+            // Our visibility ran out and the message went to another worker: it is theirs now,
+            // and every job is idempotent.
+            Err(QueueError::StaleReceipt) => {
+                tracing::info!(job = ?d.job, "receipt outdated: the message was redelivered");
+            }
+            other => other?,
+        }
+        Ok(outcome)
+    }
+
+    /// Performs one job.
+    pub async fn run_job(&self, job: &Job, now: DateTime<Utc>) -> Result<JobOutcome, AppError> {
+        match job {
+            Job::RunOp { order_pk, op_id } => {
+                let Some(key) = OrderKey::from_pk(order_pk) else {
+                    return Ok(JobOutcome::Done); // not ours: drop
+                };
+                self.run_op(&key, op_id, now).await
+            }
+            Job::Evaluate { order_pk } => {
+                if let Some(key) = OrderKey::from_pk(order_pk) {
+                    self.evaluate(&key, None, now).await?;
+                }
+                Ok(JobOutcome::Done)
+            }
+            Job::ApplyEvent { event_pk } => self.apply_event(event_pk, now).await,
+        }
+    }
+
+    pub(super) async fn apply_event(
+        &self,
+        event_pk: &str,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
+        let repo = self.repo();
+        let Some(ev) = repo.event(event_pk, now).await? else {
+            return Ok(JobOutcome::Done);
+        };
+        if ev.applied {
+            return Ok(JobOutcome::Done);
+        }
+        match repo
+            .order_for_payment(&ev.tenant, &ev.payment_id, now)
+            .await?
+        {
+            // Early event: the order is not imported yet. It stays stored and is applied when
+            // the order appears (evaluate marks it).
+            None => Ok(JobOutcome::Done),
+            Some(key) => {
+                self.evaluate(&key, None, now).await?;
+                Ok(JobOutcome::Done)
+            }
+        }
+    }
+
+    pub(super) async fn save(&self, op: &mut Operation) -> Result<bool, AppError> {
+        match self.repo().save_op(op).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs (or resumes, or reconciles) one operation.
+    pub(super) async fn run_op(
+        &self,
+        key: &OrderKey,
+        op_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
+        let repo = self.repo();
+        let Some(mut op) = repo.op(key, op_id, now).await? else {
+            return Ok(JobOutcome::Done);
+        };
+        if op.status.is_terminal() {
+            // The job that finished it may have died before its follow-up evaluation (release
+            // after capture, error flag after failure): evaluating again is idempotent.
+            self.follow_up(key, &mut op, now).await?;
+            return Ok(JobOutcome::Done);
+        }
+        if let Some(until) = self.quiet_until(now)
+            && op.erp_done < op.plan.erp.len()
+        {
+            return Ok(JobOutcome::RetryAt(until));
+        }
+        let facts = repo.order(key, now).await?.and_then(|r| r.facts);
+        let Some(facts) = facts else {
+            return Ok(JobOutcome::Done);
+        };
+        let Some(cfg) = self.method_for(key, &facts).cloned() else {
+            op.fail("the payment-method config is gone or inactive".into(), now);
+            if self.save(&mut op).await? {
+                self.follow_up(key, &mut op, now).await?;
+            }
+            return Ok(JobOutcome::Done);
+        };
+        match op.claim(now, self.settings.op_lease) {
+            Ok(()) => {}
+            Err(TransitionError::Finished(_)) => return Ok(JobOutcome::Done),
+            Err(TransitionError::Leased(_, until)) | Err(TransitionError::NotDue(_, until)) => {
+                return Ok(JobOutcome::RetryAt(until));
+            }
+            Err(e) => {
+                tracing::error!(op = %op.id, error = %e, "cannot claim");
+                return Ok(JobOutcome::Done);
+            }
+        }
+        // With a call in flight the steps reconcile first and give up only where they would
+        // send again: never while the outcome of a call is unknown.
+        if op.inflight.is_none()
+            && let Some(why) = self.out_of_attempts(&op)
+        {
+            op.fail(why, now);
+            if self.save(&mut op).await? {
+                self.follow_up(key, &mut op, now).await?;
+            }
+            return Ok(JobOutcome::Done);
+        }
+        if !self.save(&mut op).await? {
+            return Ok(JobOutcome::RetryAt(now + Duration::seconds(1)));
+        }
+        let result = self.steps(key, &mut op, &facts, &cfg, now).await;
+        self.settle_op(key, &mut op, result, now).await
+    }
+
+    /// Records how the operation's steps ended and what the job does next.
+    async fn settle_op(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        result: Result<StepResult, AppError>,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
+        match result {
+            Ok(StepResult::Finished) => {
+                op.finish(now)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                if self.save(op).await? {
+                    self.history(
+                        key,
+                        now,
+                        Some(&op.id),
+                        format!("done {:?}", op.plan.purpose),
+                        op.psp_tx.clone(),
+                    )
+                    .await?;
+                    // Follow-ups (release after capture, lock cleared after receipt, …).
+                    self.follow_up(key, op, now).await?;
+                }
+                Ok(JobOutcome::Done)
+            }
+            Ok(StepResult::Lost) => Ok(JobOutcome::RetryAt(now + Duration::seconds(1))),
+            Ok(StepResult::Retry(why)) => {
+                let at = now + self.backoff(op.attempts);
+                self.retry_op(key, op, at, why, now).await
+            }
+            Ok(StepResult::RetryAt(at, why)) => self.retry_op(key, op, at, why, now).await,
+            Ok(StepResult::Failed(why)) => {
+                op.fail(why.clone(), now);
+                if self.save(op).await? {
+                    self.history(key, now, Some(&op.id), format!("failed: {why}"), None)
+                        .await?;
+                    self.follow_up(key, op, now).await?;
+                }
+                Ok(JobOutcome::Done)
+            }
+            Err(e) => {
+                // Store trouble mid-way: the in-flight mark (if persisted) makes the next attempt
+                // reconcile; the lease expiry lets it take over.
+                tracing::warn!(op = %op.id, error = %e, "operation interrupted");
+                Ok(JobOutcome::RetryAt(now + self.settings.op_lease))
+            }
+        }
+    }
+
+    /// Why the operation gives up instead of sending again, once its attempts are used up.
+    pub(super) fn out_of_attempts(&self, op: &Operation) -> Option<String> {
+        (op.attempts > self.settings.max_attempts).then(|| {
+            format!(
+                "gave up after {} attempts: {}",
+                op.attempts - 1,
+                op.last_error.clone().unwrap_or_default()
+            )
+        })
+    }
+
+    /// Evaluates the order after one of its operations finished, then clears the operation's
+    /// follow-up mark (kept until now so that the sweep repeats this if the process dies).
+    pub(super) async fn follow_up(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        self.evaluate(key, None, now).await?;
+        if op.follow_up {
+            op.follow_up = false;
+            self.save(op).await?; // a conflict: someone else followed up or will
+        }
+        Ok(())
+    }
+
+    /// Puts the operation aside until `at`.
+    pub(super) async fn retry_op(
+        &self,
+        key: &OrderKey,
+        op: &mut Operation,
+        at: DateTime<Utc>,
+        why: String,
+        now: DateTime<Utc>,
+    ) -> Result<JobOutcome, AppError> {
+        op.retry_at(at, why.clone(), now);
+        if self.save(op).await? {
+            self.history(
+                key,
+                now,
+                Some(&op.id),
+                format!("retry at {at}: {why}"),
+                None,
+            )
+            .await?;
+        }
+        Ok(JobOutcome::RetryAt(at))
+    }
+}
