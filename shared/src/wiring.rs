@@ -1,8 +1,9 @@
-//! Builds the connectors of a configuration once per process: one ERP client per active
-//! connection, one PSP router over the PSP kinds in use, the notifier. Shared by every entry
-//! point (`paybridge serve`, the Lambda functions), so a configuration means the same thing
-//! wherever it runs. Secrets are resolved through the resolver the entry point passes in
-//! (local: env/file/plain; Lambda: also `ssm:` / `secretsmanager:`).
+//! The one builder of a configuration's connectors, used by every entry point (`paybridge
+//! serve`, `demo`, `config check`, the bench and every Lambda function), so a configuration
+//! means the same thing wherever it runs: one ERP client per active connection, one PSP router
+//! over the PSP kinds in use, the notifier. Secrets are resolved through the resolver the entry
+//! point passes in (local: env/file/plain with `file:` relative to the config; Lambda: also
+//! `ssm:` / `secretsmanager:`, resolved once before).
 
 use crate::config::{Config, ErpKind, PspKind, Secret, SecretRef};
 use crate::erp::Erp;
@@ -17,14 +18,21 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Why the connectors could not be built. Messages name the configuration entry, never a
-/// secret value.
+/// Why the connectors could not be built. Each names the configuration entry (so a caller
+/// can point at its line), never a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
+    /// `[[erp]]` number `index`; `key` is the field the problem is about.
     #[error("erp {conn:?}: {message}")]
-    Erp { conn: String, message: String },
-    #[error("unzer: {0}")]
-    Unzer(String),
+    Erp {
+        index: usize,
+        conn: String,
+        key: &'static str,
+        message: String,
+    },
+    /// The connector of a PSP kind (its first active method config is the one to look at).
+    #[error("{kind:?}: {message}")]
+    Psp { kind: PspKind, message: String },
     #[error("smtp: {0}")]
     Smtp(String),
 }
@@ -36,73 +44,49 @@ pub struct Connectors {
     pub notifier: Arc<dyn Notifier>,
 }
 
+/// A secret resolver of the entry point.
+pub type Resolve<'r> = &'r (dyn Fn(&SecretRef) -> Result<Secret, String> + Sync);
+
 /// Builds the connectors. `base_dir` anchors relative fixture paths; `resolve` turns secret
 /// references into secrets.
 pub fn connectors(
     config: &Config,
     base_dir: &Path,
-    resolve: &(dyn Fn(&SecretRef) -> Result<Secret, String> + Sync),
+    resolve: Resolve<'_>,
 ) -> Result<Connectors, WiringError> {
     let memory_psp = MemoryPsp::new();
-    let mut any_memory = false;
     let mut erps: HashMap<String, Arc<dyn Erp>> = HashMap::new();
-    for conn in config.erp.iter().filter(|c| c.active) {
-        let err = |message: String| WiringError::Erp {
+    for (index, conn) in config.erp.iter().enumerate().filter(|(_, c)| c.active) {
+        let err = |key: &'static str, message: String| WiringError::Erp {
+            index,
             conn: conn.id.clone(),
+            key,
             message,
         };
         let erp: Arc<dyn Erp> = match conn.kind {
             ErpKind::Pixi => Arc::new(
                 PixiErp::for_connection_with(config, &conn.id, resolve)
-                    .map_err(|e| err(e.to_string()))?,
+                    .map_err(|e| err("url", format!("cannot set up the pixi connector: {e}")))?,
             ),
             ErpKind::Memory => {
                 let path = conn
                     .fixtures
                     .as_ref()
-                    .ok_or_else(|| err("fixtures missing".into()))?;
-                any_memory = true;
-                Arc::new(load_fixtures_into(&base_dir.join(path), &memory_psp).map_err(err)?)
+                    .ok_or_else(|| err("fixtures", "required for kind = \"memory\"".into()))?;
+                let path = base_dir.join(path);
+                let erp = load_fixtures_into(&path, &memory_psp)
+                    .map_err(|m| err("fixtures", format!("cannot load the fixtures: {m}")))?;
+                tracing::info!(connection = %conn.id, fixtures = %path.display(), "memory ERP loaded");
+                Arc::new(erp)
             }
         };
         erps.insert(conn.id.clone(), erp);
     }
-    let active = |kind: PspKind| {
-        config.methods.iter().any(|m| {
-            m.active && m.psp == kind && config.erp.iter().any(|c| c.id == m.erp && c.active)
-        })
-    };
-    let unzer: Option<Arc<dyn Psp>> = if active(PspKind::Unzer) {
-        let mut keys = HashMap::new();
-        for m in config
-            .methods
-            .iter()
-            .filter(|m| m.active && m.psp == PspKind::Unzer)
-        {
-            let secret = resolve(&m.account.private_key).map_err(|e| {
-                WiringError::Unzer(format!("{}/{}/{}: {e}", m.erp, m.mandant, m.erp_method))
-            })?;
-            keys.insert(m.account.public_key.clone(), secret);
-        }
-        Some(Arc::new(
-            UnzerPsp::new(keys, Default::default())
-                .map_err(|e| WiringError::Unzer(e.to_string()))?,
-        ))
-    } else {
-        None
-    };
-    let mut router = PspRouter::default();
-    if let Some(u) = unzer {
-        router = router.with(PspKind::Unzer, u);
-    }
-    if any_memory {
-        router = router.with(PspKind::Memory, Arc::new(memory_psp));
-    }
-    let psp = Arc::new(router);
+    let psp = Arc::new(psp_router(config, resolve, memory_psp)?);
     let notifier: Arc<dyn Notifier> = match &config.smtp {
         Some(smtp) => Arc::new(
             EmailNotifier::new(smtp, config.tenant.id.clone())
-                .map_err(|e| WiringError::Smtp(e.to_string()))?,
+                .map_err(|e| WiringError::Smtp(format!("cannot set up e-mail: {e}")))?,
         ),
         None => Arc::new(LogNotifier),
     };
@@ -111,4 +95,37 @@ pub fn connectors(
         psp,
         notifier,
     })
+}
+
+/// The registry of PSP connectors: one per kind some active method config uses.
+fn psp_router(
+    config: &Config,
+    resolve: Resolve<'_>,
+    memory: MemoryPsp,
+) -> Result<PspRouter, WiringError> {
+    let active = |kind: PspKind| {
+        config.methods.iter().any(|m| {
+            m.active && m.psp == kind && config.erp.iter().any(|c| c.id == m.erp && c.active)
+        })
+    };
+    let mut router = PspRouter::default();
+    if active(PspKind::Unzer) {
+        let unzer =
+            UnzerPsp::for_config_resolved(config, Default::default(), resolve).map_err(|e| {
+                WiringError::Psp {
+                    kind: PspKind::Unzer,
+                    message: format!("cannot set up the Unzer connector: {e}"),
+                }
+            })?;
+        router = router.with(PspKind::Unzer, Arc::new(unzer));
+    }
+    // The memory PSP holds the payments of the memory ERP connections' fixtures.
+    if config
+        .erp
+        .iter()
+        .any(|c| c.active && c.kind == ErpKind::Memory)
+    {
+        router = router.with(PspKind::Memory, Arc::new(memory));
+    }
+    Ok(router)
 }

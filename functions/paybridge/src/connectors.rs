@@ -1,9 +1,5 @@
-//! The connector kinds this build has, and the logging wrappers around them.
-//!
-//! Only the in-memory kind exists so far (`kind = "memory"`, fed from a JSON fixtures file, see
-//! [`paybridge_core::erp::memory`]); pixi (SOAP) and Unzer (REST) arrive with their own issues and
-//! are refused at start rather than faked. The process has one PSP: all memory connections put
-//! their payments into the same [`MemoryPsp`].
+//! The logging wrappers `paybridge` puts around the connectors that
+//! [`paybridge_core::wiring::connectors`] builds.
 //!
 //! [`LoggedErp`] and [`LoggedPsp`] log every write and money call at `info`, so a local run shows
 //! what paybridge did (released, captured, locked) without reading the database. They log labels
@@ -11,31 +7,11 @@
 
 use async_trait::async_trait;
 use paybridge_core::config::MethodConfig;
-use paybridge_core::erp::memory::{Fixtures, MemoryErp};
 use paybridge_core::erp::{Changes, Erp, ErpError};
 use paybridge_core::ledger::{ErpWrite, PspCall};
 use paybridge_core::model::{ErpOrder, PspPayment};
-use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::psp::{Psp, PspError, PspOutcome};
-use std::path::Path;
 use std::sync::Arc;
-
-/// Loads a memory connection's fixtures: its orders into a new [`MemoryErp`], its payments into
-/// the process's shared PSP. The error names the file (and line/column for JSON errors).
-pub fn load_memory(path: &Path, psp: &MemoryPsp) -> Result<(MemoryErp, usize, usize), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let f: Fixtures = serde_json::from_str(&text)
-        .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
-    let (orders, payments) = (f.orders.len(), f.payments.len());
-    let erp = MemoryErp::new();
-    for o in f.orders {
-        erp.upsert(o);
-    }
-    for p in f.payments {
-        psp.put(p);
-    }
-    Ok((erp, orders, payments))
-}
 
 /// An ERP connection that logs what is written to it.
 pub struct LoggedErp {
@@ -215,7 +191,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("orders.json");
         std::fs::write(&path, "{\"orders\": [}").expect("write");
-        let e = load_memory(&path, &MemoryPsp::new())
+        let e = paybridge_core::erp::memory::load_fixtures(&path)
             .err()
             .expect("invalid JSON");
         assert!(e.starts_with(&format!("{}:1:", path.display())), "{e}");

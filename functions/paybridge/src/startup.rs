@@ -1,6 +1,7 @@
 //! Everything that happens before the process serves: load and validate the configuration,
-//! refuse what this build cannot do, resolve every secret, build the connectors, and (for
-//! `serve`) check that the configured remote systems answer.
+//! resolve every secret, build the connectors with the one builder ([`wiring::connectors`]),
+//! point any error at its line, and (for `serve`) check that the configured remote systems
+//! answer.
 //!
 //! The order is deliberate: local, deterministic problems first (syntax, values, connector kinds
 //! this build lacks, secrets, fixtures; exit code 2), then the network (exit code 3). An operator
@@ -10,15 +11,12 @@
 //! resolved against the configuration file's directory, so a config works from any working
 //! directory.
 
-use crate::connectors::{self, LoggedErp, LoggedPsp};
-use paybridge_core::config::{Config, ConfigError, ErpKind, PspKind, Secret, SecretRef};
+use crate::connectors::{LoggedErp, LoggedPsp};
+use paybridge_core::config::{Config, ConfigError, Secret, SecretRef};
 use paybridge_core::erp::Erp;
-use paybridge_core::erp::pixi::PixiErp;
-use paybridge_core::notify::email::EmailNotifier;
-use paybridge_core::notify::{LogNotifier, Notifier};
-use paybridge_core::psp::memory::MemoryPsp;
-use paybridge_core::psp::unzer::UnzerPsp;
-use paybridge_core::psp::{Psp, PspRouter};
+use paybridge_core::notify::Notifier;
+use paybridge_core::psp::Psp;
+use paybridge_core::wiring::{self, WiringError};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -120,105 +118,27 @@ pub fn prepare(path: &Path) -> Result<Prepared, StartError> {
     let secrets = resolve_secrets(&config, &base_dir, &src)?;
     let targets = targets(&config, &src)?;
 
-    let shared_psp = MemoryPsp::new();
-    let mut any_memory = false;
-    let mut erps: HashMap<String, Arc<dyn Erp>> = HashMap::new();
-    for (i, conn) in config.erp.iter().enumerate() {
-        if !conn.active {
-            tracing::info!(connection = %conn.id, "ERP connection inactive: not loaded");
-            continue;
-        }
-        match conn.kind {
-            ErpKind::Memory => {
-                let Some(fixtures) = &conn.fixtures else {
-                    // Config validation requires it; kept as an error, not a panic.
-                    return Err(src.error(
-                        src.erp_span(i, "fixtures"),
-                        &format!("erp[{i}].fixtures"),
-                        "required for kind = \"memory\"",
-                    ));
-                };
-                let fixtures = resolve_in(&base_dir, fixtures);
-                let (erp, orders, payments) = connectors::load_memory(&fixtures, &shared_psp)
-                    .map_err(|m| {
-                        src.error(
-                            src.erp_span(i, "fixtures"),
-                            &format!("erp[{i}].fixtures"),
-                            &format!("cannot load the fixtures: {m}"),
-                        )
-                    })?;
-                tracing::info!(connection = %conn.id, orders, payments, fixtures = %fixtures.display(), "memory ERP loaded");
-                any_memory = true;
-                erps.insert(
-                    conn.id.clone(),
-                    Arc::new(LoggedErp::new(conn.id.clone(), Arc::new(erp))),
-                );
-            }
-            ErpKind::Pixi => {
-                let base = base_dir.clone();
-                let erp =
-                    PixiErp::for_connection_with(&config, &conn.id, |r| resolve_relative(r, &base))
-                        .map_err(|e| {
-                            src.error(
-                                src.erp_span(i, "url"),
-                                &format!("erp[{i}]"),
-                                &format!("cannot set up the pixi connector: {e}"),
-                            )
-                        })?;
-                tracing::info!(connection = %conn.id, "pixi ERP connector ready");
-                erps.insert(
-                    conn.id.clone(),
-                    Arc::new(LoggedErp::new(conn.id.clone(), Arc::new(erp))),
-                );
-            }
-        }
+    for conn in config.erp.iter().filter(|c| !c.active) {
+        tracing::info!(connection = %conn.id, "ERP connection inactive: not loaded");
     }
-    let any_unzer = config.methods.iter().any(|m| {
-        m.active && m.psp == PspKind::Unzer && config.erp.iter().any(|c| c.id == m.erp && c.active)
-    });
-    let unzer: Option<Arc<dyn Psp>> = if any_unzer {
-        let u = UnzerPsp::for_config(&config).map_err(|e| {
-            let i = config
-                .methods
-                .iter()
-                .position(|m| m.psp == PspKind::Unzer && m.active)
-                .unwrap_or(0);
-            src.error(
-                src.method_span(i, "private_key"),
-                &format!("method[{i}]"),
-                &format!("cannot set up the Unzer connector: {e}"),
-            )
-        })?;
-        Some(Arc::new(u))
-    } else {
-        None
-    };
-    if erps.is_empty() {
+    let built = wiring::connectors(&config, &base_dir, &|r| resolve_relative(r, &base_dir))
+        .map_err(|e| located(&config, &src, e))?;
+    if built.erps.is_empty() {
         tracing::warn!("no active ERP connection: nothing will be polled");
     }
-    let mut router = PspRouter::default();
-    if let Some(u) = unzer {
-        router = router.with(PspKind::Unzer, u);
+    if config.smtp.is_none() {
+        tracing::info!("no [smtp] section: problems are written to the log only");
     }
-    if any_memory {
-        router = router.with(PspKind::Memory, Arc::new(shared_psp));
-    }
-    let psp: Arc<dyn Psp> = Arc::new(LoggedPsp::new(Arc::new(router)));
-    let notifier: Arc<dyn Notifier> = match &config.smtp {
-        Some(smtp) => Arc::new(EmailNotifier::new(smtp, config.tenant.id.clone()).map_err(
-            |e| {
-                src.error(
-                    src.smtp_span("host"),
-                    "smtp",
-                    &format!("cannot set up e-mail: {e}"),
-                )
-            },
-        )?),
-        None => {
-            tracing::info!("no [smtp] section: problems are written to the log only");
-            Arc::new(LogNotifier)
-        }
-    };
+    let erps: HashMap<String, Arc<dyn Erp>> = built
+        .erps
+        .into_iter()
+        .map(|(id, erp)| {
+            let logged: Arc<dyn Erp> = Arc::new(LoggedErp::new(id.clone(), erp));
+            (id, logged)
+        })
+        .collect();
+    let psp: Arc<dyn Psp> = Arc::new(LoggedPsp::new(built.psp));
+    let notifier = built.notifier;
     tracing::debug!(secrets, "secrets resolved");
     Ok(Prepared {
         config: Arc::new(config),
@@ -228,6 +148,38 @@ pub fn prepare(path: &Path) -> Result<Prepared, StartError> {
         notifier,
         targets,
     })
+}
+
+/// Points a wiring error at the configuration line it is about.
+fn located(config: &Config, src: &Source, e: WiringError) -> StartError {
+    match e {
+        WiringError::Erp {
+            index,
+            key,
+            message,
+            ..
+        } => {
+            let field = if key == "fixtures" {
+                format!("erp[{index}].fixtures")
+            } else {
+                format!("erp[{index}]")
+            };
+            src.error(src.erp_span(index, key), &field, &message)
+        }
+        WiringError::Psp { kind, message } => {
+            let i = config
+                .methods
+                .iter()
+                .position(|m| m.psp == kind && m.active)
+                .unwrap_or(0);
+            src.error(
+                src.method_span(i, "private_key"),
+                &format!("method[{i}]"),
+                &message,
+            )
+        }
+        WiringError::Smtp(message) => src.error(src.smtp_span("host"), "smtp", &message),
+    }
 }
 
 /// Resolves a secret reference; `file:` paths are relative to the configuration file.

@@ -56,7 +56,7 @@
 pub mod transformers;
 pub mod webhook;
 
-use crate::config::{Config, MethodConfig, PspKind, Secret};
+use crate::config::{Config, MethodConfig, PspKind, Secret, SecretRef};
 use crate::ledger::PspCall;
 use crate::model::{PspPayment, PspTransaction, TxKind, TxStatus};
 use crate::money::Money;
@@ -320,6 +320,16 @@ impl UnzerPsp {
         config: &Config,
         timeouts: UnzerTimeouts,
     ) -> Result<UnzerPsp, UnzerError> {
+        UnzerPsp::for_config_resolved(config, timeouts, &SecretRef::resolve_local)
+    }
+
+    /// As [`UnzerPsp::for_config_with`], resolving each private key with `resolve` (the
+    /// process's resolver: relative `file:` paths, or the AWS extension on Lambda).
+    pub fn for_config_resolved(
+        config: &Config,
+        timeouts: UnzerTimeouts,
+        resolve: &(dyn Fn(&SecretRef) -> Result<Secret, String> + Sync),
+    ) -> Result<UnzerPsp, UnzerError> {
         let mut keys: HashMap<String, Secret> = HashMap::new();
         for m in config
             .methods
@@ -331,11 +341,8 @@ impl UnzerPsp {
                 config: name.clone(),
                 message,
             };
-            let secret = m
-                .account
-                .private_key
-                .resolve_local()
-                .map_err(|e| err(format!("private_key: {e}")))?;
+            let secret =
+                resolve(&m.account.private_key).map_err(|e| err(format!("private_key: {e}")))?;
             if !(secret.expose().starts_with("s-priv-") || secret.expose().starts_with("p-priv-")) {
                 return Err(err(
                     "private_key: an Unzer private key starts with s-priv- or p-priv-".into(),
