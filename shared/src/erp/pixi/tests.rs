@@ -1,0 +1,90 @@
+//! Unit tests of the pixi row mapping.
+
+use super::read::*;
+use super::writes::*;
+use super::*;
+
+fn row(cols: &[(&str, &str)]) -> Row {
+    Row(cols
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+#[test]
+fn maps_statuses_money_and_credit_notes() {
+    let h = Header::from_row(&row(&[
+        ("OrderNr", "7"),
+        ("OrderNrExternal", "S-7"),
+        ("ShopID", "ABC"),
+        ("PaymentType", "U"),
+        ("ccpPayID", "s-pay-1 "),
+        ("OrderStatus", "OPEN"),
+        ("OrderCurrency", "EUR"),
+        ("OrderLocked", "N"),
+    ]))
+    .unwrap();
+    let lines = [
+        row(&[
+            ("OrderlineKey", "1"),
+            ("Status", "HAL"),
+            ("Qty", "3"),
+            ("Price_OrderCurr", "0.3333"),
+        ]),
+        row(&[
+            ("OrderlineKey", "2"),
+            ("Status", "STO"),
+            ("Qty", "1"),
+            ("Price", "5.0000"),
+        ]),
+    ];
+    let totals = [row(&[("Total", "6.0000")])];
+    let invoices = [
+        row(&[
+            ("InvoiceNr", "R1"),
+            ("Total_OrderCurr", "6.0000"),
+            ("PaidAmount", "6.0000"),
+        ]),
+        row(&[
+            ("InvoiceNr", "G1"),
+            ("Total_OrderCurr", "-1.0000"),
+            ("PaidAmount", "0.0000"),
+        ]),
+    ];
+    let o = map_order(&h, &lines, &totals, &invoices).unwrap();
+    assert_eq!(o.status, OrderStatus::Hold);
+    assert_eq!(o.psp_payment_id.as_deref(), Some("s-pay-1"));
+    assert_eq!(o.lines[0].amount.to_minor().unwrap(), 100);
+    assert_eq!(o.lines[1].status, LineStatus::Cancelled);
+    assert_eq!(o.total.to_minor().unwrap(), 600);
+    assert!(o.invoices[0].captured);
+    assert_eq!(o.credit_notes[0].amount.to_minor().unwrap(), 100);
+    assert!(!o.credit_notes[0].settled);
+}
+
+#[test]
+fn decimals_are_exact_and_rows_of_other_orders_refused() {
+    assert_eq!(decimal(" 46.1800 ", "x").unwrap(), Decimal::new(461800, 4));
+    for v in [
+        "1e3",
+        "1_000",
+        "1.000000000000000000000000000001",
+        "1.2.3",
+        "",
+        "-",
+    ] {
+        assert!(decimal(v, "x").is_err(), "{v:?}");
+    }
+    assert!(same_order(&row(&[("OrderNr", "7")]), 7, "x").is_ok());
+    assert!(same_order(&row(&[("Total", "1")]), 7, "x").is_ok());
+    assert!(same_order(&row(&[("OrderNR", "8")]), 7, "x").is_err());
+    assert!(same_order(&row(&[("OrderNr", "7x")]), 7, "x").is_err());
+}
+
+#[test]
+fn tag_fits_pixi_columns() {
+    let t = tag("acme/main/1/invoice:R1/capture_invoice");
+    assert_eq!(t.len(), 28);
+    assert!(psp_reference("x").len() <= 50);
+    assert!(check_event("ZE").is_ok() && check_event("TOOLONG").is_err());
+}
