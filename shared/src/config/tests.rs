@@ -1,0 +1,80 @@
+//! Unit tests of configuration loading and its located errors.
+
+use super::*;
+
+const GOOD: &str = r#"
+[tenant]
+id = "acme"
+timezone = "Europe/Berlin"
+
+[[erp]]
+id = "main"
+kind = "pixi"
+url = "https://pixi.example/soap"
+user = "api"
+password = "env:PIXI_PW"
+
+[[method]]
+erp = "main"
+mandant = "01"
+erp_method = "UNZER_CARD"
+psp = "unzer"
+mode = "expert"
+invoice_event = "ZE"
+return_event = "RE"
+rounding_tolerance = 2
+public_key = "s-pub-abc"
+private_key = "env:UNZER_PRIV"
+"#;
+
+#[test]
+fn parses_good_config_with_defaults() {
+    let c = Config::parse(GOOD, "good.toml").unwrap();
+    assert_eq!(c.tenant.id, "acme");
+    let q = c.tenant.quiet_hours.unwrap();
+    assert!(q.contains(NaiveTime::from_hms_opt(2, 0, 0).unwrap()));
+    assert!(!q.contains(NaiveTime::from_hms_opt(4, 0, 0).unwrap()));
+    assert_eq!(c.methods[0].mode, Mode::Expert);
+    assert_eq!(c.server.database, PathBuf::from("./paybridge.db"));
+    assert!(c.method_for("main", "01", "UNZER_CARD").is_some());
+    assert!(c.method_for("main", "02", "UNZER_CARD").is_none());
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    let bad = GOOD.replace("mode = \"expert\"", "mode = \"turbo\"");
+    let e = Config::parse(&bad, "bad.toml").unwrap_err();
+    assert_eq!(e.file, "bad.toml");
+    assert_eq!((e.line, e.field.as_str()), (18, "mode"), "{e}");
+    assert!(e.to_string().starts_with("bad.toml:18:"), "{e}");
+
+    let bad = GOOD.replace("erp = \"main\"", "erp = \"other\"");
+    let e = Config::parse(&bad, "bad.toml").unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (14, "method[0].erp"), "{e}");
+
+    let bad = GOOD.replace("UNZER_CARD", "UNZER CARD!");
+    let e = Config::parse(&bad, "bad.toml").unwrap_err();
+    assert_eq!(e.field, "method[0].erp_method");
+
+    let bad = GOOD.replace("\"Europe/Berlin\"", "\"Mars/Olympus\"");
+    let e = Config::parse(&bad, "bad.toml").unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (4, "tenant.timezone"));
+
+    let bad = GOOD.replace("env:UNZER_PRIV", "s-priv-raw-secret");
+    let e = Config::parse(&bad, "bad.toml").unwrap_err();
+    assert!(e.message.contains("reference"), "{e}");
+    assert!(
+        !e.to_string().contains("s-priv-raw-secret"),
+        "secret leaked into error: {e}"
+    );
+}
+
+#[test]
+fn secrets_never_print() {
+    let s = SecretRef::parse("plain:hunter2")
+        .unwrap()
+        .resolve_local()
+        .unwrap();
+    assert_eq!(format!("{s:?} {s}"), "*** ***");
+    assert_eq!(s.expose(), "hunter2");
+}
