@@ -9,8 +9,8 @@
 //! | [`ledger`] | operation records, their state machine, deterministic ids and the money invariants |
 //! | [`store`] | the `Store` trait (single-table item model), its typed repository, the SQLite backend |
 //! | [`queue`] | the `Queue` trait (at-least-once jobs with delayed redelivery) and its SQLite backend |
-//! | [`erp`], [`psp`], [`notify`] | the adapter traits the app talks to (ERP, PSP, operator notifications) |
-//! | [`http`] | the one axum router (health, Unzer webhooks, problems) for `serve` and the HTTP Lambda |
+//! | [`erp`], [`psp`], [`notify`] | the adapter traits the app talks to (ERP, PSP with its webhooks, operator notifications), their connectors (one folder per kind) and the PSP registry |
+//! | [`http`] | the one axum router (health, `POST /webhooks/{psp}`, problems) for `serve` and the HTTP Lambda |
 //! | [`app`] | the IO orchestration shared by every entry point: `poll_cycle`, `run_job`, `accept_webhook` |
 //! | [`erp::memory`], [`psp::memory`], [`notify::recording`] | the in-memory ERP and PSP of `kind = "memory"` (trials, tests) and a recording notifier |
 //! | [`wiring`] | builds the connectors of a configuration once per process, for every entry point |
