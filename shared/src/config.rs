@@ -245,14 +245,12 @@ impl Config {
             .filter(|m| m.active && conn_active)
     }
 
-    /// Configs using this PSP public key (webhooks name the key, not the config).
-    pub fn methods_with_public_key<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> impl Iterator<Item = &'a MethodConfig> {
+    /// Whether a method config of PSP `kind` has this public key (webhooks name the key, not
+    /// the config).
+    pub fn has_public_key(&self, kind: PspKind, key: &str) -> bool {
         self.methods
             .iter()
-            .filter(move |m| m.account.public_key == key)
+            .any(|m| m.psp == kind && m.account.public_key == key)
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -7,10 +7,11 @@ use crate::config::{Config, MethodConfig, PspKind};
 use crate::ledger::PspCall;
 use crate::model::{PaymentState, PspPayment, PspTransaction, TxKind, TxStatus};
 use crate::money::Money;
-use crate::psp::webhook::{IncomingWebhook, PspEvent, WebhookError, valid_event, valid_id};
+use crate::psp::webhook::{
+    IncomingWebhook, PspEvent, WebhookError, identity, valid_event, valid_id,
+};
 use crate::psp::{Psp, PspError, PspOutcome};
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -222,11 +223,7 @@ impl IncomingWebhook for MemoryWebhook {
             WebhookError::Malformed(format!("body is not a valid memory webhook: {why}"))
         };
         let hook: HookBody = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
-        if !config
-            .methods
-            .iter()
-            .any(|m| m.psp == PspKind::Memory && m.account.public_key == hook.public_key)
-        {
+        if !config.has_public_key(PspKind::Memory, &hook.public_key) {
             return Err(WebhookError::UnknownAccount("public key"));
         }
         if !valid_event(&hook.event) {
@@ -235,11 +232,7 @@ impl IncomingWebhook for MemoryWebhook {
         if !valid_id(&hook.payment_id) {
             return Err(malformed("no valid payment id".into()));
         }
-        let identity = hex::encode(
-            &Sha256::digest(
-                format!("{}|{}|{}", hook.public_key, hook.event, hook.payment_id).as_bytes(),
-            )[..16],
-        );
+        let identity = identity(&[&hook.public_key, &hook.event, &hook.payment_id]);
         Ok(PspEvent {
             event: hook.event,
             payment_id: hook.payment_id,

@@ -219,14 +219,9 @@ fn valid_tx_id(s: &str) -> bool {
         && suffix.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-/// Unzer ids are `{s|p}-{infix}-{suffix}` (php-sdk Services/IdService.php); anything else is
-/// refused before it can reach a URL path.
-fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
+// Unzer ids are `{s|p}-{infix}-{suffix}` (php-sdk Services/IdService.php); anything but a plain
+// id ([`valid_id`]) is refused before it can reach a URL path.
+use crate::psp::webhook::valid_id;
 
 fn is_official(u: &Url) -> bool {
     u.scheme() == "https"

@@ -55,6 +55,13 @@ pub trait IncomingWebhook: Send + Sync {
     fn verify(&self, config: &Config, body: &[u8]) -> Result<PspEvent, WebhookError>;
 }
 
+/// A stable identity for a webhook body's authenticated parts: 16 bytes of SHA-256 over them,
+/// `|`-joined, in hex.
+pub fn identity(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(parts.join("|").as_bytes())[..16])
+}
+
 /// A plain id: 1–64 ASCII letters, digits, `-` or `_`.
 pub fn valid_id(s: &str) -> bool {
     !s.is_empty()

@@ -5,9 +5,10 @@
 //! reads the payment from the configured API host with that account's private key.
 
 use crate::config::{Config, PspKind};
-use crate::psp::webhook::{IncomingWebhook, PspEvent, WebhookError, valid_event, valid_id};
+use crate::psp::webhook::{
+    IncomingWebhook, PspEvent, WebhookError, identity, valid_event, valid_id,
+};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 /// The body's fields.
 #[derive(Debug, Deserialize)]
@@ -34,11 +35,7 @@ impl IncomingWebhook for UnzerWebhook {
 
     fn verify(&self, config: &Config, body: &[u8]) -> Result<PspEvent, WebhookError> {
         let hook: Body = serde_json::from_slice(body).map_err(malformed)?;
-        if !config
-            .methods
-            .iter()
-            .any(|m| m.psp == PspKind::Unzer && m.account.public_key == hook.public_key)
-        {
+        if !config.has_public_key(PspKind::Unzer, &hook.public_key) {
             return Err(WebhookError::UnknownAccount("public key"));
         }
         if !valid_event(&hook.event) {
@@ -57,15 +54,12 @@ impl IncomingWebhook for UnzerWebhook {
             .ok_or_else(|| malformed("no valid payment id"))?;
         // Unzer sends identical bodies for distinct happenings (a second partial transfer):
         // the identity recognises the body, the app treats a repeat as a signal to look again.
-        let identity = hex::encode(
-            &Sha256::digest(
-                format!(
-                    "{}|{}|{}|{}",
-                    hook.public_key, hook.event, hook.retrieve_url, payment_id
-                )
-                .as_bytes(),
-            )[..16],
-        );
+        let identity = identity(&[
+            &hook.public_key,
+            &hook.event,
+            &hook.retrieve_url,
+            &payment_id,
+        ]);
         Ok(PspEvent {
             event: hook.event,
             payment_id,
