@@ -273,6 +273,10 @@ pub struct Operation {
     /// Store version this record was read at (not part of the stored body's meaning).
     #[serde(skip)]
     pub version: u64,
+    /// Changed since it was last saved (not stored): the orchestration saves a step's result
+    /// together with the next transition, and before anything leaves the process.
+    #[serde(skip)]
+    pub unsaved: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -307,6 +311,7 @@ impl Operation {
             created_at: now,
             updated_at: now,
             version: 0,
+            unsaved: false,
         }
     }
 

@@ -605,9 +605,7 @@ async fn sqs_receipts_delays_and_limits() {
     assert!(matches!(queue.ack("").await, Err(QueueError::StaleReceipt)));
 
     // A delay beyond SQS's 15 minutes is sent capped, not refused.
-    let job = Job::ApplyEvent {
-        event_pk: "EVENT#1".to_owned(),
-    };
+    let job = Job::apply_event("T#acme#PAY#1".to_owned(), "EV#memory#1".to_owned());
     queue
         .send(&job, Duration::from_secs(3 * 3_600), 0)
         .await

@@ -27,11 +27,15 @@ impl App {
             .ok_or_else(|| AppError::UnknownConnection(key.conn.clone()))?;
         let write = op.plan.erp[index].clone();
         if op.inflight == Some(Step::Erp { index }) {
+            if let Some(lost) = self.durable(op).await? {
+                return Ok(Some(lost));
+            }
             match erp.was_applied(&key.order_id, &write, &op.id).await {
                 Ok(Some(true)) => {
                     op.erp_succeeded(now)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;
-                    return self.saved(op).await;
+                    op.unsaved = true;
+                    return Ok(None);
                 }
                 Ok(Some(false)) => {}
                 Ok(None) => {
@@ -68,7 +72,8 @@ impl App {
             Ok(()) => {
                 op.erp_succeeded(now)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
-                return self.saved(op).await;
+                op.unsaved = true; // saved with the next mark or the end
+                return Ok(None);
             }
             Err(ErpError::Unavailable(m)) => {
                 op.inflight = None;

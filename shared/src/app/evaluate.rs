@@ -1,8 +1,9 @@
-//! Evaluation of one order: the facts (new from a poll or the stored ones), one fresh PSP read,
-//! the ledger, the engine's decision; new operations inserted and queued, flags saved, new
-//! errors told to the operator once.
+//! Evaluation of one order: the facts (new from a poll or the stored ones), the PSP view (the
+//! stored one while it is known to be current, else one fresh read), the ledger, the engine's
+//! decision; new operations inserted and queued, the record saved when it changed, new errors
+//! told to the operator once.
 
-use super::{App, AppError};
+use super::{App, AppError, psp_view};
 use crate::config::MethodConfig;
 use crate::engine::{self, Flag, Input};
 use crate::ledger::{Operation, OrderKey, Plan};
@@ -15,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 impl App {
     /// Evaluates one order: new facts (from a poll) or the stored ones (after a webhook or a
-    /// finished operation), a fresh PSP view, the ledger; inserts and enqueues new operations,
+    /// finished operation), the PSP view, the ledger; inserts and enqueues new operations,
     /// records flags and notifies new errors. Returns the number of operations planned.
     pub async fn evaluate(
         &self,
@@ -42,10 +43,9 @@ impl App {
         new_facts: Option<&ErpOrder>,
         now: DateTime<Utc>,
     ) -> Result<Option<usize>, AppError> {
-        let repo = self.repo();
-        let mut rec = repo
-            .order(key, now)
-            .await?
+        let before = self.repo().order(key, now).await?;
+        let mut rec = before
+            .clone()
             .unwrap_or_else(|| OrderRecord::new(key.clone(), now));
         if let Some(f) = new_facts {
             rec.facts = Some(f.clone());
@@ -57,16 +57,9 @@ impl App {
             return Ok(Some(0)); // not a payment method paybridge handles
         };
         let pid = facts.psp_payment_id.clone().filter(|p| !p.is_empty());
-        // PSP events waiting for this payment, read before the PSP view: the view reflects
-        // them. One that arrives again later changes its version and stays unapplied.
-        let mut events = Vec::new();
-        if let Some(pid) = &pid {
-            repo.link_payment(&key.tenant, pid, key, now).await?;
-            events = repo.unapplied_events(&key.tenant, 500, now).await?;
-            events.retain(|ev| &ev.payment_id == pid);
-        }
-        let psp_view = self.read_psp(key, cfg, pid.as_deref()).await;
-        let ops = repo.ops(key, now).await?;
+        let (psp_view, ops, events) = self
+            .view_and_ledger(key, cfg, &mut rec, before.as_ref(), pid.as_deref(), now)
+            .await?;
         let decision = engine::decide(&Input {
             key,
             order: &facts,
@@ -79,7 +72,10 @@ impl App {
         for note in decision.notes {
             self.history(key, now, None, note, None).await?;
         }
-        if !self.save_flags(&mut rec, decision.flags, now).await? {
+        if !self
+            .save_flags(&mut rec, before.as_ref(), decision.flags, now)
+            .await?
+        {
             return Ok(None);
         }
         self.notify_new_errors(&mut rec, now).await?;
@@ -100,15 +96,48 @@ impl App {
         Ok(Some(planned))
     }
 
-    /// The PSP's view of the payment, `None` without a payment id or when the PSP cannot be
-    /// read now.
-    async fn read_psp(
+    /// The PSP view and the ledger the decision is made on, and the pending PSP events the
+    /// view reflects. The view is the stored one while nothing can have moved the payment
+    /// behind our back ([`super::psp_view`]), else a fresh read, which is stored in `rec`.
+    async fn view_and_ledger(
         &self,
         key: &OrderKey,
         cfg: &MethodConfig,
+        rec: &mut OrderRecord,
+        before: Option<&OrderRecord>,
         pid: Option<&str>,
-    ) -> Option<PspPayment> {
-        match self.psp.fetch(cfg, pid?).await {
+        now: DateTime<Utc>,
+    ) -> Result<(Option<PspPayment>, Vec<Operation>, Vec<EventRecord>), AppError> {
+        let repo = self.repo();
+        let Some(pid) = pid else {
+            return Ok((None, repo.ops(key, now).await?, Vec::new()));
+        };
+        // A stored record whose facts name this payment was linked to it before it was saved.
+        let linked = before
+            .and_then(|b| b.facts.as_ref())
+            .and_then(|f| f.psp_payment_id.as_deref())
+            == Some(pid);
+        if !linked {
+            repo.link_payment(&key.tenant, pid, key, now).await?;
+        }
+        // PSP events waiting for this payment, read before the PSP view: the view reflects
+        // them. One that arrives again later changes its version and stays unapplied.
+        let events = repo.payment_events(&key.tenant, pid, now).await?;
+        let ops = repo.ops(key, now).await?;
+        if let Some(view) = psp_view::known_view(rec.psp.as_ref(), pid, &ops, !events.is_empty()) {
+            return Ok((Some(view), ops, events));
+        }
+        let view = self.read_psp(key, cfg, pid).await;
+        if view.is_some() {
+            rec.psp = view.clone();
+        }
+        // The ledger read after the view, so an operation finished meanwhile is seen as done.
+        Ok((view, repo.ops(key, now).await?, events))
+    }
+
+    /// The PSP's view of the payment, `None` when the PSP cannot be read now.
+    async fn read_psp(&self, key: &OrderKey, cfg: &MethodConfig, pid: &str) -> Option<PspPayment> {
+        match self.psp.fetch(cfg, pid).await {
             Ok(p) => Some(p),
             Err(e) => {
                 // Decide what can be decided without it, and come back: nothing else may
@@ -145,10 +174,12 @@ impl App {
         Ok(planned)
     }
 
-    /// Saves the order's current flags; `false` when someone else saved it meanwhile.
+    /// Saves the order's facts, view and current flags unless nothing changed since `before`;
+    /// `false` when someone else saved it meanwhile.
     async fn save_flags(
         &self,
         rec: &mut OrderRecord,
+        before: Option<&OrderRecord>,
         flags: Vec<Flag>,
         now: DateTime<Utc>,
     ) -> Result<bool, AppError> {
@@ -158,6 +189,9 @@ impl App {
         // An error that went away (or was marked solved) is told again when it comes back.
         let open: Vec<String> = rec.open_errors().map(|f| f.code.clone()).collect();
         rec.notified.retain(|c| open.contains(c));
+        if before.is_some_and(|b| same_content(b, rec)) {
+            return Ok(true); // nothing to write: `updated_at` stays the last change
+        }
         rec.updated_at = now;
         match self.repo().save_order(rec, now).await {
             Ok(v) => rec.version = v,
@@ -182,7 +216,7 @@ impl App {
                 }
                 // It came again after it was read: evaluate once more for it.
                 Err(e) if e.is_conflict() => {
-                    self.enqueue(Job::ApplyEvent { event_pk: ev.pk() }, now)
+                    self.enqueue(Job::apply_event(ev.pk(), ev.sk()), now)
                         .await?;
                 }
                 Err(e) => return Err(e.into()),
@@ -237,4 +271,13 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Whether two records hold the same facts, view, flags and marks (time and version aside).
+fn same_content(a: &OrderRecord, b: &OrderRecord) -> bool {
+    a.facts == b.facts
+        && a.psp == b.psp
+        && a.flags == b.flags
+        && a.solved == b.solved
+        && a.notified == b.notified
 }

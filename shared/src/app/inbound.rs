@@ -43,7 +43,7 @@ impl App {
             // second partial transfer), so it is a signal to look again, not only a replay.
             // Still-unapplied signals coalesce; a consumed one is re-armed and queued once.
             for _ in 0..3 {
-                let stored = match repo.event(&ev.pk(), now).await {
+                let stored = match repo.event(&ev.pk(), &ev.sk(), now).await {
                     Ok(Some(stored)) => stored,
                     Ok(None) => return Err(WebhookError::Unavailable), // expired meanwhile
                     Err(_) => return Err(WebhookError::Unavailable),
@@ -51,7 +51,7 @@ impl App {
                 match repo.rearm_event(&stored, now).await {
                     Ok(()) => {
                         if stored.applied {
-                            self.enqueue_event(&ev.pk(), now).await;
+                            self.enqueue_event(&ev, now).await;
                         }
                         return Ok(WebhookAck { duplicate: true });
                     }
@@ -61,15 +61,13 @@ impl App {
             }
             return Err(WebhookError::Unavailable);
         }
-        self.enqueue_event(&ev.pk(), now).await;
+        self.enqueue_event(&ev, now).await;
         Ok(WebhookAck { duplicate: false })
     }
 
     /// Queues a stored event's job; if that fails the sweep picks the event up.
-    pub(super) async fn enqueue_event(&self, event_pk: &str, now: DateTime<Utc>) {
-        let job = Job::ApplyEvent {
-            event_pk: event_pk.to_string(),
-        };
+    pub(super) async fn enqueue_event(&self, ev: &EventRecord, now: DateTime<Utc>) {
+        let job = Job::apply_event(ev.pk(), ev.sk());
         if let Err(e) = self
             .queue
             .send(&job, std::time::Duration::ZERO, now.timestamp_millis())

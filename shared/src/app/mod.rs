@@ -15,6 +15,7 @@ mod operation;
 mod operator;
 mod poll;
 mod psp_step;
+mod psp_view;
 mod worker;
 
 use crate::config::{Config, MethodConfig};

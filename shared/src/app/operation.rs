@@ -1,11 +1,11 @@
 //! The steps of one claimed operation, in order: its PSP call (if any, [`super::psp_step`]),
-//! then its ERP writes ([`super::erp_step`]), each recorded in the ledger before and after it
-//! is sent.
+//! then its ERP writes ([`super::erp_step`]), each marked in flight in the ledger before it is
+//! sent and recorded done with the next mark or the operation's end.
 
 use super::{App, AppError, StepResult};
 use crate::config::MethodConfig;
 use crate::ledger::{self, Operation, OrderKey, Step};
-use crate::model::ErpOrder;
+use crate::store::repo::OrderRecord;
 use chrono::{DateTime, Utc};
 
 /// The case for a step: go on with the next step, or stop the operation here with a result.
@@ -17,14 +17,14 @@ impl App {
         &self,
         key: &OrderKey,
         op: &mut Operation,
-        facts: &ErpOrder,
+        rec: &OrderRecord,
         cfg: &MethodConfig,
         now: DateTime<Utc>,
     ) -> Result<StepResult, AppError> {
         let reference = ledger::psp_reference(&op.id);
         while let Some(step) = op.next_step() {
             let next = match step {
-                Step::Psp => self.psp_step(key, op, facts, cfg, &reference, now).await?,
+                Step::Psp => self.psp_step(key, op, rec, cfg, &reference, now).await?,
                 Step::Erp { index } => self.erp_step(key, op, index, now).await?,
             };
             if let Some(result) = next {
@@ -34,8 +34,15 @@ impl App {
         Ok(StepResult::Finished)
     }
 
-    /// Saves a step's success: go on, or stop with `Lost` when our claim was taken over.
-    pub(super) async fn saved(&self, op: &mut Operation) -> Result<Next, AppError> {
+    /// Saves what is not saved yet before a request leaves the process (the claim, a step's
+    /// result): `Some(Lost)` when our claim was taken over meanwhile. A step's result is
+    /// otherwise saved with the next in-flight mark or with the operation's end, so one write
+    /// records both; a crash in between leaves the step in flight, and the next attempt finds
+    /// its outcome by looking (reconciliation, read-back) instead of sending again.
+    pub(super) async fn durable(&self, op: &mut Operation) -> Result<Next, AppError> {
+        if !op.unsaved {
+            return Ok(None);
+        }
         Ok((!self.save(op).await?).then_some(StepResult::Lost))
     }
 }

@@ -115,7 +115,7 @@ impl App {
                 .await?
                 .is_some()
             {
-                self.enqueue(Job::ApplyEvent { event_pk: ev.pk() }, now)
+                self.enqueue(Job::apply_event(ev.pk(), ev.sk()), now)
                     .await?;
                 report.swept_events += 1;
             }

@@ -1,16 +1,18 @@
 //! The PSP call of an operation. A call that may have been sent before (in-flight mark) is
 //! first looked for at the PSP by our reference; it is sent again only when the PSP has no
 //! transaction for it after the settle time, and only within the money invariants of the
-//! fresh PSP position.
+//! PSP position. A call that cannot have been sent is checked and sent on the view that decided
+//! it (see [`super::psp_view`]); one that may have been sent reads the PSP fresh.
 
 use super::operation::Next;
-use super::{App, AppError, StepResult};
+use super::{App, AppError, StepResult, psp_view};
 use crate::config::MethodConfig;
 use crate::ledger::{self, Operation, OrderKey, PspCall, Step};
-use crate::model::{ErpOrder, Position, PspPayment, TxStatus};
+use crate::model::{Position, PspPayment, TxStatus};
 use crate::money::Money;
 use crate::psp::PspOutcome;
 use crate::store::StoreError;
+use crate::store::repo::OrderRecord;
 use chrono::{DateTime, Utc};
 
 impl App {
@@ -19,20 +21,29 @@ impl App {
         &self,
         key: &OrderKey,
         op: &mut Operation,
-        facts: &ErpOrder,
+        rec: &OrderRecord,
         cfg: &MethodConfig,
         reference: &str,
         now: DateTime<Utc>,
     ) -> Result<Next, AppError> {
         let call = op.plan.psp.clone().expect("next_step says psp");
-        let Some(pid) = facts.psp_payment_id.as_deref() else {
+        let pid = rec.facts.as_ref().and_then(|f| f.psp_payment_id.as_deref());
+        let Some(pid) = pid.filter(|p| !p.is_empty()) else {
             return Ok(Some(StepResult::Failed(
                 "the order has no PSP payment id".into(),
             )));
         };
-        let payment = match self.psp.fetch(cfg, pid).await {
-            Ok(p) => p,
-            Err(e) => return Ok(Some(StepResult::Retry(format!("PSP fetch: {e}")))),
+        let payment = match self.stored_view_for_call(key, op, rec, pid, now).await? {
+            Some(view) => view,
+            None => {
+                if let Some(lost) = self.durable(op).await? {
+                    return Ok(Some(lost));
+                }
+                match self.psp.fetch(cfg, pid).await {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Some(StepResult::Retry(format!("PSP fetch: {e}")))),
+                }
+            }
         };
         if op.inflight == Some(Step::Psp)
             && let Some(next) = self
@@ -56,6 +67,31 @@ impl App {
         }
         let outcome = self.psp.execute(cfg, &payment, &call, reference).await;
         self.record_outcome(key, op, &call, outcome, now).await
+    }
+
+    /// The view the call is checked and sent on when it is the stored one that decided it;
+    /// `None` when the call may have been sent already or the payment may have moved since
+    /// (then the PSP is read fresh).
+    async fn stored_view_for_call(
+        &self,
+        key: &OrderKey,
+        op: &Operation,
+        rec: &OrderRecord,
+        pid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PspPayment>, AppError> {
+        if op.inflight.is_some() || rec.psp.is_none() {
+            return Ok(None);
+        }
+        let repo = self.repo();
+        let events = repo.payment_events(&key.tenant, pid, now).await?;
+        let ops = repo.ops(key, now).await?;
+        Ok(psp_view::known_view(
+            rec.psp.as_ref(),
+            pid,
+            &ops,
+            !events.is_empty(),
+        ))
     }
 
     /// A call that may have been sent: has the PSP got a transaction with our reference?
@@ -97,9 +133,7 @@ impl App {
             TxStatus::Success => {
                 op.psp_succeeded(tx.id.clone(), now)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
-                if !self.save(op).await? {
-                    return Ok(Some(Some(StepResult::Lost)));
-                }
+                op.unsaved = true; // saved with the next mark or the end
                 let what = "PSP call found done on reconciliation".into();
                 self.history(key, now, Some(&op.id), what, Some(tx.id))
                     .await?;
@@ -155,9 +189,7 @@ impl App {
             PspOutcome::Done { tx_id } => {
                 op.psp_succeeded(tx_id.clone(), now)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
-                if !self.save(op).await? {
-                    return Ok(Some(StepResult::Lost));
-                }
+                op.unsaved = true; // saved with the next mark or the end
                 let what = format!("PSP {call:?} done");
                 self.history(key, now, Some(&op.id), what, Some(tx_id))
                     .await?;

@@ -72,17 +72,20 @@ impl App {
                 }
                 Ok(JobOutcome::Done)
             }
-            Job::ApplyEvent { event_pk } => self.apply_event(event_pk, now).await,
+            Job::ApplyEvent { event_pk, event_sk } => {
+                self.apply_event(event_pk, event_sk, now).await
+            }
         }
     }
 
     pub(super) async fn apply_event(
         &self,
         event_pk: &str,
+        event_sk: &str,
         now: DateTime<Utc>,
     ) -> Result<JobOutcome, AppError> {
         let repo = self.repo();
-        let Some(ev) = repo.event(event_pk, now).await? else {
+        let Some(ev) = repo.event(event_pk, event_sk, now).await? else {
             return Ok(JobOutcome::Done);
         };
         if ev.applied {
@@ -104,7 +107,10 @@ impl App {
 
     pub(super) async fn save(&self, op: &mut Operation) -> Result<bool, AppError> {
         match self.repo().save_op(op).await {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                op.unsaved = false;
+                Ok(true)
+            }
             Err(e) if e.is_conflict() => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -132,8 +138,8 @@ impl App {
         {
             return Ok(JobOutcome::RetryAt(until));
         }
-        let facts = repo.order(key, now).await?.and_then(|r| r.facts);
-        let Some(facts) = facts else {
+        let rec = repo.order(key, now).await?;
+        let Some((rec, facts)) = rec.and_then(|r| r.facts.clone().map(|f| (r, f))) else {
             return Ok(JobOutcome::Done);
         };
         let Some(cfg) = self.method_for(key, &facts).cloned() else {
@@ -165,10 +171,10 @@ impl App {
             }
             return Ok(JobOutcome::Done);
         }
-        if !self.save(&mut op).await? {
-            return Ok(JobOutcome::RetryAt(now + Duration::seconds(1)));
-        }
-        let result = self.steps(key, &mut op, &facts, &cfg, now).await;
+        // The claim is saved with the first step's in-flight mark, or before the first request
+        // that leaves the process, or with the operation's end (see `durable`).
+        op.unsaved = true;
+        let result = self.steps(key, &mut op, &rec, &cfg, now).await;
         self.settle_op(key, &mut op, result, now).await
     }
 

@@ -216,7 +216,8 @@ pub async fn check_round_trip(queue: &dyn Queue) {
             order_pk: format!("{tag}#ORDER#2"),
         },
         Job::ApplyEvent {
-            event_pk: format!("{tag}#EVENT#3"),
+            event_pk: format!("{tag}#PAY#3"),
+            event_sk: "EV#memory#ß".to_owned(),
         },
     ];
     for job in &jobs {

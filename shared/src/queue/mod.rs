@@ -19,8 +19,27 @@ pub enum Job {
     RunOp { order_pk: String, op_id: String },
     /// Re-evaluate one order from its stored facts and a fresh PSP view.
     Evaluate { order_pk: String },
-    /// Apply one stored PSP event.
-    ApplyEvent { event_pk: String },
+    /// Apply one stored PSP event (its item's key).
+    ApplyEvent {
+        event_pk: String,
+        #[serde(default = "legacy_event_sk")]
+        event_sk: String,
+    },
+}
+
+/// The sort key of events stored before they moved into their payment's partition.
+fn legacy_event_sk() -> String {
+    "EVENT".to_string()
+}
+
+impl Job {
+    /// The job that applies a stored event.
+    pub fn apply_event(pk: String, sk: String) -> Job {
+        Job::ApplyEvent {
+            event_pk: pk,
+            event_sk: sk,
+        }
+    }
 }
 
 /// One received message.
@@ -73,4 +92,19 @@ pub trait Queue: Send + Sync {
 
     /// Messages not yet deleted (visible or in flight); for tests and the dashboard.
     async fn depth(&self) -> Result<usize, QueueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Job;
+
+    #[test]
+    fn an_event_job_from_before_the_payment_partition_names_the_old_sort_key() {
+        let job: Job =
+            serde_json::from_str(r#"{"job":"apply_event","event_pk":"E#unzer#ab"}"#).unwrap();
+        assert_eq!(job, Job::apply_event("E#unzer#ab".into(), "EVENT".into()));
+        let now = Job::apply_event("T#t#PAY#p".into(), "EV#unzer#ab".into());
+        let back: Job = serde_json::from_str(&serde_json::to_string(&now).unwrap()).unwrap();
+        assert_eq!(back, now);
+    }
 }

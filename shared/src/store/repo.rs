@@ -7,13 +7,17 @@
 //! | operation | same pk / `OP#{op_id}` (index `T#{tenant}#OPEN` by due time while not finished) |
 //! | history entry | same pk / `H#{time}#{seq}#{digest}` |
 //! | payment → order | `T#{tenant}#PAY#{payment_id}` / `ORDER` |
-//! | PSP event | `E#{psp}#{identity}` / `EVENT` (index `T#{tenant}#EVENTS` while unapplied; TTL) |
+//! | PSP event | same pk as its payment / `EV#{psp}#{identity}` (index `T#{tenant}#EVENTS` while unapplied; TTL) |
+//!
+//! A payment's events share the partition of its payment link, so an evaluation finds the
+//! pending events of one payment with one partition query, however many other events the
+//! tenant has.
 //! | poller lease, watermark | `T#{tenant}#C#{conn}` / `LEASE`, `WATERMARK#{kind}` |
 
 use super::{Item, Store, StoreError};
 use crate::engine::{Flag, Severity};
 use crate::ledger::{Operation, OrderKey};
-use crate::model::ErpOrder;
+use crate::model::{ErpOrder, PspPayment};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -49,6 +53,10 @@ pub struct OrderRecord {
     /// notification, so a crash in between sends it again rather than never.
     #[serde(default)]
     pub notified: Vec<String>,
+    /// The PSP's view of the payment at the last fresh read; see [`crate::app`]'s `psp_view`
+    /// for when it is trusted instead of reading again.
+    #[serde(default)]
+    pub psp: Option<PspPayment>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
     pub version: u64,
@@ -62,6 +70,7 @@ impl OrderRecord {
             flags: Vec::new(),
             solved: Vec::new(),
             notified: Vec::new(),
+            psp: None,
             updated_at: now,
             version: 0,
         }
@@ -101,9 +110,19 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
+    /// The partition of the payment the event names (shared with its payment link).
     pub fn pk(&self) -> String {
-        format!("E#{}#{}", self.psp, self.identity)
+        payment_pk(&self.tenant, &self.payment_id)
     }
+
+    /// Unique per PSP and event identity, so a repeat finds the stored event.
+    pub fn sk(&self) -> String {
+        format!("EV#{}#{}", self.psp, self.identity)
+    }
+}
+
+fn payment_pk(tenant: &str, payment_id: &str) -> String {
+    format!("T#{tenant}#PAY#{payment_id}")
 }
 
 /// Orders history entries written in the same millisecond by one process.
@@ -196,7 +215,7 @@ impl<'s> Repo<'s> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let item = Item::new(
-            format!("T#{tenant}#PAY#{payment_id}"),
+            payment_pk(tenant, payment_id),
             "ORDER",
             serde_json::json!({ "order_pk": key.pk() }),
         );
@@ -212,11 +231,7 @@ impl<'s> Repo<'s> {
     ) -> Result<Option<OrderKey>, StoreError> {
         let Some(item) = self
             .store
-            .get(
-                &format!("T#{tenant}#PAY#{payment_id}"),
-                "ORDER",
-                now.timestamp(),
-            )
+            .get(&payment_pk(tenant, payment_id), "ORDER", now.timestamp())
             .await?
         else {
             return Ok(None);
@@ -357,7 +372,7 @@ impl<'s> Repo<'s> {
     // ---- events ----
 
     fn event_item(ev: &EventRecord, now: DateTime<Utc>) -> Result<Item, StoreError> {
-        let mut item = Item::new(ev.pk(), "EVENT", body(ev)?);
+        let mut item = Item::new(ev.pk(), ev.sk(), body(ev)?);
         item.expires_at = Some(now.timestamp() + EVENT_TTL_DAYS * 86_400);
         if !ev.applied {
             item.gsi_pk = Some(format!("T#{}#EVENTS", ev.tenant));
@@ -381,9 +396,10 @@ impl<'s> Repo<'s> {
     pub async fn event(
         &self,
         pk: &str,
+        sk: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<EventRecord>, StoreError> {
-        match self.store.get(pk, "EVENT", now.timestamp()).await? {
+        match self.store.get(pk, sk, now.timestamp()).await? {
             None => Ok(None),
             Some(item) => {
                 let mut e: EventRecord = parse(&item)?;
@@ -421,6 +437,29 @@ impl<'s> Repo<'s> {
         };
         self.store.update(&Self::event_item(&again, now)?).await?;
         Ok(())
+    }
+
+    /// The stored events of one payment not applied yet, oldest first: one partition query.
+    pub async fn payment_events(
+        &self,
+        tenant: &str,
+        payment_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let items = self
+            .store
+            .query(&payment_pk(tenant, payment_id), "EV#", now.timestamp())
+            .await?;
+        let mut events = Vec::new();
+        for i in &items {
+            let mut e: EventRecord = parse(i)?;
+            e.version = i.version;
+            if !e.applied {
+                events.push(e);
+            }
+        }
+        events.sort_by_key(|e| e.received_at);
+        Ok(events)
     }
 
     /// Stored events not applied yet (early events, or events whose job was lost).

@@ -722,7 +722,7 @@ pub fn job_label(job: &Job) -> String {
     match job {
         Job::RunOp { op_id, .. } => format!("run-op {}", short_op(op_id)),
         Job::Evaluate { order_pk } => format!("evaluate {order_pk}"),
-        Job::ApplyEvent { event_pk } => format!("apply-event {event_pk}"),
+        Job::ApplyEvent { event_pk, event_sk } => format!("apply-event {event_pk}/{event_sk}"),
     }
 }
 
