@@ -390,3 +390,84 @@ async fn sqlite_store_edge_cases() {
     let sks: Vec<&str> = got.iter().map(|i| i.sk.as_str()).collect();
     assert_eq!(sks, ["a\u{10FFFF}", "a\u{10FFFF}b"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_sharing_the_store_commits_an_item_and_its_job_together() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let queue = SqliteQueue::sharing(&store, 5).unwrap();
+    let item = Item::new("T#t#PAY#p1", "EV#memory#a", json!({"n": 1}));
+    let job = Job::apply_event("T#t#PAY#p1".into(), "EV#memory#a".into());
+
+    assert!(matches!(
+        queue.insert_and_send(&item, 0, &job, 0).await,
+        Some(Ok(true))
+    ));
+    // A repeat inserts nothing and queues nothing.
+    assert!(matches!(
+        queue.insert_and_send(&item, 0, &job, 0).await,
+        Some(Ok(false))
+    ));
+    assert_eq!(queue.depth().await.unwrap(), 1);
+    let stored = store.get("T#t#PAY#p1", "EV#memory#a", 0).await.unwrap();
+    assert_eq!(stored.map(|i| i.body), Some(json!({"n": 1})));
+    let got = queue.receive(10, Duration::from_secs(30), 0).await.unwrap();
+    assert_eq!(got.iter().map(|d| &d.job).collect::<Vec<_>>(), vec![&job]);
+
+    // The data survive a reopen.
+    drop((queue, store));
+    let again = SqliteStore::open(&path).unwrap();
+    assert!(
+        again
+            .get("T#t#PAY#p1", "EV#memory#a", 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_and_store_conformance_on_one_shared_connection() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path).unwrap();
+    let queue = SqliteQueue::sharing(&store, 5).unwrap();
+    tokio::join!(
+        store_conformance::run_all(&store),
+        queue_conformance::run_all(&queue)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_its_own_leaves_insert_and_send_to_the_caller() {
+    let (_dir, path) = temp_db();
+    let queue = SqliteQueue::open(&path, 5).unwrap();
+    let item = Item::new("pk", "sk", json!({}));
+    let job = Job::Evaluate {
+        order_pk: "pk".into(),
+    };
+    assert!(queue.insert_and_send(&item, 0, &job, 0).await.is_none());
+    assert_eq!(queue.depth().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_wakes_a_waiting_worker() {
+    // The worker of `serve` waits with `wait_for_work(idle)`; a visible send must end the
+    // wait (not the day-long bound). The outer bound only turns a missing wake into a failure
+    // instead of a hang.
+    let queue = SqliteQueue::open_in_memory(5).unwrap();
+    let waiter = {
+        let q = queue.clone();
+        tokio::spawn(async move { q.wait_for_work(Duration::from_secs(86_400)).await })
+    };
+    queue.send(&evaluate(1), Duration::ZERO, 0).await.unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(600), waiter).await;
+    assert!(woke.is_ok(), "the send woke the waiting worker");
+    // A send made while nobody waited is not lost: the next wait returns at once.
+    queue.send(&evaluate(2), Duration::ZERO, 0).await.unwrap();
+    let next = tokio::time::timeout(
+        Duration::from_secs(600),
+        queue.wait_for_work(Duration::from_secs(86_400)),
+    )
+    .await;
+    assert!(next.is_ok());
+}

@@ -2,7 +2,8 @@
 //! connectors from [`crate::startup`]) and runs three things concurrently until Ctrl-C or SIGTERM:
 //!
 //! - the poller: [`App::poll_cycle`] at once and then every `server.poll_interval_secs`;
-//! - the worker: [`App::work_once`] in a loop, pausing briefly when the queue is empty;
+//! - the worker: [`App::work_once`] in a loop; when the queue is empty it waits until a job is
+//!   enqueued (the embedded queue wakes it) or briefly at most;
 //! - the HTTP listener on `server.listen` ([`crate::http::router`]).
 //!
 //! On a signal every part finishes what it is doing (a poll cycle, a batch of jobs, in-flight
@@ -11,7 +12,8 @@
 //!
 //! In-process use (tests, `paybridge demo`): [`spawn`] runs the same three parts in the
 //! background until [`Background::shutdown`]; [`spawn_http`] runs only the listener, for callers
-//! that drive [`App::poll_cycle`] and [`App::work_once`] themselves on a simulated clock.
+//! that drive [`App::poll_cycle`] and [`App::work_once`] themselves on a simulated clock;
+//! [`spawn_worker`] runs only the worker.
 
 use crate::cli::{AwsArgs, ServeArgs};
 use crate::http;
@@ -167,7 +169,7 @@ pub fn build_app(prepared: Prepared, database: &Path) -> Result<App, StartError>
         reason,
     };
     let store = SqliteStore::open(database).map_err(|e| db_error(e.to_string()))?;
-    let queue = SqliteQueue::open(database, MAX_RECEIVES).map_err(|e| db_error(e.to_string()))?;
+    let queue = SqliteQueue::sharing(&store, MAX_RECEIVES).map_err(|e| db_error(e.to_string()))?;
     Ok(App {
         config: prepared.config,
         store: Arc::new(store),
@@ -278,6 +280,28 @@ pub fn spawn_http(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::
         stop,
         task: Some(task),
     })
+}
+
+/// Only the worker of `serve` in the background, for callers that poll themselves but want
+/// jobs run as `serve` runs them (woken by the enqueue): the prepayment latency bench.
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Lets the worker finish its batch and waits for it.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts `serve`'s worker loop on `app` in the background; see [`WorkerHandle`].
+pub fn spawn_worker(app: Arc<App>) -> WorkerHandle {
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(async move { work_loop(&app, rx).await });
+    WorkerHandle { stop, task }
 }
 
 /// Runs poller, worker and listener until `shutdown` resolves (or until one of them ends, which
@@ -423,7 +447,7 @@ async fn work_loop(app: &App, stop: watch::Receiver<bool>) {
             }
         };
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = app.queue.wait_for_work(pause) => {}
             () = stopped(stop.clone()) => return,
         }
     }

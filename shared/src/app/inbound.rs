@@ -1,10 +1,11 @@
 //! What PSPs post: a webhook verified by its PSP's connector ([`crate::psp::webhook`]) and
 //! stored as an event before it is acknowledged; a repeat re-arms the stored event; the event's
-//! job is queued (the sweep picks it up if that fails).
+//! job is queued (in the same commit where the queue shares the store's database; the sweep
+//! picks it up if that fails).
 
 use super::{App, MAX_WEBHOOK_BYTES, WebhookAck, WebhookError};
 use crate::queue::Job;
-use crate::store::repo::EventRecord;
+use crate::store::repo::{EventRecord, Repo};
 use chrono::{DateTime, Utc};
 
 impl App {
@@ -34,10 +35,7 @@ impl App {
             version: 0,
         };
         let repo = self.repo();
-        let inserted = repo
-            .insert_event(&ev, now)
-            .await
-            .map_err(|_| WebhookError::Unavailable)?;
+        let (inserted, queued) = self.store_event(&ev, now).await?;
         if !inserted {
             // The same body again: a PSP may send identical bodies for distinct happenings (a
             // second partial transfer), so it is a signal to look again, not only a replay.
@@ -61,8 +59,40 @@ impl App {
             }
             return Err(WebhookError::Unavailable);
         }
-        self.enqueue_event(&ev, now).await;
+        if !queued {
+            self.enqueue_event(&ev, now).await;
+        }
         Ok(WebhookAck { duplicate: false })
+    }
+
+    /// Stores a new event: (inserted, its job queued). Where the queue shares the store's
+    /// database (`serve`), the event and its job are one commit; elsewhere the job is sent
+    /// after the insert.
+    async fn store_event(
+        &self,
+        ev: &EventRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, bool), WebhookError> {
+        let item = Repo::event_item(ev, now).map_err(|_| WebhookError::Unavailable)?;
+        let job = Job::apply_event(ev.pk(), ev.sk());
+        let together = self
+            .queue
+            .insert_and_send(&item, now.timestamp(), &job, now.timestamp_millis())
+            .await;
+        match together {
+            Some(result) => {
+                let inserted = result.map_err(|_| WebhookError::Unavailable)?;
+                Ok((inserted, inserted))
+            }
+            None => {
+                let inserted = self
+                    .repo()
+                    .insert_event(ev, now)
+                    .await
+                    .map_err(|_| WebhookError::Unavailable)?;
+                Ok((inserted, false))
+            }
+        }
     }
 
     /// Queues a stored event's job; if that fails the sweep picks the event up.

@@ -92,6 +92,27 @@ pub trait Queue: Send + Sync {
 
     /// Messages not yet deleted (visible or in flight); for tests and the dashboard.
     async fn depth(&self) -> Result<usize, QueueError>;
+
+    /// Waits until a message may have become visible, at most `at_most`. The default waits
+    /// `at_most`; a queue that sees its own sends (the embedded one) returns as soon as a
+    /// message is sent without delay, so a worker is woken by the enqueue.
+    async fn wait_for_work(&self, at_most: Duration) {
+        tokio::time::sleep(at_most).await;
+    }
+
+    /// Inserts `item` into the store this queue shares its database with (conditionally, as
+    /// [`crate::store::Store::insert`]) and, only if it was inserted, enqueues `job`, in one
+    /// commit. `None` when the backend has no such store (SQS beside DynamoDB): the caller
+    /// inserts and sends on its own.
+    async fn insert_and_send(
+        &self,
+        _item: &crate::store::Item,
+        _now: i64,
+        _job: &Job,
+        _now_ms: i64,
+    ) -> Option<Result<bool, QueueError>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,14 @@
 //! needs no AWS. Messages live in `queue_messages`; a message received more than `max_receives`
 //! times without being acked is moved to `queue_dead` (SQS's redrive to a dead-letter queue).
 //!
-//! The tables can share a database file with [`crate::store::sqlite::SqliteStore`]. Time comes
+//! The tables can share a database file with [`crate::store::sqlite::SqliteStore`], and with
+//! [`SqliteQueue::sharing`] its connection too, so a stored item and its job are one commit. Time comes
 //! only from the `now_ms` arguments, so tests can drive the queue on a simulated clock. Every
 //! call runs on tokio's blocking pool against one connection behind a mutex.
 
 use super::{Delivery, Job, Queue, QueueError};
+use crate::store::sqlite::{self as sqlite_store, SqliteStore};
+use crate::store::{Item, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::collections::HashSet;
@@ -44,6 +47,10 @@ CREATE TABLE IF NOT EXISTS queue_dead (
 pub struct SqliteQueue {
     conn: Arc<Mutex<Connection>>,
     max_receives: u32,
+    /// Opened on a [`SqliteStore`]'s connection: items and jobs can share a commit.
+    shares_store: bool,
+    /// Signalled after every send that is visible at once (see [`Queue::wait_for_work`]).
+    sent: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SqliteQueue {
@@ -71,6 +78,20 @@ impl SqliteQueue {
         Self::init(conn, max_receives)
     }
 
+    /// The queue on `store`'s own connection (and database), so that
+    /// [`Queue::insert_and_send`] commits an item and its job together: one disk commit
+    /// instead of two. Store and queue calls then take turns on that connection.
+    pub fn sharing(store: &SqliteStore, max_receives: u32) -> Result<SqliteQueue, QueueError> {
+        let conn = store.connection();
+        {
+            let guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            guard.execute_batch(SCHEMA).map_err(backend)?;
+        }
+        let mut queue = Self::checked(conn, max_receives)?;
+        queue.shares_store = true;
+        Ok(queue)
+    }
+
     /// A private, non-persistent queue; for tests and throwaway runs.
     pub fn open_in_memory(max_receives: u32) -> Result<SqliteQueue, QueueError> {
         let conn = Connection::open_in_memory().map_err(backend)?;
@@ -78,16 +99,22 @@ impl SqliteQueue {
     }
 
     fn init(conn: Connection, max_receives: u32) -> Result<SqliteQueue, QueueError> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Self::checked(Arc::new(Mutex::new(conn)), max_receives)
+    }
+
+    fn checked(conn: Arc<Mutex<Connection>>, max_receives: u32) -> Result<SqliteQueue, QueueError> {
         if max_receives == 0 {
             return Err(QueueError::Backend(
                 "max_receives must be at least 1".to_owned(),
             ));
         }
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(SqliteQueue {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             max_receives,
+            shares_store: false,
+            sent: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -138,6 +165,18 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Inserts one message (the statement of [`Queue::send`], also used inside a transaction).
+fn send_row(conn: &Connection, body: &str, visible_at: i64, now_ms: i64) -> Result<(), QueueError> {
+    conn.prepare_cached(
+        "INSERT INTO queue_messages (body, visible_at, receive_count, receipt, sent_at)
+         VALUES (?1, ?2, 0, NULL, ?3)",
+    )
+    .map_err(backend)?
+    .execute(params![body, visible_at, now_ms])
+    .map_err(backend)?;
+    Ok(())
+}
+
 /// Moves one message to `queue_dead`.
 fn dead_letter(
     tx: &rusqlite::Transaction<'_>,
@@ -164,17 +203,58 @@ impl Queue for SqliteQueue {
     async fn send(&self, job: &Job, delay: Duration, now_ms: i64) -> Result<(), QueueError> {
         let body = serde_json::to_string(job).map_err(|e| QueueError::Backend(e.to_string()))?;
         let visible_at = now_ms.saturating_add(millis(delay));
-        self.with_conn(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO queue_messages (body, visible_at, receive_count, receipt, sent_at)
-                 VALUES (?1, ?2, 0, NULL, ?3)",
-            )
-            .map_err(backend)?
-            .execute(params![body, visible_at, now_ms])
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.with_conn(move |conn| send_row(conn, &body, visible_at, now_ms))
+            .await?;
+        if delay.is_zero() {
+            self.sent.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn wait_for_work(&self, at_most: Duration) {
+        // A send since the last wait left a permit: return at once.
+        let _ = tokio::time::timeout(at_most, self.sent.notified()).await;
+    }
+
+    async fn insert_and_send(
+        &self,
+        item: &Item,
+        now: i64,
+        job: &Job,
+        now_ms: i64,
+    ) -> Option<Result<bool, QueueError>> {
+        if !self.shares_store {
+            return None;
+        }
+        let store_err = |e: StoreError| QueueError::Backend(e.to_string());
+        let prepared = serde_json::to_string(job)
+            .map_err(|e| QueueError::Backend(e.to_string()))
+            .and_then(|job| Ok((job, sqlite_store::body_text(item).map_err(store_err)?)));
+        let (job, body) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let item = item.clone();
+        Some(
+            self.with_conn(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(backend)?;
+                let inserted =
+                    sqlite_store::insert_row(&tx, &item, &body, now).map_err(store_err)?;
+                if inserted {
+                    send_row(&tx, &job, now_ms, now_ms)?;
+                }
+                tx.commit().map_err(backend)?;
+                Ok(inserted)
+            })
+            .await
+            .inspect(|&inserted| {
+                if inserted {
+                    self.sent.notify_one();
+                }
+            }),
+        )
     }
 
     async fn receive(

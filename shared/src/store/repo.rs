@@ -371,7 +371,8 @@ impl<'s> Repo<'s> {
 
     // ---- events ----
 
-    fn event_item(ev: &EventRecord, now: DateTime<Utc>) -> Result<Item, StoreError> {
+    /// The stored item of an event.
+    pub(crate) fn event_item(ev: &EventRecord, now: DateTime<Utc>) -> Result<Item, StoreError> {
         let mut item = Item::new(ev.pk(), ev.sk(), body(ev)?);
         item.expires_at = Some(now.timestamp() + EVENT_TTL_DAYS * 86_400);
         if !ev.applied {

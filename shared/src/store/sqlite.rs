@@ -4,7 +4,9 @@
 //! Every call runs on tokio's blocking pool against one connection behind a mutex, so the store
 //! can be shared freely between tasks of a multi-thread runtime. Each write is a single SQL
 //! statement (conditional insert, compare-and-swap update, conditional delete), which makes it
-//! atomic per item even when several processes open the same file.
+//! atomic per item even when several processes open the same file. A queue opened with
+//! [`crate::queue::sqlite::SqliteQueue::sharing`] uses the same connection, so an item and a
+//! job can be committed together.
 
 use super::{Item, Store, StoreError};
 use async_trait::async_trait;
@@ -75,6 +77,11 @@ impl SqliteStore {
         })
     }
 
+    /// The store's connection, for a queue that shares it (and its transactions).
+    pub(crate) fn connection(&self) -> Arc<Mutex<Connection>> {
+        Arc::clone(&self.conn)
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -104,7 +111,7 @@ fn conflict(pk: &str, sk: &str) -> StoreError {
     }
 }
 
-fn body_text(item: &Item) -> Result<String, StoreError> {
+pub(crate) fn body_text(item: &Item) -> Result<String, StoreError> {
     serde_json::to_string(&item.body).map_err(|e| StoreError::Backend(e.to_string()))
 }
 
@@ -124,6 +131,41 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The conditional insert of [`Store::insert`] on `conn` (or inside a transaction on it): one
+/// statement that inserts, or takes over the key only when the existing item is expired.
+pub(crate) fn insert_row(
+    conn: &Connection,
+    item: &Item,
+    body: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO items (pk, sk, version, body, expires_at, gsi_pk, gsi_sk)
+             VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
+             ON CONFLICT (pk, sk) DO UPDATE SET
+                 version = 1,
+                 body = excluded.body,
+                 expires_at = excluded.expires_at,
+                 gsi_pk = excluded.gsi_pk,
+                 gsi_sk = excluded.gsi_sk
+             WHERE items.expires_at IS NOT NULL AND items.expires_at <= ?7",
+        )
+        .map_err(backend)?;
+    let changed = stmt
+        .execute(params![
+            item.pk,
+            item.sk,
+            body,
+            item.expires_at,
+            item.gsi_pk,
+            item.gsi_sk,
+            now
+        ])
+        .map_err(backend)?;
+    Ok(changed == 1)
 }
 
 /// Reads one row selected with [`COLUMNS`].
@@ -182,35 +224,8 @@ impl Store for SqliteStore {
     async fn insert(&self, item: &Item, now: i64) -> Result<bool, StoreError> {
         let body = body_text(item)?;
         let item = item.clone();
-        self.with_conn(move |conn| {
-            // One statement: insert, or take over the key only when the existing item is expired.
-            let mut stmt = conn
-                .prepare_cached(
-                    "INSERT INTO items (pk, sk, version, body, expires_at, gsi_pk, gsi_sk)
-                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (pk, sk) DO UPDATE SET
-                         version = 1,
-                         body = excluded.body,
-                         expires_at = excluded.expires_at,
-                         gsi_pk = excluded.gsi_pk,
-                         gsi_sk = excluded.gsi_sk
-                     WHERE items.expires_at IS NOT NULL AND items.expires_at <= ?7",
-                )
-                .map_err(backend)?;
-            let changed = stmt
-                .execute(params![
-                    item.pk,
-                    item.sk,
-                    body,
-                    item.expires_at,
-                    item.gsi_pk,
-                    item.gsi_sk,
-                    now
-                ])
-                .map_err(backend)?;
-            Ok(changed == 1)
-        })
-        .await
+        self.with_conn(move |conn| insert_row(conn, &item, &body, now))
+            .await
     }
 
     async fn update(&self, item: &Item) -> Result<u64, StoreError> {
