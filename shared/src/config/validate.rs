@@ -1,0 +1,282 @@
+//! From the parsed TOML to a [`Config`]: every rule the file must follow, one function per
+//! section, each error located at the offending key (never quoting a value that may be a
+//! secret).
+
+use super::*;
+
+/// What ids may contain: they become parts of store keys, where `#` and `/` separate parts.
+const ID_RULE: &str = "1 to 64 characters: letters, digits, '_', '-' or '.'";
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// pixi XML tags: letters, digits, `_` and `-`, starting with a letter.
+fn valid_tag(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn parse_quiet_hours(s: &str) -> Result<Option<QuietHours>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected \"HH:MM-HH:MM\" or \"off\", got {s:?}"))?;
+    let t = |x: &str| {
+        NaiveTime::parse_from_str(x.trim(), "%H:%M").map_err(|_| format!("bad time {x:?}"))
+    };
+    Ok(Some(QuietHours {
+        start: t(a)?,
+        end: t(b)?,
+    }))
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_DATABASE: &str = "./paybridge.db";
+const DEFAULT_POLL_SECS: u64 = 60;
+
+impl RawConfig {
+    pub(super) fn validate(self, loc: &Locator<'_>) -> Result<Config, ConfigError> {
+        let tenant = tenant(self.tenant.into_inner(), loc)?;
+        let server = server(self.server.map(Spanned::into_inner), loc)?;
+        let (erp, ids) = erp_connections(self.erp, loc)?;
+        let methods = methods(self.method, &ids, loc)?;
+        let smtp = match self.smtp {
+            None => None,
+            Some(s) => Some(smtp(s.into_inner(), loc)?),
+        };
+        Ok(Config {
+            tenant,
+            server,
+            erp,
+            methods,
+            smtp,
+        })
+    }
+}
+
+fn tenant(t: RawTenant, loc: &Locator<'_>) -> Result<Tenant, ConfigError> {
+    if !valid_id(t.id.get_ref()) {
+        return loc.err(t.id.span(), "tenant.id", ID_RULE);
+    }
+    let timezone = match &t.timezone {
+        None => chrono_tz::Europe::Berlin,
+        Some(tz) => match tz.get_ref().parse::<chrono_tz::Tz>() {
+            Ok(z) => z,
+            Err(_) => {
+                let m = format!("unknown time zone {:?}", tz.get_ref());
+                return loc.err(tz.span(), "tenant.timezone", m);
+            }
+        },
+    };
+    let quiet_hours = match &t.quiet_hours {
+        None => parse_quiet_hours("00:00-04:00").expect("default parses"),
+        Some(q) => match parse_quiet_hours(q.get_ref()) {
+            Ok(q) => q,
+            Err(m) => return loc.err(q.span(), "tenant.quiet_hours", m),
+        },
+    };
+    Ok(Tenant {
+        id: t.id.into_inner(),
+        timezone,
+        quiet_hours,
+        notify_email: t.notify_email,
+    })
+}
+
+fn server(s: Option<RawServer>, loc: &Locator<'_>) -> Result<Server, ConfigError> {
+    let default_listen = || DEFAULT_LISTEN.parse().expect("literal");
+    let Some(s) = s else {
+        return Ok(Server {
+            listen: default_listen(),
+            database: PathBuf::from(DEFAULT_DATABASE),
+            poll_interval_secs: DEFAULT_POLL_SECS,
+        });
+    };
+    let listen = match &s.listen {
+        None => default_listen(),
+        Some(l) => match l.get_ref().parse() {
+            Ok(a) => a,
+            Err(_) => {
+                let m = format!("not an address:port: {:?}", l.get_ref());
+                return loc.err(l.span(), "server.listen", m);
+            }
+        },
+    };
+    let poll_interval_secs = match &s.poll_interval_secs {
+        None => DEFAULT_POLL_SECS,
+        Some(p) if *p.get_ref() == 0 => {
+            return loc.err(p.span(), "server.poll_interval_secs", "must be at least 1");
+        }
+        Some(p) => *p.get_ref(),
+    };
+    Ok(Server {
+        listen,
+        database: s
+            .database
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+        poll_interval_secs,
+    })
+}
+
+/// The ERP connections, and their ids (for the methods' `erp`).
+fn erp_connections(
+    raw: Vec<Spanned<RawErp>>,
+    loc: &Locator<'_>,
+) -> Result<(Vec<ErpConnection>, HashSet<String>), ConfigError> {
+    if raw.len() > 2 {
+        let m = "at most two ERP connections per tenant";
+        return loc.err(raw[2].span(), "erp", m);
+    }
+    let mut ids = HashSet::new();
+    let mut erp = Vec::new();
+    for (i, e) in raw.into_iter().enumerate() {
+        let span = e.span();
+        let e = e.into_inner();
+        if !valid_id(e.id.get_ref()) {
+            return loc.err(e.id.span(), &format!("erp[{i}].id"), ID_RULE);
+        }
+        if !ids.insert(e.id.get_ref().clone()) {
+            let m = format!("duplicate connection id {:?}", e.id.get_ref());
+            return loc.err(e.id.span(), &format!("erp[{i}].id"), m);
+        }
+        erp_kind_fields(&e, i, span, loc)?;
+        erp.push(ErpConnection {
+            id: e.id.into_inner(),
+            kind: e.kind,
+            active: e.active,
+            url: e.url.map(Spanned::into_inner),
+            user: e.user,
+            password: e.password,
+            fixtures: e.fixtures,
+        });
+    }
+    Ok((erp, ids))
+}
+
+/// The fields each ERP kind needs.
+fn erp_kind_fields(
+    e: &RawErp,
+    i: usize,
+    span: std::ops::Range<usize>,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    match e.kind {
+        ErpKind::Pixi => {
+            let Some(url) = &e.url else {
+                let m = "required for kind = \"pixi\"";
+                return loc.err(span, &format!("erp[{i}].url"), m);
+            };
+            let u = url.get_ref();
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                let m = "must be an http(s) URL";
+                return loc.err(url.span(), &format!("erp[{i}].url"), m);
+            }
+            if e.user.is_none() || e.password.is_none() {
+                let m = "user and password are required for kind = \"pixi\"";
+                return loc.err(span, &format!("erp[{i}].user"), m);
+            }
+        }
+        ErpKind::Memory => {
+            if e.fixtures.is_none() {
+                let m = "required for kind = \"memory\"";
+                return loc.err(span, &format!("erp[{i}].fixtures"), m);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn methods(
+    raw: Vec<Spanned<RawMethod>>,
+    erp_ids: &HashSet<String>,
+    loc: &Locator<'_>,
+) -> Result<Vec<MethodConfig>, ConfigError> {
+    let mut keys = HashSet::new();
+    let mut methods = Vec::new();
+    for (i, m) in raw.into_iter().enumerate() {
+        let m = m.into_inner();
+        method_rules(&m, i, erp_ids, loc)?;
+        let key = (
+            m.erp.get_ref().clone(),
+            m.mandant.clone(),
+            m.erp_method.get_ref().clone(),
+        );
+        if !keys.insert(key) {
+            let msg = "a config for this (erp, mandant, erp_method) exists already";
+            return loc.err(m.erp_method.span(), &format!("method[{i}]"), msg);
+        }
+        methods.push(MethodConfig {
+            erp: m.erp.into_inner(),
+            mandant: m.mandant,
+            erp_method: m.erp_method.into_inner(),
+            psp: m.psp,
+            active: m.active,
+            mode: m.mode,
+            invoice_event: m.invoice_event.into_inner(),
+            return_event: m.return_event.into_inner(),
+            rounding_tolerance: m.rounding_tolerance,
+            account: PspAccount {
+                public_key: m.public_key.into_inner(),
+                private_key: m.private_key,
+                api_host: m.api_host,
+            },
+        });
+    }
+    Ok(methods)
+}
+
+/// The rules of one `[[method]]` on its own.
+fn method_rules(
+    m: &RawMethod,
+    i: usize,
+    erp_ids: &HashSet<String>,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    if !erp_ids.contains(m.erp.get_ref()) {
+        let msg = format!("no [[erp]] connection with id {:?}", m.erp.get_ref());
+        return loc.err(m.erp.span(), &format!("method[{i}].erp"), msg);
+    }
+    if !valid_tag(m.erp_method.get_ref()) {
+        let msg = "an XML tag name: letters, digits, _ or -, no special characters";
+        return loc.err(m.erp_method.span(), &format!("method[{i}].erp_method"), msg);
+    }
+    for (name, v) in [
+        ("invoice_event", &m.invoice_event),
+        ("return_event", &m.return_event),
+    ] {
+        if v.get_ref().trim().is_empty() {
+            let msg = "booking event code must not be empty";
+            return loc.err(v.span(), &format!("method[{i}].{name}"), msg);
+        }
+    }
+    let key = m.public_key.get_ref();
+    if m.psp == PspKind::Unzer && !(key.starts_with("s-pub-") || key.starts_with("p-pub-")) {
+        let msg = "an Unzer public key starts with s-pub- or p-pub-";
+        return loc.err(m.public_key.span(), &format!("method[{i}].public_key"), msg);
+    }
+    Ok(())
+}
+
+fn smtp(s: RawSmtp, loc: &Locator<'_>) -> Result<Smtp, ConfigError> {
+    for (name, v) in [("from", &s.from), ("to", &s.to)] {
+        if !v.get_ref().contains('@') {
+            return loc.err(v.span(), &format!("smtp.{name}"), "not an e-mail address");
+        }
+    }
+    Ok(Smtp {
+        host: s.host,
+        port: s.port,
+        user: s.user,
+        password: s.password,
+        from: s.from.into_inner(),
+        to: s.to.into_inner(),
+        starttls: s.starttls,
+    })
+}
