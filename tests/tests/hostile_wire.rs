@@ -1273,6 +1273,8 @@ fn order7() -> ErpOrder {
         shipping_lock: false,
         invoices: vec![],
         credit_notes: vec![],
+        // CustKey of the valid header row.
+        customer_key: Some("70".into()),
     }
 }
 
@@ -2001,8 +2003,12 @@ async fn pixi_changes_and_writes_against_hostile_replies() {
         srv.respond(move |_| Reply::xml(200, body.clone()));
         let erp = pixi(&srv.base);
         let r = no_panic("apply", async move {
-            erp.apply("7", &ErpWrite::Comment { text: "hi".into() }, "op-1")
-                .await
+            erp.apply(
+                &ErpOrder::known_by_id("7", Currency::EUR),
+                &ErpWrite::Comment { text: "hi".into() },
+                "op-1",
+            )
+            .await
         })
         .await;
         if refused {

@@ -51,6 +51,75 @@ fn tag(op: &str) -> String {
     format!("[{}]", psp_reference(op))
 }
 
+/// Facts of an order known only by its number: the connector reads what a write needs.
+fn bare(id: &str) -> ErpOrder {
+    ErpOrder::known_by_id(id, Currency::EUR)
+}
+
+/// The SOAP call names of the simulator's request log, in order.
+fn call_names(sim: &PixiSim) -> Vec<String> {
+    sim.requests().into_iter().map(|r| r.call).collect()
+}
+
+#[tokio::test]
+async fn release_and_booking_take_the_header_facts_from_the_order_facts() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(310, "U").line(1, "30.00").pay_id("s-pay-310"));
+    let id = nr.to_string();
+    let pixi = erp(&sim, &["U"]);
+    let facts = pixi
+        .orders(std::slice::from_ref(&id))
+        .await
+        .expect("orders")
+        .remove(0);
+    assert!(facts.customer_key.is_some());
+    sim.clear_log();
+    pixi.apply(&facts, &ErpWrite::Release, "op-r")
+        .await
+        .expect("release");
+    assert_eq!(
+        call_names(&sim),
+        ["pixiPaySetAuthorizationStatus", "pixiReleaseOrder"],
+        "no header read"
+    );
+    let rel = &sim.requests()[1];
+    assert_eq!(
+        (rel.param("ShopId"), rel.param("OrderNrExternal")),
+        (
+            Some(facts.mandant.as_str()),
+            Some(facts.shop_order_no.as_str())
+        )
+    );
+    assert_eq!(sim.requests()[0].param("AuthID"), Some("s-pay-310"));
+    assert_eq!(sim.order(nr).expect("order").status, "OPEN");
+
+    let booking = ErpWrite::ManualBooking {
+        amount: eur("-5.00"),
+        event_code: "RE".into(),
+        document: id.clone(),
+    };
+    sim.clear_log();
+    pixi.apply(&facts, &booking, "op-b").await.expect("booking");
+    assert_eq!(call_names(&sim), ["pixiCACreateManualBooking"]);
+    let cust = sim.order(nr).expect("order").cust_key;
+    assert_eq!(
+        sim.requests()[0].param("CustKey"),
+        Some(cust.to_string().as_str())
+    );
+
+    // A fact missing: the header is read as before.
+    let mut partial = facts.clone();
+    partial.customer_key = None;
+    sim.clear_log();
+    pixi.apply(&partial, &booking, "op-b2")
+        .await
+        .expect("booking");
+    assert_eq!(
+        call_names(&sim),
+        ["pixiGetOrderHeader", "pixiCACreateManualBooking"]
+    );
+}
+
 #[tokio::test]
 async fn changes_finds_work_lists_and_changed_orders_and_advances_the_cursor() {
     let sim = PixiSim::start().await;
@@ -236,6 +305,7 @@ async fn orders_maps_every_field_to_the_cent() {
             amount: m("10.00"),
             settled: false,
         }],
+        customer_key: sim.order(100).map(|o| o.cust_key.to_string()),
     };
     assert_eq!(got.len(), 2, "unknown ids are left out");
     assert_eq!(got[0], expected);
@@ -316,7 +386,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         pixi.was_applied(&id, &ErpWrite::Release, op).await,
         Ok(Some(false))
     );
-    pixi.apply(&id, &ErpWrite::Release, op)
+    pixi.apply(&bare(&id), &ErpWrite::Release, op)
         .await
         .expect("release");
     let o = sim.order(nr).expect("order");
@@ -341,7 +411,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
 
     // Shipping lock on the order (never the customer-level lock).
     let op = "acme/main/200/order:200/release_prepayment";
-    pixi.apply(&id, &ErpWrite::SetShippingLock, op)
+    pixi.apply(&bare(&id), &ErpWrite::SetShippingLock, op)
         .await
         .expect("lock");
     let o = sim.order(nr).expect("order");
@@ -369,7 +439,9 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         details: details.clone(),
     };
     assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(false)));
-    pixi.apply(&id, &w, op).await.expect("transfer details");
+    pixi.apply(&bare(&id), &w, op)
+        .await
+        .expect("transfer details");
     let bank = sim.transfer_fields(nr).expect("address");
     assert_eq!(bank.holder.as_deref(), Some("Unzer E-Com GmbH"));
     assert_eq!(bank.iban.as_deref(), Some("DE89370400440532013000"));
@@ -378,7 +450,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
     assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(true)));
 
     let op = "acme/main/200/order:200/clear_lock";
-    pixi.apply(&id, &ErpWrite::ClearShippingLock, op)
+    pixi.apply(&bare(&id), &ErpWrite::ClearShippingLock, op)
         .await
         .expect("unlock");
     assert!(!sim.order(nr).expect("order").shipping_lock);
@@ -397,7 +469,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         amount: eur("55.00"),
     };
     assert_eq!(pixi.was_applied(&id, &w, &op).await, Ok(Some(false)));
-    pixi.apply(&id, &w, &op).await.expect("capture mark");
+    pixi.apply(&bare(&id), &w, &op).await.expect("capture mark");
     let inv = sim.invoice(&invoice).expect("invoice");
     assert!(inv.paid);
     assert_eq!(inv.paid_amount, dec("55.00"));
@@ -425,7 +497,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         document: credit.clone(),
     };
     assert_eq!(pixi.was_applied(&id, &w, &op).await, Ok(Some(false)));
-    pixi.apply(&id, &w, &op).await.expect("booking");
+    pixi.apply(&bare(&id), &w, &op).await.expect("booking");
     let b = sim.bookings_for_order(nr);
     assert_eq!(b.len(), 2);
     let refund = &b[1];
@@ -447,7 +519,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         text: "paybridge 2025-01-01 10:00 UTC: released".into(),
     };
     assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(false)));
-    pixi.apply(&id, &w, op).await.expect("comment");
+    pixi.apply(&bare(&id), &w, op).await.expect("comment");
     assert_eq!(
         sim.comments(nr),
         vec![format!(
@@ -466,7 +538,10 @@ async fn refusals_are_refused_with_pixis_message() {
     let pixi = erp(&sim, &["U"]);
 
     sim.fail_next(SimFault::SoapFault("boom: deadlock victim".into()), 1);
-    match pixi.apply(&id, &ErpWrite::SetShippingLock, "op").await {
+    match pixi
+        .apply(&bare(&id), &ErpWrite::SetShippingLock, "op")
+        .await
+    {
         Err(ErpError::Refused(m)) => assert!(m.contains("boom: deadlock victim"), "{m}"),
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -476,7 +551,10 @@ async fn refusals_are_refused_with_pixis_message() {
     );
 
     // ReturnCode ERROR + ErrorMessage.
-    match pixi.apply("999", &ErpWrite::SetShippingLock, "op").await {
+    match pixi
+        .apply(&bare("999"), &ErpWrite::SetShippingLock, "op")
+        .await
+    {
         Err(ErpError::Refused(m)) => assert!(m.contains("Order 999 does not exist"), "{m}"),
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -486,7 +564,7 @@ async fn refusals_are_refused_with_pixis_message() {
         event_code: "ZE".into(),
         amount: eur("1.00"),
     };
-    match pixi.apply(&id, &w, "op").await {
+    match pixi.apply(&bare(&id), &w, "op").await {
         Err(ErpError::Refused(m)) => assert!(
             m.contains("SqlResultCode 1") && m.contains("RE999999"),
             "{m}"
@@ -501,7 +579,7 @@ async fn refusals_are_refused_with_pixis_message() {
         amount: eur("1.00"),
     };
     assert!(matches!(
-        pixi.apply(&id, &w, "op").await,
+        pixi.apply(&bare(&id), &w, "op").await,
         Err(ErpError::Refused(_))
     ));
     assert_eq!(sim.request_count(), 0);
@@ -533,7 +611,7 @@ async fn unavailable_means_not_applied_and_garbage_is_a_bad_reply() {
     let pixi = erp(&sim, &["U"]);
     sim.fail_next(SimFault::Unavailable, 1);
     assert!(matches!(
-        pixi.apply(&nr.to_string(), &ErpWrite::SetShippingLock, "op")
+        pixi.apply(&bare(&nr.to_string()), &ErpWrite::SetShippingLock, "op")
             .await,
         Err(ErpError::Unavailable(_))
     ));
@@ -590,7 +668,7 @@ async fn timeout_after_applying_is_unknown_and_read_back_prevents_a_double_booki
         amount: eur("30.00"),
     };
     sim.fail_next_call("pixiPaySetInvoiceCapture", SimFault::HangAfterApply, 1);
-    match pixi.apply(&id, &capture, &op).await {
+    match pixi.apply(&bare(&id), &capture, &op).await {
         Err(ErpError::Unknown(m)) => assert!(m.contains("pixiPaySetInvoiceCapture"), "{m}"),
         other => panic!("expected Unknown, got {other:?}"),
     }
@@ -609,7 +687,7 @@ async fn timeout_after_applying_is_unknown_and_read_back_prevents_a_double_booki
     };
     sim.fail_next_call("pixiCACreateManualBooking", SimFault::HangAfterApply, 1);
     assert!(matches!(
-        pixi.apply(&id, &booking, &op).await,
+        pixi.apply(&bare(&id), &booking, &op).await,
         Err(ErpError::Unknown(_))
     ));
     assert_eq!(pixi.was_applied(&id, &booking, &op).await, Ok(Some(true)));
@@ -620,14 +698,14 @@ async fn timeout_after_applying_is_unknown_and_read_back_prevents_a_double_booki
     };
     sim.fail_next_call("pixiAddOrderComment", SimFault::HangAfterApply, 1);
     assert!(matches!(
-        pixi.apply(&id, &comment, "c1").await,
+        pixi.apply(&bare(&id), &comment, "c1").await,
         Err(ErpError::Unknown(_))
     ));
     assert_eq!(pixi.was_applied(&id, &comment, "c1").await, Ok(Some(true)));
     assert_eq!(sim.comments(nr).len(), 1);
 
     // Why the read-back matters: pixi's capture call is not idempotent.
-    pixi.apply(&id, &capture, "blind retry")
+    pixi.apply(&bare(&id), &capture, "blind retry")
         .await
         .expect("second capture");
     assert_eq!(
@@ -648,7 +726,7 @@ async fn hostile_comment_text_is_escaped() {
     let w = ErpWrite::Comment {
         text: hostile.into(),
     };
-    pixi.apply(&nr.to_string(), &w, "op-x")
+    pixi.apply(&bare(&nr.to_string()), &w, "op-x")
         .await
         .expect("comment");
     // XML 1.0 cannot carry U+0007: it is dropped, everything else arrives verbatim.

@@ -25,7 +25,7 @@ impl App {
         while let Some(step) = op.next_step() {
             let next = match step {
                 Step::Psp => self.psp_step(key, op, facts, cfg, &reference, now).await?,
-                Step::Erp { index } => self.erp_step(key, op, index, now).await?,
+                Step::Erp { index } => self.erp_step(key, op, facts, index, now).await?,
             };
             if let Some(result) = next {
                 return Ok(result);

@@ -493,8 +493,13 @@ impl Erp for PixiErp {
         self.read_orders(order_ids).await
     }
 
-    async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError> {
-        self.apply_write(order_id, write, op_ref).await
+    async fn apply(
+        &self,
+        order: &ErpOrder,
+        write: &ErpWrite,
+        op_ref: &str,
+    ) -> Result<(), ErpError> {
+        self.apply_write(order, write, op_ref).await
     }
 
     async fn was_applied(

@@ -263,6 +263,7 @@ pub(super) fn map_order(
         shipping_lock: h.locked,
         invoices: invs,
         credit_notes: credits,
+        customer_key: h.cust_key.map(|k| k.to_string()),
     })
 }
 

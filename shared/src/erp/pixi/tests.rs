@@ -88,3 +88,25 @@ fn tag_fits_pixi_columns() {
     assert!(psp_reference("x").len() <= 50);
     assert!(check_event("ZE").is_ok() && check_event("TOOLONG").is_err());
 }
+
+#[test]
+fn release_facts_need_shop_order_number_and_payment_id() {
+    let mut o = ErpOrder::known_by_id("7", Currency::EUR);
+    assert!(release_facts(&o).is_none());
+    o.mandant = "ABC".into();
+    o.shop_order_no = "S-7".into();
+    assert!(
+        release_facts(&o).is_none(),
+        "no ccpPayID: the header is read"
+    );
+    o.psp_payment_id = Some("s-pay-7".into());
+    let f = release_facts(&o).unwrap();
+    assert_eq!(
+        (
+            f.shop_id.as_str(),
+            f.shop_order_no.as_str(),
+            f.psp_payment_id.as_deref()
+        ),
+        ("ABC", "S-7", Some("s-pay-7"))
+    );
+}
