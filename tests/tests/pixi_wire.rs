@@ -62,6 +62,70 @@ fn call_names(sim: &PixiSim) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn a_batch_is_read_with_one_get_order_plus_header_and_invoices_per_order() {
+    let sim = PixiSim::start().await;
+    let a = sim.add_order(NewOrder::new(300, "U").line(2, "10.00").pay_id("s-pay-300"));
+    let b = sim.add_order(
+        NewOrder::new(301, "U")
+            .line(1, "5.00")
+            .ship_cost("4.95")
+            .open(),
+    );
+    sim.ship_lines(b, &[]);
+    let pixi = erp(&sim, &["U"]);
+    sim.clear_log();
+    let ids = [a.to_string(), "404".to_string(), b.to_string()];
+    let got = pixi.orders(&ids).await.expect("orders");
+    assert_eq!(
+        got.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(),
+        [a.to_string(), b.to_string()],
+        "unknown ids are left out, the order of the ids is kept"
+    );
+    let calls = call_names(&sim);
+    assert_eq!(calls[0], "pixiGetOrder");
+    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrder").count(), 1);
+    assert_eq!(
+        calls.iter().filter(|c| *c == "pixiGetOrderHeader").count(),
+        2
+    );
+    assert_eq!(calls.iter().filter(|c| *c == "pixiGetInvoice").count(), 2);
+    assert_eq!(calls.len(), 5, "no per-order lines or totals: {calls:?}");
+    let asked = sim.requests()[0]
+        .param("OrderNrXML")
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        asked,
+        format!(
+            "<OrderNrs><OrderNr>{a}</OrderNr><OrderNr>404</OrderNr><OrderNr>{b}</OrderNr></OrderNrs>"
+        )
+    );
+    assert_eq!(got[0].total, eur("20.00"));
+    assert_eq!(
+        got[0].customer_key,
+        sim.order(a).map(|o| o.cust_key.to_string())
+    );
+    assert_eq!(got[1].total, eur("9.95"));
+    assert_eq!(got[1].invoices.len(), 1);
+
+    // Without pixiGetOrder (not in the seed's list of installed calls): one refused batch call,
+    // then the per-order calls, with the same facts.
+    sim.uninstall("pixiGetOrder");
+    let fallback = erp(&sim, &["U"]);
+    sim.clear_log();
+    assert_eq!(fallback.orders(&ids).await.expect("orders"), got);
+    let calls = call_names(&sim);
+    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrder").count(), 1);
+    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrderline").count(), 2);
+    sim.clear_log();
+    fallback.orders(&ids[..1]).await.expect("orders");
+    assert!(
+        !call_names(&sim).iter().any(|c| c == "pixiGetOrder"),
+        "the missing call is not asked again"
+    );
+}
+
+#[tokio::test]
 async fn release_and_booking_take_the_header_facts_from_the_order_facts() {
     let sim = PixiSim::start().await;
     let nr = sim.add_order(NewOrder::new(310, "U").line(1, "30.00").pay_id("s-pay-310"));
@@ -118,6 +182,86 @@ async fn release_and_booking_take_the_header_facts_from_the_order_facts() {
         call_names(&sim),
         ["pixiGetOrderHeader", "pixiCACreateManualBooking"]
     );
+}
+
+#[tokio::test]
+async fn a_bad_batch_reply_is_refused_not_guessed() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(320, "U").line(1, "1.00"));
+    let pixi = erp(&sim, &["U"]);
+    let body = |row: &str| {
+        format!(
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:pixiGetOrderResponse xmlns:m="urn:m"><m:pixiGetOrderResult><SqlRowSet><diffgram><SqlRowSet1>{row}</SqlRowSet1></diffgram></SqlRowSet><SqlResultCode>0</SqlResultCode></m:pixiGetOrderResult></m:pixiGetOrderResponse></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+        )
+    };
+    let line = "<row><OrderlineKey>1</OrderlineKey><Status>HAL</Status><Qty>1</Qty><Price>1.0000</Price><OrderCurrency>EUR</OrderCurrency></row>";
+    for (row, why) in [
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}<row></Orderlines></row>"
+            ),
+            "malformed line XML",
+        ),
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>&lt;row&gt;&lt;Qty&gt;1</Orderlines></row>"
+            ),
+            "malformed escaped line XML",
+        ),
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines><line/></Orderlines></row>"
+            ),
+            "not a row",
+        ),
+        (
+            format!("<row><OrderNr>{nr}</OrderNr><Orderlines>{line}</Orderlines></row>"),
+            "no OrderTotal",
+        ),
+        (
+            format!("<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal></row>"),
+            "no Orderlines",
+        ),
+        (
+            format!(
+                "<row><OrderNr>999</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
+            ),
+            "an order not asked for",
+        ),
+        (
+            format!(
+                "<row><OrderNr>x{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
+            ),
+            "OrderNr not a number",
+        ),
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row><row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
+            ),
+            "an order twice",
+        ),
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1e3</OrderTotal><Orderlines>{line}</Orderlines></row>"
+            ),
+            "a total that is not a decimal",
+        ),
+    ] {
+        sim.respond_raw_once("pixiGetOrder", body(&row));
+        match pixi.orders(&[nr.to_string()]).await {
+            Err(ErpError::BadReply(m)) => assert!(!m.is_empty(), "{why}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    // The same rows as escaped text instead of elements are read like elements.
+    let escaped = quick_xml::escape::escape(line).into_owned();
+    sim.respond_raw_once(
+        "pixiGetOrder",
+        body(&format!("<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{escaped}</Orderlines></row>")),
+    );
+    let got = pixi.orders(&[nr.to_string()]).await.expect("escaped rows");
+    assert_eq!(got[0].lines.len(), 1);
+    assert_eq!(got[0].total, eur("1.00"));
 }
 
 #[tokio::test]
@@ -338,17 +482,20 @@ async fn batch_reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() 
     sim.clear_log();
     let got = pixi.orders(&ids).await.expect("orders");
     assert_eq!(got.len(), 6);
-    // 4 calls per order (header, lines, totals, invoices), 1 for an id pixi does not know, none
-    // for an id that cannot be a pixi order number.
+    // One pixiGetOrder for the batch, then header and invoices per order found; none for an id
+    // pixi does not know (pixiGetOrder leaves it out) or one that cannot be an order number.
     assert_eq!(
         sim.request_count(),
-        4 * 6 + 1,
+        1 + 2 * 6,
         "{:?}",
         sim.requests().iter().map(|r| &r.call).collect::<Vec<_>>()
     );
-    assert_eq!(sim.calls("pixiGetOrderHeader"), 7);
-    for call in ["pixiGetOrderline", "pixiGetOrderTotals", "pixiGetInvoice"] {
+    assert_eq!(sim.calls("pixiGetOrder"), 1);
+    for call in ["pixiGetOrderHeader", "pixiGetInvoice"] {
         assert_eq!(sim.calls(call), 6, "{call}");
+    }
+    for call in ["pixiGetOrderline", "pixiGetOrderTotals"] {
+        assert_eq!(sim.calls(call), 0, "{call}");
     }
 
     // A poll after the cursor reads only what changed.
@@ -363,9 +510,20 @@ async fn batch_reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() 
     assert_eq!(read[0].total, eur("11.99"));
     assert_eq!(
         sim.request_count(),
-        3 + 4 * 2,
-        "3 list calls for one payment code + 4 per changed order"
+        3 + 1 + 2 * 2,
+        "3 list calls for one payment code + 1 batch read + 2 per changed order"
     );
+
+    // A pixi without pixiGetOrder: 4 calls per order, 1 for an unknown id, as before.
+    sim.uninstall("pixiGetOrder");
+    let per_order = erp(&sim, &["U"]);
+    sim.clear_log();
+    assert_eq!(per_order.orders(&ids).await.expect("orders").len(), 6);
+    assert_eq!(sim.request_count(), 1 + 4 * 6 + 1);
+    assert_eq!(sim.calls("pixiGetOrderHeader"), 7);
+    for call in ["pixiGetOrderline", "pixiGetOrderTotals", "pixiGetInvoice"] {
+        assert_eq!(sim.calls(call), 6, "{call}");
+    }
 }
 
 #[tokio::test]
