@@ -476,6 +476,7 @@ private_key = "plain:s-priv-test"
             shipping_lock: false,
             invoices: vec![],
             credit_notes: vec![],
+            customer_key: None,
         });
         f.psp.put(PspPayment {
             payment_id: "s-pay-10004".into(),

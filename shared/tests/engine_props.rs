@@ -289,6 +289,7 @@ impl World {
                 shipping_lock: false,
                 invoices: vec![],
                 credit_notes: vec![],
+                customer_key: None,
             },
             psp: PspPayment {
                 payment_id: "s-pay-9".into(),

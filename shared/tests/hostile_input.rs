@@ -1435,6 +1435,7 @@ fn valid_fixtures() -> String {
         shipping_lock: false,
         invoices: vec![],
         credit_notes: vec![],
+        customer_key: None,
     };
     let payment = PspPayment {
         payment_id: "s-pay-10001".into(),

@@ -210,6 +210,10 @@ pub struct State {
     user: String,
     password: String,
     auth_failures: u64,
+    /// Calls this pixi database does not have (answered like any unknown procedure).
+    pub(crate) uninstalled: Vec<String>,
+    /// One-shot raw reply bodies by call (hostile-reply tests).
+    canned: VecDeque<(String, String)>,
 }
 
 impl State {
@@ -229,6 +233,8 @@ impl State {
             user: user.into(),
             password: password.into(),
             auth_failures: 0,
+            uninstalled: Vec::new(),
+            canned: VecDeque::new(),
         }
     }
 
@@ -583,6 +589,16 @@ impl PixiSim {
         })
     }
 
+    /// The next request of `call` gets `body` as its HTTP 200 reply, unchecked.
+    pub fn respond_raw_once(&self, call: &str, body: String) {
+        self.with(|s| s.canned.push_back((call.to_string(), body)));
+    }
+
+    /// From now on this database has no procedure `call` (a customer's pixi without it).
+    pub fn uninstall(&self, call: &str) {
+        self.with(|s| s.uninstalled.push(call.to_string()));
+    }
+
     /// The next `n` requests fail with `fault`.
     pub fn fail_next(&self, fault: SimFault, n: usize) {
         self.with(|s| s.faults.extend(std::iter::repeat_n((None, fault), n)));
@@ -759,6 +775,10 @@ async fn handle(
             soap_action: action.clone(),
             params: req.params.clone(),
         });
+        if let Some(i) = s.canned.iter().position(|(c, _)| *c == req.call) {
+            let body = s.canned.remove(i).map(|(_, b)| b).unwrap_or_default();
+            return xml_response(200, body);
+        }
         let fault = s
             .faults
             .iter()

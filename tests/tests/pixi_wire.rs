@@ -51,6 +51,219 @@ fn tag(op: &str) -> String {
     format!("[{}]", psp_reference(op))
 }
 
+/// Facts of an order known only by its number: the connector reads what a write needs.
+fn bare(id: &str) -> ErpOrder {
+    ErpOrder::known_by_id(id, Currency::EUR)
+}
+
+/// The SOAP call names of the simulator's request log, in order.
+fn call_names(sim: &PixiSim) -> Vec<String> {
+    sim.requests().into_iter().map(|r| r.call).collect()
+}
+
+#[tokio::test]
+async fn a_batch_is_read_with_one_get_order_plus_header_and_invoices_per_order() {
+    let sim = PixiSim::start().await;
+    let a = sim.add_order(NewOrder::new(300, "U").line(2, "10.00").pay_id("s-pay-300"));
+    let b = sim.add_order(
+        NewOrder::new(301, "U")
+            .line(1, "5.00")
+            .ship_cost("4.95")
+            .open(),
+    );
+    sim.ship_lines(b, &[]);
+    let pixi = erp(&sim, &["U"]);
+    sim.clear_log();
+    let ids = [a.to_string(), "404".to_string(), b.to_string()];
+    let got = pixi.orders(&ids).await.expect("orders");
+    assert_eq!(
+        got.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(),
+        [a.to_string(), b.to_string()],
+        "unknown ids are left out, the order of the ids is kept"
+    );
+    let calls = call_names(&sim);
+    assert_eq!(calls[0], "pixiGetOrder");
+    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrder").count(), 1);
+    assert_eq!(
+        calls.iter().filter(|c| *c == "pixiGetOrderHeader").count(),
+        2
+    );
+    assert_eq!(calls.iter().filter(|c| *c == "pixiGetInvoice").count(), 2);
+    assert_eq!(calls.len(), 5, "no per-order lines or totals: {calls:?}");
+    let asked = sim.requests()[0]
+        .param("OrderNrXML")
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        asked,
+        format!(
+            "<OrderNrs><OrderNr>{a}</OrderNr><OrderNr>404</OrderNr><OrderNr>{b}</OrderNr></OrderNrs>"
+        )
+    );
+    assert_eq!(got[0].total, eur("20.00"));
+    assert_eq!(
+        got[0].customer_key,
+        sim.order(a).map(|o| o.cust_key.to_string())
+    );
+    assert_eq!(got[1].total, eur("9.95"));
+    assert_eq!(got[1].invoices.len(), 1);
+
+    // Without pixiGetOrder (not in the seed's list of installed calls): one refused batch call,
+    // then the per-order calls, with the same facts.
+    sim.uninstall("pixiGetOrder");
+    let fallback = erp(&sim, &["U"]);
+    sim.clear_log();
+    assert_eq!(fallback.orders(&ids).await.expect("orders"), got);
+    let calls = call_names(&sim);
+    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrder").count(), 1);
+    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrderline").count(), 2);
+    sim.clear_log();
+    fallback.orders(&ids[..1]).await.expect("orders");
+    assert!(
+        !call_names(&sim).iter().any(|c| c == "pixiGetOrder"),
+        "the missing call is not asked again"
+    );
+}
+
+#[tokio::test]
+async fn release_and_booking_take_the_header_facts_from_the_order_facts() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(310, "U").line(1, "30.00").pay_id("s-pay-310"));
+    let id = nr.to_string();
+    let pixi = erp(&sim, &["U"]);
+    let facts = pixi
+        .orders(std::slice::from_ref(&id))
+        .await
+        .expect("orders")
+        .remove(0);
+    assert!(facts.customer_key.is_some());
+    sim.clear_log();
+    pixi.apply(&facts, &ErpWrite::Release, "op-r")
+        .await
+        .expect("release");
+    assert_eq!(
+        call_names(&sim),
+        ["pixiPaySetAuthorizationStatus", "pixiReleaseOrder"],
+        "no header read"
+    );
+    let rel = &sim.requests()[1];
+    assert_eq!(
+        (rel.param("ShopId"), rel.param("OrderNrExternal")),
+        (
+            Some(facts.mandant.as_str()),
+            Some(facts.shop_order_no.as_str())
+        )
+    );
+    assert_eq!(sim.requests()[0].param("AuthID"), Some("s-pay-310"));
+    assert_eq!(sim.order(nr).expect("order").status, "OPEN");
+
+    let booking = ErpWrite::ManualBooking {
+        amount: eur("-5.00"),
+        event_code: "RE".into(),
+        document: id.clone(),
+    };
+    sim.clear_log();
+    pixi.apply(&facts, &booking, "op-b").await.expect("booking");
+    assert_eq!(call_names(&sim), ["pixiCACreateManualBooking"]);
+    let cust = sim.order(nr).expect("order").cust_key;
+    assert_eq!(
+        sim.requests()[0].param("CustKey"),
+        Some(cust.to_string().as_str())
+    );
+
+    // A fact missing: the header is read as before.
+    let mut partial = facts.clone();
+    partial.customer_key = None;
+    sim.clear_log();
+    pixi.apply(&partial, &booking, "op-b2")
+        .await
+        .expect("booking");
+    assert_eq!(
+        call_names(&sim),
+        ["pixiGetOrderHeader", "pixiCACreateManualBooking"]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_batch_reply_is_refused_not_guessed() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(320, "U").line(1, "1.00"));
+    let pixi = erp(&sim, &["U"]);
+    let body = |row: &str| {
+        format!(
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:pixiGetOrderResponse xmlns:m="urn:m"><m:pixiGetOrderResult><SqlRowSet><diffgram><SqlRowSet1>{row}</SqlRowSet1></diffgram></SqlRowSet><SqlResultCode>0</SqlResultCode></m:pixiGetOrderResult></m:pixiGetOrderResponse></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+        )
+    };
+    let line = "<row><OrderlineKey>1</OrderlineKey><Status>HAL</Status><Qty>1</Qty><Price>1.0000</Price><OrderCurrency>EUR</OrderCurrency></row>";
+    for (row, why) in [
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}<row></Orderlines></row>"
+            ),
+            "malformed line XML",
+        ),
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>&lt;row&gt;&lt;Qty&gt;1</Orderlines></row>"
+            ),
+            "malformed escaped line XML",
+        ),
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines><line/></Orderlines></row>"
+            ),
+            "not a row",
+        ),
+        (
+            format!("<row><OrderNr>{nr}</OrderNr><Orderlines>{line}</Orderlines></row>"),
+            "no OrderTotal",
+        ),
+        (
+            format!("<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal></row>"),
+            "no Orderlines",
+        ),
+        (
+            format!(
+                "<row><OrderNr>999</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
+            ),
+            "an order not asked for",
+        ),
+        (
+            format!(
+                "<row><OrderNr>x{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
+            ),
+            "OrderNr not a number",
+        ),
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row><row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
+            ),
+            "an order twice",
+        ),
+        (
+            format!(
+                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1e3</OrderTotal><Orderlines>{line}</Orderlines></row>"
+            ),
+            "a total that is not a decimal",
+        ),
+    ] {
+        sim.respond_raw_once("pixiGetOrder", body(&row));
+        match pixi.orders(&[nr.to_string()]).await {
+            Err(ErpError::BadReply(m)) => assert!(!m.is_empty(), "{why}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    // The same rows as escaped text instead of elements are read like elements.
+    let escaped = quick_xml::escape::escape(line).into_owned();
+    sim.respond_raw_once(
+        "pixiGetOrder",
+        body(&format!("<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{escaped}</Orderlines></row>")),
+    );
+    let got = pixi.orders(&[nr.to_string()]).await.expect("escaped rows");
+    assert_eq!(got[0].lines.len(), 1);
+    assert_eq!(got[0].total, eur("1.00"));
+}
+
 #[tokio::test]
 async fn changes_finds_work_lists_and_changed_orders_and_advances_the_cursor() {
     let sim = PixiSim::start().await;
@@ -236,6 +449,7 @@ async fn orders_maps_every_field_to_the_cent() {
             amount: m("10.00"),
             settled: false,
         }],
+        customer_key: sim.order(100).map(|o| o.cust_key.to_string()),
     };
     assert_eq!(got.len(), 2, "unknown ids are left out");
     assert_eq!(got[0], expected);
@@ -268,17 +482,20 @@ async fn batch_reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() 
     sim.clear_log();
     let got = pixi.orders(&ids).await.expect("orders");
     assert_eq!(got.len(), 6);
-    // 4 calls per order (header, lines, totals, invoices), 1 for an id pixi does not know, none
-    // for an id that cannot be a pixi order number.
+    // One pixiGetOrder for the batch, then header and invoices per order found; none for an id
+    // pixi does not know (pixiGetOrder leaves it out) or one that cannot be an order number.
     assert_eq!(
         sim.request_count(),
-        4 * 6 + 1,
+        1 + 2 * 6,
         "{:?}",
         sim.requests().iter().map(|r| &r.call).collect::<Vec<_>>()
     );
-    assert_eq!(sim.calls("pixiGetOrderHeader"), 7);
-    for call in ["pixiGetOrderline", "pixiGetOrderTotals", "pixiGetInvoice"] {
+    assert_eq!(sim.calls("pixiGetOrder"), 1);
+    for call in ["pixiGetOrderHeader", "pixiGetInvoice"] {
         assert_eq!(sim.calls(call), 6, "{call}");
+    }
+    for call in ["pixiGetOrderline", "pixiGetOrderTotals"] {
+        assert_eq!(sim.calls(call), 0, "{call}");
     }
 
     // A poll after the cursor reads only what changed.
@@ -293,9 +510,20 @@ async fn batch_reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() 
     assert_eq!(read[0].total, eur("11.99"));
     assert_eq!(
         sim.request_count(),
-        3 + 4 * 2,
-        "3 list calls for one payment code + 4 per changed order"
+        3 + 1 + 2 * 2,
+        "3 list calls for one payment code + 1 batch read + 2 per changed order"
     );
+
+    // A pixi without pixiGetOrder: 4 calls per order, 1 for an unknown id, as before.
+    sim.uninstall("pixiGetOrder");
+    let per_order = erp(&sim, &["U"]);
+    sim.clear_log();
+    assert_eq!(per_order.orders(&ids).await.expect("orders").len(), 6);
+    assert_eq!(sim.request_count(), 1 + 4 * 6 + 1);
+    assert_eq!(sim.calls("pixiGetOrderHeader"), 7);
+    for call in ["pixiGetOrderline", "pixiGetOrderTotals", "pixiGetInvoice"] {
+        assert_eq!(sim.calls(call), 6, "{call}");
+    }
 }
 
 #[tokio::test]
@@ -316,7 +544,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         pixi.was_applied(&id, &ErpWrite::Release, op).await,
         Ok(Some(false))
     );
-    pixi.apply(&id, &ErpWrite::Release, op)
+    pixi.apply(&bare(&id), &ErpWrite::Release, op)
         .await
         .expect("release");
     let o = sim.order(nr).expect("order");
@@ -341,7 +569,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
 
     // Shipping lock on the order (never the customer-level lock).
     let op = "acme/main/200/order:200/release_prepayment";
-    pixi.apply(&id, &ErpWrite::SetShippingLock, op)
+    pixi.apply(&bare(&id), &ErpWrite::SetShippingLock, op)
         .await
         .expect("lock");
     let o = sim.order(nr).expect("order");
@@ -369,7 +597,9 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         details: details.clone(),
     };
     assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(false)));
-    pixi.apply(&id, &w, op).await.expect("transfer details");
+    pixi.apply(&bare(&id), &w, op)
+        .await
+        .expect("transfer details");
     let bank = sim.transfer_fields(nr).expect("address");
     assert_eq!(bank.holder.as_deref(), Some("Unzer E-Com GmbH"));
     assert_eq!(bank.iban.as_deref(), Some("DE89370400440532013000"));
@@ -378,7 +608,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
     assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(true)));
 
     let op = "acme/main/200/order:200/clear_lock";
-    pixi.apply(&id, &ErpWrite::ClearShippingLock, op)
+    pixi.apply(&bare(&id), &ErpWrite::ClearShippingLock, op)
         .await
         .expect("unlock");
     assert!(!sim.order(nr).expect("order").shipping_lock);
@@ -397,7 +627,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         amount: eur("55.00"),
     };
     assert_eq!(pixi.was_applied(&id, &w, &op).await, Ok(Some(false)));
-    pixi.apply(&id, &w, &op).await.expect("capture mark");
+    pixi.apply(&bare(&id), &w, &op).await.expect("capture mark");
     let inv = sim.invoice(&invoice).expect("invoice");
     assert!(inv.paid);
     assert_eq!(inv.paid_amount, dec("55.00"));
@@ -425,7 +655,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         document: credit.clone(),
     };
     assert_eq!(pixi.was_applied(&id, &w, &op).await, Ok(Some(false)));
-    pixi.apply(&id, &w, &op).await.expect("booking");
+    pixi.apply(&bare(&id), &w, &op).await.expect("booking");
     let b = sim.bookings_for_order(nr);
     assert_eq!(b.len(), 2);
     let refund = &b[1];
@@ -447,7 +677,7 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         text: "paybridge 2025-01-01 10:00 UTC: released".into(),
     };
     assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(false)));
-    pixi.apply(&id, &w, op).await.expect("comment");
+    pixi.apply(&bare(&id), &w, op).await.expect("comment");
     assert_eq!(
         sim.comments(nr),
         vec![format!(
@@ -466,7 +696,10 @@ async fn refusals_are_refused_with_pixis_message() {
     let pixi = erp(&sim, &["U"]);
 
     sim.fail_next(SimFault::SoapFault("boom: deadlock victim".into()), 1);
-    match pixi.apply(&id, &ErpWrite::SetShippingLock, "op").await {
+    match pixi
+        .apply(&bare(&id), &ErpWrite::SetShippingLock, "op")
+        .await
+    {
         Err(ErpError::Refused(m)) => assert!(m.contains("boom: deadlock victim"), "{m}"),
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -476,7 +709,10 @@ async fn refusals_are_refused_with_pixis_message() {
     );
 
     // ReturnCode ERROR + ErrorMessage.
-    match pixi.apply("999", &ErpWrite::SetShippingLock, "op").await {
+    match pixi
+        .apply(&bare("999"), &ErpWrite::SetShippingLock, "op")
+        .await
+    {
         Err(ErpError::Refused(m)) => assert!(m.contains("Order 999 does not exist"), "{m}"),
         other => panic!("expected Refused, got {other:?}"),
     }
@@ -486,7 +722,7 @@ async fn refusals_are_refused_with_pixis_message() {
         event_code: "ZE".into(),
         amount: eur("1.00"),
     };
-    match pixi.apply(&id, &w, "op").await {
+    match pixi.apply(&bare(&id), &w, "op").await {
         Err(ErpError::Refused(m)) => assert!(
             m.contains("SqlResultCode 1") && m.contains("RE999999"),
             "{m}"
@@ -501,7 +737,7 @@ async fn refusals_are_refused_with_pixis_message() {
         amount: eur("1.00"),
     };
     assert!(matches!(
-        pixi.apply(&id, &w, "op").await,
+        pixi.apply(&bare(&id), &w, "op").await,
         Err(ErpError::Refused(_))
     ));
     assert_eq!(sim.request_count(), 0);
@@ -533,7 +769,7 @@ async fn unavailable_means_not_applied_and_garbage_is_a_bad_reply() {
     let pixi = erp(&sim, &["U"]);
     sim.fail_next(SimFault::Unavailable, 1);
     assert!(matches!(
-        pixi.apply(&nr.to_string(), &ErpWrite::SetShippingLock, "op")
+        pixi.apply(&bare(&nr.to_string()), &ErpWrite::SetShippingLock, "op")
             .await,
         Err(ErpError::Unavailable(_))
     ));
@@ -590,7 +826,7 @@ async fn timeout_after_applying_is_unknown_and_read_back_prevents_a_double_booki
         amount: eur("30.00"),
     };
     sim.fail_next_call("pixiPaySetInvoiceCapture", SimFault::HangAfterApply, 1);
-    match pixi.apply(&id, &capture, &op).await {
+    match pixi.apply(&bare(&id), &capture, &op).await {
         Err(ErpError::Unknown(m)) => assert!(m.contains("pixiPaySetInvoiceCapture"), "{m}"),
         other => panic!("expected Unknown, got {other:?}"),
     }
@@ -609,7 +845,7 @@ async fn timeout_after_applying_is_unknown_and_read_back_prevents_a_double_booki
     };
     sim.fail_next_call("pixiCACreateManualBooking", SimFault::HangAfterApply, 1);
     assert!(matches!(
-        pixi.apply(&id, &booking, &op).await,
+        pixi.apply(&bare(&id), &booking, &op).await,
         Err(ErpError::Unknown(_))
     ));
     assert_eq!(pixi.was_applied(&id, &booking, &op).await, Ok(Some(true)));
@@ -620,14 +856,14 @@ async fn timeout_after_applying_is_unknown_and_read_back_prevents_a_double_booki
     };
     sim.fail_next_call("pixiAddOrderComment", SimFault::HangAfterApply, 1);
     assert!(matches!(
-        pixi.apply(&id, &comment, "c1").await,
+        pixi.apply(&bare(&id), &comment, "c1").await,
         Err(ErpError::Unknown(_))
     ));
     assert_eq!(pixi.was_applied(&id, &comment, "c1").await, Ok(Some(true)));
     assert_eq!(sim.comments(nr).len(), 1);
 
     // Why the read-back matters: pixi's capture call is not idempotent.
-    pixi.apply(&id, &capture, "blind retry")
+    pixi.apply(&bare(&id), &capture, "blind retry")
         .await
         .expect("second capture");
     assert_eq!(
@@ -648,7 +884,7 @@ async fn hostile_comment_text_is_escaped() {
     let w = ErpWrite::Comment {
         text: hostile.into(),
     };
-    pixi.apply(&nr.to_string(), &w, "op-x")
+    pixi.apply(&bare(&nr.to_string()), &w, "op-x")
         .await
         .expect("comment");
     // XML 1.0 cannot carry U+0007: it is dropped, everything else arrives verbatim.

@@ -56,6 +56,7 @@ fn harness() -> (App, MemoryErp) {
             shipping_lock: false,
             invoices: vec![],
             credit_notes: vec![],
+            customer_key: None,
         });
     }
     let mut erps: HashMap<String, Arc<dyn Erp>> = HashMap::new();

@@ -238,6 +238,16 @@ async fn bench(n: usize) -> anyhow::Result<()> {
         "  ERP calls per order           {:>10.1} ({pixi_calls} pixi SOAP calls)",
         per(pixi_calls, n as u64)
     );
+    let mut by_call = std::collections::BTreeMap::<String, u64>::new();
+    for r in h.pixi.requests() {
+        *by_call.entry(r.call).or_default() += 1;
+    }
+    for (call, count) in &by_call {
+        println!(
+            "    {call:<32} {:>8.2} per order ({count})",
+            per(*count, n as u64)
+        );
+    }
     println!(
         "  PSP calls per money operation {:>10.2} ({unzer_calls} Unzer calls: {unzer_posts} POST, {} GET; {money_ops} money operations)",
         per(unzer_calls, money_ops),

@@ -75,8 +75,14 @@ impl Erp for LoggedErp {
         self.inner.orders(order_ids).await
     }
 
-    async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError> {
-        let r = self.inner.apply(order_id, write, op_ref).await;
+    async fn apply(
+        &self,
+        order: &ErpOrder,
+        write: &ErpWrite,
+        op_ref: &str,
+    ) -> Result<(), ErpError> {
+        let order_id = &order.order_id;
+        let r = self.inner.apply(order, write, op_ref).await;
         match &r {
             Ok(()) => tracing::info!(
                 connection = %self.connection,

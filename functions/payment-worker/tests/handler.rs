@@ -76,6 +76,7 @@ fn harness() -> Harness {
         shipping_lock: false,
         invoices: vec![],
         credit_notes: vec![],
+        customer_key: None,
     });
     psp.put(PspPayment {
         payment_id: "s-pay-1001".into(),

@@ -127,6 +127,7 @@ async fn worker_batch_on_dynamodb_and_sqs_reports_only_the_poisoned_message() {
         shipping_lock: false,
         invoices: vec![],
         credit_notes: vec![],
+        customer_key: None,
     });
     psp.put(PspPayment {
         payment_id: "s-pay-1001".into(),
@@ -268,6 +269,7 @@ async fn the_cold_start_path_builds_an_app_that_polls_and_works_on_moto() {
             shipping_lock: false,
             invoices: vec![],
             credit_notes: vec![],
+            customer_key: None,
         }],
         "payments": [PspPayment {
             payment_id: "s-pay-2001".into(),

@@ -6,6 +6,7 @@ use super::operation::Next;
 use super::{App, AppError, StepResult};
 use crate::erp::{Erp, ErpError};
 use crate::ledger::{ErpWrite, Operation, OrderKey, Step};
+use crate::model::ErpOrder;
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};
 
@@ -15,6 +16,7 @@ impl App {
         &self,
         key: &OrderKey,
         op: &mut Operation,
+        facts: &ErpOrder,
         index: usize,
         now: DateTime<Utc>,
     ) -> Result<Next, AppError> {
@@ -56,19 +58,19 @@ impl App {
         if !self.save(op).await? {
             return Ok(Some(StepResult::Lost));
         }
-        self.send_erp(key, op, erp.as_ref(), &write, now).await
+        self.send_erp(op, facts, erp.as_ref(), &write, now).await
     }
 
     /// Sends one write and records what its answer means.
     async fn send_erp(
         &self,
-        key: &OrderKey,
         op: &mut Operation,
+        facts: &ErpOrder,
         erp: &dyn Erp,
         write: &ErpWrite,
         now: DateTime<Utc>,
     ) -> Result<Next, AppError> {
-        let result = match erp.apply(&key.order_id, write, &op.id).await {
+        let result = match erp.apply(facts, write, &op.id).await {
             Ok(()) => {
                 op.erp_succeeded(now)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;

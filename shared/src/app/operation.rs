@@ -22,10 +22,13 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<StepResult, AppError> {
         let reference = ledger::psp_reference(&op.id);
+        let Some(facts) = rec.facts.as_ref() else {
+            return Ok(StepResult::Failed("the order's facts are gone".into()));
+        };
         while let Some(step) = op.next_step() {
             let next = match step {
                 Step::Psp => self.psp_step(key, op, rec, cfg, &reference, now).await?,
-                Step::Erp { index } => self.erp_step(key, op, index, now).await?,
+                Step::Erp { index } => self.erp_step(key, op, facts, index, now).await?,
             };
             if let Some(result) = next {
                 return Ok(result);

@@ -143,6 +143,7 @@ fn order(id: &str, pid: &str, lines: &[(&str, &str)]) -> ErpOrder {
         shipping_lock: false,
         invoices: vec![],
         credit_notes: vec![],
+        customer_key: None,
     }
 }
 

@@ -174,7 +174,13 @@ impl Erp for MemoryErp {
             .collect())
     }
 
-    async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError> {
+    async fn apply(
+        &self,
+        order: &ErpOrder,
+        write: &ErpWrite,
+        op_ref: &str,
+    ) -> Result<(), ErpError> {
+        let order_id = order.order_id.as_str();
         let mut s = lock(&self.state);
         if !s.reachable {
             return Err(ErpError::Unavailable("memory ERP switched off".into()));

@@ -44,9 +44,12 @@ pub trait Erp: Send + Sync {
     /// The full facts of several orders in one batch; unknown ids are left out.
     async fn orders(&self, order_ids: &[String]) -> Result<Vec<ErpOrder>, ErpError>;
 
-    /// Performs one write for an order. `op_ref` identifies the operation (used in comments /
-    /// booking texts so a read-back can recognise it).
-    async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError>;
+    /// Performs one write for the order `order` (its facts as last read: a connector takes the
+    /// ids a write needs from them and reads the ERP itself only for a fact missing there).
+    /// `op_ref` identifies the operation (used in comments / booking texts so a read-back can
+    /// recognise it).
+    async fn apply(&self, order: &ErpOrder, write: &ErpWrite, op_ref: &str)
+    -> Result<(), ErpError>;
 
     /// Whether a write with this `op_ref` is visible in the ERP; `None` if the ERP cannot tell.
     async fn was_applied(

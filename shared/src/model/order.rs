@@ -80,9 +80,32 @@ pub struct ErpOrder {
     pub shipping_lock: bool,
     pub invoices: Vec<Invoice>,
     pub credit_notes: Vec<CreditNote>,
+    /// The ERP's customer (account) key, when the ERP reports one; records stored before this
+    /// field existed read as `None`.
+    #[serde(default)]
+    pub customer_key: Option<String>,
 }
 
 impl ErpOrder {
+    /// An order known only by its ERP number: every other fact empty, no lines or documents.
+    /// A connector given these facts reads what it needs itself.
+    pub fn known_by_id(order_id: &str, currency: crate::money::Currency) -> ErpOrder {
+        ErpOrder {
+            order_id: order_id.to_string(),
+            mandant: String::new(),
+            shop_order_no: String::new(),
+            psp_payment_id: None,
+            payment_method: String::new(),
+            status: OrderStatus::Open,
+            total: Money::zero(currency),
+            lines: Vec::new(),
+            shipping_lock: false,
+            invoices: Vec::new(),
+            credit_notes: Vec::new(),
+            customer_key: None,
+        }
+    }
+
     /// Manual or exchange order: no PSP payment id and shop number = `P` + ERP order number.
     pub fn is_manual(&self) -> bool {
         self.psp_payment_id.as_deref().is_none_or(str::is_empty)

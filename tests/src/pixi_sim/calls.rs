@@ -79,6 +79,10 @@ fn spec(call: &str) -> Option<Spec> {
             &[],
             false,
         ),
+        // [doc] pixi-api-docs.de/api/pixiGetOrder: the OrderNrXML parameter sample. Whether it is
+        // required and whether the call has more parameters is not in the stored page (guess: it
+        // is the only one, not enforced as required).
+        "pixiGetOrder" => s(&["OrderNrXML"], &[], true),
         // [doc] OrderNr, OrderNrExternal, CustKey.
         "pixiGetOrderTotals" => s(&["OrderNr", "OrderNrExternal", "CustKey"], &[], false),
         // [doc] ShopID, OrderNR, RowCount, StartKey, InvDateFrom/To; [code] modomoto get_invoice.rb: InvoiceNr.
@@ -316,7 +320,11 @@ fn validate(call: &str, spec: &Spec, params: &[(String, String)]) -> R<()> {
 
 /// Handles one authenticated request.
 pub(super) fn dispatch(s: &mut State, req: &Request) -> Outcome {
-    let Some(spec) = spec(&req.call) else {
+    let known = !s
+        .uninstalled
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(&req.call));
+    let Some(spec) = spec(&req.call).filter(|_| known) else {
         return Outcome::client_fault(format!("Could not find stored procedure '{}'.", req.call));
     };
     if let Err(f) = validate(&req.call, &spec, &req.params) {
@@ -332,6 +340,7 @@ pub(super) fn dispatch(s: &mut State, req: &Request) -> Outcome {
         "pixiGetChangedOrders" => changed_orders(s, &a),
         "pixiGetOrderHeader" => order_header(s, &a),
         "pixiGetOrderline" => orderlines(s, &a),
+        "pixiGetOrder" => get_order(s, &a),
         "pixiGetOrderTotals" => order_totals(s, &a),
         "pixiGetInvoice" => get_invoice(s, &a),
         "pixiPaySetAuthorizationStatus" => set_authorization(s, &a),
@@ -524,6 +533,103 @@ fn order_header(s: &mut State, a: &Args<'_>) -> R<Outcome> {
                 ("UpdateDate", Some(Val::Time(o.updated))),
             ]);
         }
+    }
+    Ok(Outcome::rows(set))
+}
+
+/// pixiGetOrder — https://pixi-api-docs.de/api/pixiGetOrder ("API Call to get all information
+/// about an order"). What that page shows (its stored copy ends after the customer sample):
+/// - the `OrderNrXML` parameter: `<OrderNrs><OrderNr>…</OrderNr><OrderNrExternal>…
+///   </OrderNrExternal></OrderNrs>`;
+/// - "XML output samples": billing and shipping address as `<row AddrKey=".." AddrType="B|S">`
+///   with child elements (`ShopID`, `Name`, `PaymentCode`, …) and the customer as
+///   `<row CustKey="..">` (its children are cut off in the stored page).
+///
+/// Not on the page, taken from `lars85/pixi-client` GetOrders/Order.php and Item.php [code]:
+/// one row per order in the first result set; the scalar columns `OrderNr`, `OrderNrExternal`,
+/// `OrderStatus`, `OhSLocked`, `OrderLinesTotal`, `OrderTotal`; the XML columns
+/// `BillingAddress`, `ShippingAddress`, `Customer`, `Orderlines` holding those `<row>`s as
+/// elements; line rows with `OrderlineKey`, `Status`, `ItemNrInt`, `Qty`, `Price`,
+/// `Price_OrderCurr`, `OrderCurrency` as child elements.
+///
+/// Guesses (no public source): `OrderTotal` equals pixiGetOrderTotals' total (lines not
+/// cancelled plus shipping); `OrderLinesTotal` is that without shipping; the address
+/// `PaymentCode` is the order's; an order number pixi does not know gives no row; a malformed
+/// `OrderNrXML` is a client fault (SQL Server XML parsing error wording).
+fn get_order(s: &mut State, a: &Args<'_>) -> R<Outcome> {
+    let xml = a.raw("OrderNrXML").unwrap_or_default();
+    let doc = roxmltree::Document::parse(xml)
+        .map_err(|e| Outcome::client_fault(format!("XML parsing: {e} (parameter @OrderNrXML).")))?;
+    let mut nrs = Vec::new();
+    let mut externals = Vec::new();
+    for n in doc.root_element().children().filter(|n| n.is_element()) {
+        let v = n.text().unwrap_or_default().trim().to_string();
+        match n.tag_name().name() {
+            "OrderNr" => nrs.push(
+                v.parse::<i64>()
+                    .map_err(|_| a.convert_error("OrderNrXML", "int"))?,
+            ),
+            "OrderNrExternal" => externals.push(v),
+            _ => {}
+        }
+    }
+    let mut set = RowSet::new(&[
+        ("OrderNr", SqlType::Int),
+        ("OrderNrExternal", SqlType::Varchar),
+        ("OrderStatus", SqlType::Varchar),
+        ("OhSLocked", SqlType::Varchar),
+        ("OrderLinesTotal", SqlType::Money),
+        ("OrderTotal", SqlType::Money),
+        ("BillingAddress", SqlType::Xml),
+        ("ShippingAddress", SqlType::Xml),
+        ("Customer", SqlType::Xml),
+        ("Orderlines", SqlType::Xml),
+    ]);
+    let esc = |t: &str| quick_xml::escape::escape(t).into_owned();
+    for o in s
+        .orders
+        .values()
+        .filter(|o| nrs.contains(&o.order_nr) || externals.contains(&o.order_nr_external))
+    {
+        let address = |kind: &str, pay: &str| {
+            format!(
+                r#"<row AddrKey="{}" AddrType="{kind}"><ShopID>{}</ShopID><Name>Sim Customer</Name><PaymentCode>{}</PaymentCode><Locked>N</Locked></row>"#,
+                o.addr_ref,
+                esc(&o.shop_id),
+                esc(pay)
+            )
+        };
+        let mut lines = String::new();
+        for l in &o.lines {
+            lines.push_str(&format!(
+                "<row><OrderlineKey>{}</OrderlineKey><Status>{}</Status><ItemNrInt>{}</ItemNrInt><Qty>{}</Qty><Price>{}</Price><Price_OrderCurr>{}</Price_OrderCurr><OrderCurrency>{}</OrderCurrency></row>",
+                l.key,
+                esc(&l.status),
+                esc(&l.item),
+                qty_val(l.qty).render(),
+                Val::Money(l.price).render(),
+                Val::Money(l.price).render(),
+                esc(&o.currency)
+            ));
+        }
+        set.push(vec![
+            ("OrderNr", Some(Val::Int(o.order_nr))),
+            ("OrderNrExternal", text(&o.order_nr_external)),
+            ("OrderStatus", text(&o.status)),
+            ("OhSLocked", text(if o.shipping_lock { "Y" } else { "N" })),
+            ("OrderLinesTotal", Some(Val::Money(o.total() - o.ship_cost))),
+            ("OrderTotal", Some(Val::Money(o.total()))),
+            (
+                "BillingAddress",
+                Some(Val::Xml(address("B", &o.payment_type))),
+            ),
+            ("ShippingAddress", Some(Val::Xml(address("S", "")))),
+            (
+                "Customer",
+                Some(Val::Xml(format!(r#"<row CustKey="{}"/>"#, o.cust_key))),
+            ),
+            ("Orderlines", Some(Val::Xml(lines))),
+        ]);
     }
     Ok(Outcome::rows(set))
 }

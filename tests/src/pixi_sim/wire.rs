@@ -18,6 +18,8 @@ pub enum SqlType {
     Money,
     Bit,
     DateTime,
+    /// SQL `xml` (pixiGetOrder's address, customer and line columns).
+    Xml,
 }
 
 impl SqlType {
@@ -28,6 +30,7 @@ impl SqlType {
             SqlType::Money => "money",
             SqlType::Bit => "bit",
             SqlType::DateTime => "datetime",
+            SqlType::Xml => "xml",
         }
     }
 }
@@ -40,10 +43,12 @@ pub enum Val {
     Money(Decimal),
     Bit(bool),
     Time(chrono::NaiveDateTime),
+    /// XML content written into the column as elements (already well-formed and escaped).
+    Xml(String),
 }
 
 impl Val {
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         match self {
             Val::Int(i) => i.to_string(),
             Val::Text(t) => escape(t.as_str()).into_owned(),
@@ -56,6 +61,7 @@ impl Val {
             Val::Bit(b) => if *b { "1" } else { "0" }.to_string(),
             // SQL Server XML datetime: 2019-01-31T13:35:19.267 (lars85 invoice sample).
             Val::Time(t) => t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+            Val::Xml(x) => x.clone(),
         }
     }
 }

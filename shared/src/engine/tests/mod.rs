@@ -162,6 +162,7 @@ impl S {
                 shipping_lock: false,
                 invoices: vec![],
                 credit_notes: vec![],
+                customer_key: None,
             },
             psp: Some(payment(method, kind, status, total)),
             ledger: vec![],

@@ -11,7 +11,7 @@
 //! | purpose | call |
 //! |---|---|
 //! | work lists | `pixiPayGetOrdersToAuthorize`, `pixiPayGetInvoicesToCapture`, `pixiGetChangedOrders` |
-//! | order facts | `pixiGetOrderHeader`, `pixiGetOrderline`, `pixiGetOrderTotals`, `pixiGetInvoice` |
+//! | order facts | `pixiGetOrder` (batch: lines, total), `pixiGetOrderHeader`, `pixiGetInvoice`; without pixiGetOrder also `pixiGetOrderline`, `pixiGetOrderTotals` |
 //! | release | `pixiPaySetAuthorizationStatus` + `pixiReleaseOrder` |
 //! | shipping lock | `pixiSetOrderShippingLock` (per order; `pixiSetShippingLock` locks the customer) |
 //! | capture mark + booking | `pixiPaySetInvoiceCapture` |
@@ -35,8 +35,9 @@ use crate::money::{Currency, Money};
 use async_trait::async_trait;
 use rust_decimal::{Decimal, RoundingStrategy};
 use soap::{Param, Reply, ReplyError, Row};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Timeouts of the connector's HTTP client.
@@ -109,10 +110,16 @@ pub enum PixiSetupError {
 /// - **Order total** = the `Total` of `pixiGetOrderTotals` ("totals equal to what the invoice
 ///   would produce, in order currency"); the column name after `VATTotal` is truncated in the
 ///   stored page, so `Total` is inferred, with `Subtotal + ShipCost` as the fallback.
-/// - **Batch reads**: the seed's read calls filter on one order each (`OrderNr`/`OrderNR`), so an
-///   order costs 4 calls (header, lines, totals, invoices; the last three in parallel), and an id
-///   without a header costs 1. `pixiGetOrder(OrderNrXML)` would read a whole batch in one call but
-///   is not in the seed's list of installed calls.
+/// - **Batch reads**: `pixiGetOrder(OrderNrXML)` reads the lines and the order total of a whole
+///   batch in one call (the `OrderNrs` parameter sample on pixi-api-docs.de; columns `OrderNr`,
+///   `OrderTotal`, `Orderlines` from `lars85/pixi-client` GetOrders/Order.php, Item.php).
+///   `OrderTotal` is taken to be the same total `pixiGetOrderTotals` gives (unverified: no
+///   public source compares them). Per order found, `pixiGetOrderHeader` (for `ccpPayID`,
+///   `PaymentType`, `OrderCurrency`, `AddrRef`: no public source shows them in pixiGetOrder)
+///   and `pixiGetInvoice` (no public sample of invoices in pixiGetOrder) follow, in parallel:
+///   2 calls per order plus 1 per batch. pixiGetOrder is **not** in the seed's list of
+///   installed calls: when pixi answers that the procedure is not found, the connector reads
+///   every order with the 4 per-order calls (header, lines, totals, invoices) from then on.
 /// - **Write references**: pixi fields are short (`PayID` varchar(50), `EventID` varchar(3)), so
 ///   each write carries `[pb…]` = [`psp_reference`] of the operation id (26 characters) in its
 ///   message/comment/reason; read-backs look for that tag.
@@ -128,7 +135,12 @@ pub struct PixiErp {
     pay_code: String,
     initial_lookback: chrono::Duration,
     list_rows: i64,
+    /// pixi answered that it has no `pixiGetOrder`: orders are read one by one.
+    no_batch_call: AtomicBool,
 }
+
+/// The batch read of orders (see "Batch reads" on [`PixiErp`]).
+pub const CALL_GET_ORDER: &str = "pixiGetOrder";
 
 /// The order comment call (see "Choices" on [`PixiErp`]).
 pub const CALL_ADD_COMMENT: &str = "pixiAddOrderComment";
@@ -204,6 +216,7 @@ impl PixiErp {
             pay_code: "paybridge".into(),
             initial_lookback: chrono::Duration::days(1),
             list_rows: 500,
+            no_batch_call: AtomicBool::new(false),
         })
     }
 
@@ -493,8 +506,13 @@ impl Erp for PixiErp {
         self.read_orders(order_ids).await
     }
 
-    async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError> {
-        self.apply_write(order_id, write, op_ref).await
+    async fn apply(
+        &self,
+        order: &ErpOrder,
+        write: &ErpWrite,
+        op_ref: &str,
+    ) -> Result<(), ErpError> {
+        self.apply_write(order, write, op_ref).await
     }
 
     async fn was_applied(

@@ -1,6 +1,12 @@
 //! Reading pixi: the changed orders since a watermark, and each order with its lines,
 //! invoices and credit notes mapped from pixi's rows onto the ERP-neutral order (status codes,
 //! exact decimals, rows of other orders refused).
+//!
+//! A batch of orders is read with one `pixiGetOrder` call (lines and order total of up to
+//! [`ORDER_BATCH`] orders) plus, per order found, `pixiGetOrderHeader` and `pixiGetInvoice`:
+//! no public source shows `ccpPayID`, the payment type or invoices in pixiGetOrder's reply.
+//! Where pixi does not have pixiGetOrder (not in the seed's list of installed calls), each order
+//! is read with the four per-order calls instead (see [`PixiErp`], "Batch reads").
 
 use super::*;
 
@@ -263,7 +269,69 @@ pub(super) fn map_order(
         shipping_lock: h.locked,
         invoices: invs,
         credit_notes: credits,
+        customer_key: h.cust_key.map(|k| k.to_string()),
     })
+}
+
+/// At most this many orders per `pixiGetOrder` call (the app hands over chunks of this size).
+pub(super) const ORDER_BATCH: usize = 50;
+
+/// What `pixiGetOrder` gives of one order: its line rows and a totals row (`Total`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BatchPart {
+    pub(super) lines: Vec<Row>,
+    pub(super) totals: Vec<Row>,
+}
+
+/// The rows of a `pixiGetOrder` reply by order number. Column names from
+/// `lars85/pixi-client:src/Response/Order/GetOrders/Order.php` (the stored pixi-api-docs page
+/// shows only the address and customer samples): one row per order with `OrderNr`, `OrderTotal`
+/// and the XML column `Orderlines` (`OrderLines` in an older version of that client) of
+/// `<row>`s with the `pixiGetOrderline` columns (`Item.php`). A row of an order not asked for,
+/// an order twice, a row without `OrderNr`, `Orderlines` or `OrderTotal`, or unreadable line XML
+/// is a bad reply.
+pub(super) fn batch_parts(
+    reply: &Reply,
+    asked: &[i64],
+) -> Result<HashMap<i64, BatchPart>, ErpError> {
+    if reply.result_sets.is_empty() {
+        return Err(bad(format!("{CALL_GET_ORDER}: reply without a row set")));
+    }
+    let mut out = HashMap::new();
+    for r in reply.rows() {
+        let v = r
+            .get("OrderNr")
+            .ok_or_else(|| bad(format!("{CALL_GET_ORDER}: row without OrderNr")))?;
+        let nr = v.parse::<i64>().map_err(|_| {
+            bad(format!(
+                "{CALL_GET_ORDER}: OrderNr {} is not a number",
+                shown(v)
+            ))
+        })?;
+        if !asked.contains(&nr) {
+            return Err(bad(format!(
+                "{CALL_GET_ORDER}: row of order {nr}, which was not asked for"
+            )));
+        }
+        let xml = r
+            .first(&["Orderlines", "OrderLines"])
+            .ok_or_else(|| bad(format!("{CALL_GET_ORDER}: order {nr} without Orderlines")))?;
+        let lines = soap::parse_rows(xml)
+            .map_err(|e| bad(format!("{CALL_GET_ORDER}: Orderlines of order {nr}: {e}")))?;
+        let total = r
+            .get("OrderTotal")
+            .ok_or_else(|| bad(format!("{CALL_GET_ORDER}: order {nr} without OrderTotal")))?;
+        let totals = vec![Row(vec![
+            ("OrderNr".to_string(), nr.to_string()),
+            ("Total".to_string(), total.to_string()),
+        ])];
+        if out.insert(nr, BatchPart { lines, totals }).is_some() {
+            return Err(bad(format!(
+                "{CALL_GET_ORDER}: order {nr} twice in the reply"
+            )));
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn order_nr(order_id: &str) -> Result<i64, ErpError> {
@@ -385,19 +453,68 @@ impl PixiErp {
         &self,
         order_ids: &[String],
     ) -> Result<Vec<ErpOrder>, ErpError> {
-        let mut out = Vec::new();
+        let mut nrs = Vec::new();
         let mut seen = HashSet::new();
         for id in order_ids {
-            let Ok(nr) = id.trim().parse::<i64>() else {
-                continue;
-            };
-            if !seen.insert(nr) {
-                continue;
+            if let Ok(nr) = id.trim().parse::<i64>()
+                && seen.insert(nr)
+            {
+                nrs.push(nr);
             }
-            if let Some(o) = self.read_order(nr).await? {
-                out.push(o);
+        }
+        let mut out = Vec::new();
+        for chunk in nrs.chunks(ORDER_BATCH) {
+            let batch = match self.order_batch(chunk).await? {
+                Some(b) => b,
+                None => {
+                    for nr in chunk {
+                        if let Some(o) = self.read_order(*nr).await? {
+                            out.push(o);
+                        }
+                    }
+                    continue;
+                }
+            };
+            for nr in chunk {
+                let Some(part) = batch.get(nr) else {
+                    continue;
+                };
+                let (header, invoices) = tokio::try_join!(self.header(*nr), self.invoices(*nr))?;
+                if let Some(h) = header {
+                    out.push(map_order(&h, &part.lines, &part.totals, &invoices)?);
+                }
             }
         }
         Ok(out)
+    }
+
+    /// One `pixiGetOrder` call for `nrs`: each order's lines and total by order number, orders
+    /// pixi does not know left out. `None` when pixi has no such call (a fault naming the
+    /// procedure as not found, SQL Server error 2812 wording); from then on this connector reads
+    /// per order without asking again.
+    async fn order_batch(&self, nrs: &[i64]) -> Result<Option<HashMap<i64, BatchPart>>, ErpError> {
+        if self.no_batch_call.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        // pixiGetOrder(OrderNrXML): "<OrderNrs><OrderNr>137892</OrderNr>…</OrderNrs>" (the
+        // parameter sample on pixi-api-docs.de/api/pixiGetOrder; lars85/pixi-client
+        // Api/Order.php sends one <OrderNr> per order).
+        let mut xml = String::from("<OrderNrs>");
+        for nr in nrs {
+            xml.push_str(&format!("<OrderNr>{nr}</OrderNr>"));
+        }
+        xml.push_str("</OrderNrs>");
+        match self
+            .call(CALL_GET_ORDER, &[Param::string("OrderNrXML", xml)])
+            .await
+        {
+            Ok(reply) => batch_parts(&reply, nrs).map(Some),
+            Err(ErpError::Refused(m)) if m.contains("Could not find stored procedure") => {
+                tracing::warn!("pixi has no {CALL_GET_ORDER}; reading orders one by one");
+                self.no_batch_call.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

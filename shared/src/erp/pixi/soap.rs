@@ -262,6 +262,59 @@ fn text_of(n: &roxmltree::Node<'_, '_>) -> String {
         .collect()
 }
 
+/// A column's value: its text, or, for a column holding XML elements (pixiGetOrder's
+/// `Orderlines`, `BillingAddress`, …), the source text of those elements, to be read with
+/// [`parse_rows`].
+fn column_value(xml: &str, c: &roxmltree::Node<'_, '_>) -> String {
+    let (Some(first), Some(last)) = (c.first_child(), c.last_child()) else {
+        return String::new();
+    };
+    if c.children().any(|k| k.is_element()) {
+        xml.get(first.range().start..last.range().end)
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        text_of(c)
+    }
+}
+
+/// The attributes and child-element columns of one `<row>` element.
+fn row_of(xml: &str, row: &roxmltree::Node<'_, '_>) -> Row {
+    let mut cols: Vec<(String, String)> = row
+        .attributes()
+        .map(|a| (a.name().to_string(), a.value().to_string()))
+        .collect();
+    cols.extend(
+        row.children()
+            .filter(|c| c.is_element())
+            .map(|c| (c.tag_name().name().to_string(), column_value(xml, &c))),
+    );
+    Row(cols)
+}
+
+/// The `<row>` elements of an XML column value (nested elements or the same XML sent as
+/// escaped text), e.g. `<row AddrKey="1109" AddrType="B"><ShopID>LEO</ShopID>…</row>` in the
+/// pixiGetOrder samples. Anything but rows and blanks at the top is refused, as is malformed
+/// XML and any DTD.
+pub fn parse_rows(fragment: &str) -> Result<Vec<Row>, String> {
+    let wrapped = format!("<rows>{fragment}</rows>");
+    let doc = roxmltree::Document::parse(&wrapped).map_err(|e| format!("not XML: {e}"))?;
+    let mut rows = Vec::new();
+    for n in doc.root_element().children() {
+        if is(&n, "row") {
+            rows.push(row_of(&wrapped, &n));
+        } else if n.is_element() {
+            return Err(format!(
+                "<{}> where a <row> was expected",
+                n.tag_name().name()
+            ));
+        } else if n.is_text() && !n.text().unwrap_or_default().trim().is_empty() {
+            return Err("text where a <row> was expected".into());
+        }
+    }
+    Ok(rows)
+}
+
 fn child<'a, 'i>(n: &roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
     n.children().find(|c| is(c, name))
 }
@@ -320,16 +373,7 @@ pub fn parse_reply(xml: &str) -> Result<Reply, ReplyError> {
                 if let Some(diffgram) = item.descendants().find(|d| is(d, "diffgram")) {
                     for set in diffgram.children().filter(|c| c.is_element()) {
                         for row in set.children().filter(|c| is(c, "row")) {
-                            let mut cols: Vec<(String, String)> = row
-                                .attributes()
-                                .map(|a| (a.name().to_string(), a.value().to_string()))
-                                .collect();
-                            cols.extend(
-                                row.children()
-                                    .filter(|c| c.is_element())
-                                    .map(|c| (c.tag_name().name().to_string(), text_of(&c))),
-                            );
-                            rows.push(Row(cols));
+                            rows.push(row_of(xml, &row));
                         }
                     }
                 }

@@ -88,3 +88,68 @@ fn tag_fits_pixi_columns() {
     assert!(psp_reference("x").len() <= 50);
     assert!(check_event("ZE").is_ok() && check_event("TOOLONG").is_err());
 }
+
+#[test]
+fn xml_columns_are_read_as_rows_and_garbage_refused() {
+    let rows = soap::parse_rows(
+        r#" <row AddrKey="1109" AddrType="B"><ShopID>LEO</ShopID><PaymentCode /></row>
+            <row><OrderlineKey>5</OrderlineKey></row> "#,
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].get("AddrKey"), Some("1109"));
+    assert_eq!(rows[0].get("ShopID"), Some("LEO"));
+    assert_eq!(rows[0].get("PaymentCode"), None);
+    assert_eq!(rows[1].get("OrderlineKey"), Some("5"));
+    for bad in [
+        "<row>",
+        "<line/>",
+        "text<row/>",
+        "<!DOCTYPE x><row/>",
+        "<a:row/>",
+    ] {
+        assert!(soap::parse_rows(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_get_order_reply_gives_lines_and_total_per_order() {
+    let xml = r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:R xmlns:m="urn:m"><m:Result><SqlRowSet><diffgram><SqlRowSet1 xmlns="urn:s1"><row><OrderNr>7</OrderNr><OrderTotal>12.5000</OrderTotal><Orderlines><row><OrderlineKey>1</OrderlineKey><Qty>1</Qty></row><row><OrderlineKey>2</OrderlineKey></row></Orderlines></row></SqlRowSet1></diffgram></SqlRowSet><SqlResultCode>0</SqlResultCode></m:Result></m:R></SOAP-ENV:Body></SOAP-ENV:Envelope>"#;
+    let reply = soap::parse_reply(xml).unwrap();
+    let parts = batch_parts(&reply, &[7, 8]).unwrap();
+    assert_eq!(parts.len(), 1, "order 8 is not in the reply");
+    let p = &parts[&7];
+    assert_eq!(p.lines.len(), 2);
+    assert_eq!(p.lines[1].get("OrderlineKey"), Some("2"));
+    assert_eq!(p.totals[0].get("Total"), Some("12.5000"));
+    assert!(matches!(
+        batch_parts(&reply, &[8]),
+        Err(ErpError::BadReply(_))
+    ));
+    assert!(matches!(
+        batch_parts(&Reply::default(), &[7]),
+        Err(ErpError::BadReply(_))
+    ));
+}
+
+#[test]
+fn release_facts_need_shop_order_number_and_payment_id() {
+    let mut o = ErpOrder::known_by_id("7", Currency::EUR);
+    assert!(release_facts(&o).is_none());
+    o.mandant = "ABC".into();
+    o.shop_order_no = "S-7".into();
+    assert!(
+        release_facts(&o).is_none(),
+        "no ccpPayID: the header is read"
+    );
+    o.psp_payment_id = Some("s-pay-7".into());
+    let f = release_facts(&o).unwrap();
+    assert_eq!(
+        (
+            f.shop_id.as_str(),
+            f.shop_order_no.as_str(),
+            f.psp_payment_id.as_deref()
+        ),
+        ("ABC", "S-7", Some("s-pay-7"))
+    );
+}

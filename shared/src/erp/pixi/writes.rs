@@ -1,20 +1,29 @@
 //! Writing to pixi: each ERP write as its pixi call, and the read-back that tells whether a
 //! write whose reply was lost was applied (pixi's writes are not idempotent).
+//!
+//! The header facts a write needs (`ShopID`, `OrderNrExternal`, `ccpPayID` for a release,
+//! `CustKey` for a booking) are taken from the order facts read before; `pixiGetOrderHeader` is
+//! called only when one of them is missing there. An order pixi does not know is then refused
+//! by the write call itself.
 
 use super::*;
 
 impl PixiErp {
     pub(super) async fn apply_write(
         &self,
-        order_id: &str,
+        facts: &ErpOrder,
         write: &ErpWrite,
         op_ref: &str,
     ) -> Result<(), ErpError> {
+        let order_id = facts.order_id.as_str();
         let nr = order_nr(order_id)?;
         let tag = tag(op_ref);
         match write {
             ErpWrite::Release => {
-                let h = self.require_header(nr).await?;
+                let h = match release_facts(facts) {
+                    Some(h) => h,
+                    None => self.require_header(nr).await?.into(),
+                };
                 // pixiPaySetAuthorizationStatus(OrderNr, Success, AuthID→ccpPayID, AuthCode,
                 // Message varchar(200) → CCP log) — reference/erp.md §1.4.
                 let mut p = vec![Param::int("OrderNr", nr), Param::bit("Success", true)];
@@ -94,10 +103,16 @@ impl PixiErp {
                 document,
             } => {
                 check_event(event_code)?;
-                let h = self.require_header(nr).await?;
-                let cust = h.cust_key.ok_or_else(|| {
-                    ErpError::BadReply(format!("order {nr}: header without CustKey"))
-                })?;
+                let known = facts
+                    .customer_key
+                    .as_deref()
+                    .and_then(|k| k.trim().parse::<i64>().ok());
+                let cust = match known {
+                    Some(k) => k,
+                    None => self.require_header(nr).await?.cust_key.ok_or_else(|| {
+                        ErpError::BadReply(format!("order {nr}: header without CustKey"))
+                    })?,
+                };
                 // pixiCACreateManualBooking(CustKey, EventID, Amount, EventDate, Comment
                 // varchar(512), MatchToInvoiceNr varchar(20), MatchKey, CurrencyId) — request
                 // example order; optional ones omitted. CurrencyId is pixi's numeric id, which
@@ -235,6 +250,36 @@ impl PixiErp {
             }
         }
     }
+}
+
+/// What a release sends: `ShopId`, `OrderNrExternal` and `AuthID` (= `ccpPayID`).
+pub(super) struct ReleaseFacts {
+    pub(super) shop_id: String,
+    pub(super) shop_order_no: String,
+    pub(super) psp_payment_id: Option<String>,
+}
+
+impl From<Header> for ReleaseFacts {
+    fn from(h: Header) -> ReleaseFacts {
+        ReleaseFacts {
+            shop_id: h.shop_id,
+            shop_order_no: h.shop_order_no,
+            psp_payment_id: h.psp_payment_id,
+        }
+    }
+}
+
+/// The release facts from the order facts read before (`mandant` = ShopID, `shop_order_no` =
+/// OrderNrExternal, `psp_payment_id` = ccpPayID, as [`map_order`] fills them); `None` when one
+/// of them is missing, so the header is read instead.
+pub(super) fn release_facts(facts: &ErpOrder) -> Option<ReleaseFacts> {
+    let present = |s: &str| !s.trim().is_empty();
+    let pay = facts.psp_payment_id.as_deref().filter(|p| present(p))?;
+    (present(&facts.mandant) && present(&facts.shop_order_no)).then(|| ReleaseFacts {
+        shop_id: facts.mandant.clone(),
+        shop_order_no: facts.shop_order_no.clone(),
+        psp_payment_id: Some(pay.to_string()),
+    })
 }
 
 pub(super) fn check_event(code: &str) -> Result<(), ErpError> {

@@ -28,7 +28,7 @@ use paybridge_core::config::MethodConfig;
 use paybridge_core::erp::memory::MemoryErp;
 use paybridge_core::erp::{Changes, Erp, ErpError};
 use paybridge_core::ledger::{ErpWrite, PspCall};
-use paybridge_core::model::{OrderStatus, PspPayment, PspTransaction};
+use paybridge_core::model::{ErpOrder, OrderStatus, PspPayment, PspTransaction};
 use paybridge_core::notify::{Notifier, NotifyError, Problem};
 use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::psp::{Psp, PspError, PspOutcome};
@@ -802,40 +802,45 @@ impl Erp for FaultyErp {
         }
     }
 
-    async fn apply(&self, order_id: &str, write: &ErpWrite, op_ref: &str) -> Result<(), ErpError> {
+    async fn apply(
+        &self,
+        order: &ErpOrder,
+        write: &ErpWrite,
+        op_ref: &str,
+    ) -> Result<(), ErpError> {
         let gate = self.sim.gate(CallKind::ErpWrite, || {
             format!("erp.apply {} for {}", write_label(write), short_op(op_ref))
         });
         match gate {
             Gate::Dead | Gate::CrashBefore => Err(erp_died()),
             Gate::CrashAfter => {
-                let _ = self.inner.apply(order_id, write, op_ref).await;
+                let _ = self.inner.apply(order, write, op_ref).await;
                 Err(erp_died())
             }
             Gate::PauseBefore(s) => {
                 world::pause(&self.sim, s).await;
-                self.inner.apply(order_id, write, op_ref).await
+                self.inner.apply(order, write, op_ref).await
             }
             Gate::PauseAfter(s) => {
-                let r = self.inner.apply(order_id, write, op_ref).await;
+                let r = self.inner.apply(order, write, op_ref).await;
                 world::pause(&self.sim, s).await;
                 r
             }
             Gate::Fault(Fault::UnknownApplied) => {
                 self.inner.lose_next_reply();
-                self.inner.apply(order_id, write, op_ref).await
+                self.inner.apply(order, write, op_ref).await
             }
             Gate::Fault(Fault::UnknownLost) => {
                 self.inner
                     .fail_next_apply(ErpError::Unknown("timeout (simulated)".into()));
-                self.inner.apply(order_id, write, op_ref).await
+                self.inner.apply(order, write, op_ref).await
             }
             Gate::Fault(_) => {
                 self.inner
                     .fail_next_apply(ErpError::Unavailable("503 (simulated)".into()));
-                self.inner.apply(order_id, write, op_ref).await
+                self.inner.apply(order, write, op_ref).await
             }
-            Gate::Go => self.inner.apply(order_id, write, op_ref).await,
+            Gate::Go => self.inner.apply(order, write, op_ref).await,
         }
     }
 

@@ -427,6 +427,7 @@ fn erp_order(o: &OrderDraw) -> ErpOrder {
         shipping_lock: false,
         invoices: vec![],
         credit_notes: vec![],
+        customer_key: None,
     }
 }
 
