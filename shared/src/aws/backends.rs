@@ -118,6 +118,7 @@ pub struct LazyApp {
     backends: Backends,
     extension: SecretsExtension,
     app: OnceCell<Arc<App>>,
+    #[cfg(feature = "http")]
     router: OnceCell<axum::Router>,
 }
 
@@ -141,6 +142,7 @@ impl LazyApp {
             backends,
             extension,
             app: OnceCell::new(),
+            #[cfg(feature = "http")]
             router: OnceCell::new(),
         }
     }
@@ -158,6 +160,7 @@ impl LazyApp {
     }
 
     /// The one HTTP router ([`crate::http::router`]) over the app, built on the first call.
+    #[cfg(feature = "http")]
     pub async fn router(&self) -> Result<axum::Router, AwsError> {
         let app = self.get().await?;
         Ok(self
