@@ -16,10 +16,12 @@
 //! | [`wiring`] | builds the connectors of a configuration once per process, for every entry point |
 
 pub mod app;
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod config;
 pub mod engine;
 pub mod erp;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod ledger;
 pub mod model;

@@ -8,10 +8,13 @@
 use crate::config::{Config, ErpKind, PspKind, Secret, SecretRef};
 use crate::erp::Erp;
 use crate::erp::memory::load_fixtures_into;
+#[cfg(feature = "pixi")]
 use crate::erp::pixi::PixiErp;
+#[cfg(feature = "email")]
 use crate::notify::email::EmailNotifier;
 use crate::notify::{LogNotifier, Notifier};
 use crate::psp::memory::MemoryPsp;
+#[cfg(feature = "unzer")]
 use crate::psp::unzer::UnzerPsp;
 use crate::psp::{Psp, PspRouter};
 use std::collections::HashMap;
@@ -36,6 +39,11 @@ pub enum WiringError {
     #[error("smtp: {0}")]
     Smtp(String),
 }
+
+/// What a configuration is told when it names a connector this binary was built without (see
+/// the cargo features of `paybridge-core`).
+#[cfg(not(all(feature = "pixi", feature = "unzer", feature = "email")))]
+const NOT_IN_BUILD: &str = "this binary is built without that connector";
 
 /// The connectors of one configuration.
 pub struct Connectors {
@@ -64,6 +72,9 @@ pub fn connectors(
             message,
         };
         let erp: Arc<dyn Erp> = match conn.kind {
+            #[cfg(not(feature = "pixi"))]
+            ErpKind::Pixi => return Err(err("kind", NOT_IN_BUILD.into())),
+            #[cfg(feature = "pixi")]
             ErpKind::Pixi => Arc::new(
                 PixiErp::for_connection_with(config, &conn.id, resolve)
                     .map_err(|e| err("url", format!("cannot set up the pixi connector: {e}")))?,
@@ -84,6 +95,9 @@ pub fn connectors(
     }
     let psp = Arc::new(psp_router(config, resolve, memory_psp)?);
     let notifier: Arc<dyn Notifier> = match &config.smtp {
+        #[cfg(not(feature = "email"))]
+        Some(_) => return Err(WiringError::Smtp(NOT_IN_BUILD.into())),
+        #[cfg(feature = "email")]
         Some(smtp) => Arc::new(
             EmailNotifier::new(smtp, config.tenant.id.clone())
                 .map_err(|e| WiringError::Smtp(format!("cannot set up e-mail: {e}")))?,
@@ -109,6 +123,16 @@ fn psp_router(
         })
     };
     let mut router = PspRouter::default();
+    #[cfg(not(feature = "unzer"))]
+    let _no_secrets_needed = resolve;
+    #[cfg(not(feature = "unzer"))]
+    if active(PspKind::Unzer) {
+        return Err(WiringError::Psp {
+            kind: PspKind::Unzer,
+            message: NOT_IN_BUILD.into(),
+        });
+    }
+    #[cfg(feature = "unzer")]
     if active(PspKind::Unzer) {
         let unzer =
             UnzerPsp::for_config_resolved(config, Default::default(), resolve).map_err(|e| {

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorCont
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use paybridge_core::aws::{AwsEnv, Backends, WarmUp, warm_up};
 use paybridge_core::queue::sqs::SqsQueue;
 use paybridge_core::queue::{Job, Queue, QueueError, conformance as queue_conformance};
 use paybridge_core::store::dynamo::DynamoStore;
@@ -651,4 +652,57 @@ async fn sqs_receipts_delays_and_limits() {
         SqsQueue::create(&aws_sdk_sqs::Client::new(&config), "x", 0).await,
         Err(QueueError::Backend(_))
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The INIT-phase warm-up (architecture.md §6b)
+
+/// The warm-up read reaches DynamoDB when the table exists, and a failing warm-up (no such
+/// table, nothing listening) never fails the INIT: `Backends::connect` still returns, within
+/// the warm-up's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_opens_the_connection_and_never_fails_init() {
+    let Some(config) = moto("warm_up_opens_the_connection_and_never_fails_init").await else {
+        return;
+    };
+    let (client, store, table) = fresh_store(&config).await;
+    assert_eq!(warm_up(&store).await, WarmUp::Done);
+    let missing = DynamoStore::new(client, format!("{table}-missing"));
+    assert!(
+        matches!(warm_up(&missing).await, WarmUp::Failed(_)),
+        "a missing table is a failed warm-up"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("paybridge.toml");
+    std::fs::write(
+        &config_path,
+        "[tenant]\nid = \"warm\"\nquiet_hours = \"off\"\n",
+    )
+    .expect("config");
+    let env = |table: String| AwsEnv {
+        config_path: config_path.clone(),
+        table,
+        queue_url: "http://127.0.0.1:9/000000000000/unused".into(),
+    };
+    Backends::connect(&env(table.clone()), &config)
+        .await
+        .expect("backends on an existing table");
+    Backends::connect(&env(format!("{table}-missing")), &config)
+        .await
+        .expect("a failed warm-up does not fail the INIT");
+    let unreachable = config
+        .to_builder()
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let started = Instant::now();
+    let backends = Backends::connect(&env(table), &unreachable)
+        .await
+        .expect("an unreachable DynamoDB does not fail the INIT");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the warm-up is bounded: {:?}",
+        started.elapsed()
+    );
+    assert_ne!(warm_up(backends.store.as_ref()).await, WarmUp::Done);
 }

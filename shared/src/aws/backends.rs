@@ -73,8 +73,20 @@ impl Backends {
     }
 }
 
+/// How the INIT-phase warm-up call ended; every outcome lets the INIT go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarmUp {
+    /// The store answered: the connection (and its TLS session) is open.
+    Done,
+    /// The store answered with an error (logged; the first event will tell).
+    Failed(String),
+    /// No answer within the warm-up timeout.
+    TimedOut,
+}
+
 /// A read of a key that never exists (like `/health`): opens the connection to DynamoDB.
-async fn warm_up(store: &dyn Store) {
+/// Logs the outcome and returns it; never fails.
+pub async fn warm_up(store: &dyn Store) -> WarmUp {
     let started = std::time::Instant::now();
     match tokio::time::timeout(
         WARM_UP_TIMEOUT,
@@ -82,15 +94,24 @@ async fn warm_up(store: &dyn Store) {
     )
     .await
     {
-        Ok(Ok(_)) => tracing::info!(
-            ms = started.elapsed().as_millis() as u64,
-            "DynamoDB warm-up done"
-        ),
-        Ok(Err(e)) => tracing::warn!(error = %e, "DynamoDB warm-up failed"),
-        Err(_) => tracing::warn!(
-            timeout_ms = WARM_UP_TIMEOUT.as_millis() as u64,
-            "DynamoDB warm-up timed out"
-        ),
+        Ok(Ok(_)) => {
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "DynamoDB warm-up done"
+            );
+            WarmUp::Done
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "DynamoDB warm-up failed");
+            WarmUp::Failed(e.to_string())
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = WARM_UP_TIMEOUT.as_millis() as u64,
+                "DynamoDB warm-up timed out"
+            );
+            WarmUp::TimedOut
+        }
     }
 }
 
@@ -118,6 +139,7 @@ pub struct LazyApp {
     backends: Backends,
     extension: SecretsExtension,
     app: OnceCell<Arc<App>>,
+    #[cfg(feature = "http")]
     router: OnceCell<axum::Router>,
 }
 
@@ -141,6 +163,7 @@ impl LazyApp {
             backends,
             extension,
             app: OnceCell::new(),
+            #[cfg(feature = "http")]
             router: OnceCell::new(),
         }
     }
@@ -158,6 +181,7 @@ impl LazyApp {
     }
 
     /// The one HTTP router ([`crate::http::router`]) over the app, built on the first call.
+    #[cfg(feature = "http")]
     pub async fn router(&self) -> Result<axum::Router, AwsError> {
         let app = self.get().await?;
         Ok(self

@@ -7,6 +7,7 @@
 //! | [`init_tracing`] | JSON logs on stdout, level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG` |
 //! | [`AwsEnv`] | the function's environment: `PAYBRIDGE_CONFIG`, `PAYBRIDGE_TABLE`, `PAYBRIDGE_QUEUE_URL` |
 //! | [`Backends`] | configuration, DynamoDB store, SQS queue: built once, in the INIT phase |
+//! | [`warm_up`], [`WarmUp`] | the one cheap DynamoDB read of INIT that opens the connection (never fails the INIT) |
 //! | [`SecretsExtension`] | `ssm:` / `secretsmanager:` references through the Parameters and Secrets Lambda Extension |
 //! | [`resolve_config_secrets`] | every secret a configuration uses, resolved once per cold start |
 //! | [`LazyApp`] | the [`App`]: at INIT when it needs no extension secret, else on the first invocation |

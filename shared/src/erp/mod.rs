@@ -7,6 +7,7 @@
 use crate::ledger::ErpWrite;
 use crate::model::ErpOrder;
 pub mod memory;
+#[cfg(feature = "pixi")]
 pub mod pixi;
 
 use async_trait::async_trait;

@@ -1,6 +1,7 @@
 //! Operator notifications: one message per new problem of an order (e-mail through the tenant's
 //! SMTP settings in a later module; a log notifier and a recording fake here).
 
+#[cfg(feature = "email")]
 pub mod email;
 pub mod recording;
 

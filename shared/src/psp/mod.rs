@@ -14,6 +14,7 @@ use crate::config::MethodConfig;
 use crate::ledger::PspCall;
 use crate::model::{PspPayment, PspTransaction};
 pub mod memory;
+#[cfg(feature = "unzer")]
 pub mod unzer;
 pub mod webhook;
 
@@ -26,6 +27,7 @@ use webhook::IncomingWebhook;
 /// here, `None` for a name no connector answers to.
 pub fn webhook(psp: &str) -> Option<&'static dyn IncomingWebhook> {
     match psp {
+        #[cfg(feature = "unzer")]
         "unzer" => Some(&unzer::webhook::UnzerWebhook),
         "memory" => Some(&memory::MemoryWebhook),
         _ => None,

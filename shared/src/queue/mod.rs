@@ -4,7 +4,9 @@
 //! and any order: jobs only name what to look at, the store says what is true.
 
 pub mod conformance;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "aws")]
 pub mod sqs;
 
 use async_trait::async_trait;

@@ -8,8 +8,10 @@
 //! watermarks) lives in [`repo`] on top of this trait and is therefore shared by all backends.
 
 pub mod conformance;
+#[cfg(feature = "aws")]
 pub mod dynamo;
 pub mod repo;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use async_trait::async_trait;
