@@ -136,91 +136,18 @@ impl EmailNotifier {
     }
 
     fn build(smtp: &Smtp, tenant: String, pem_roots: Option<&[u8]>) -> Result<Self, EmailError> {
-        let config = |field: &'static str, message: String| EmailError::Config { field, message };
-
         if smtp.host.trim().is_empty() {
-            return Err(config("smtp.host", "must not be empty".into()));
+            return Err(config_error("smtp.host", "must not be empty".into()));
         }
-        let from: Mailbox = smtp
-            .from
-            .trim()
-            .parse()
-            .map_err(|e| config("smtp.from", format!("not an e-mail address: {e}")))?;
-        let to: Vec<Mailbox> = smtp
-            .to
-            .trim()
-            .parse::<Mailboxes>()
-            .map_err(|e| config("smtp.to", format!("not a list of e-mail addresses: {e}")))?
-            .into_iter()
-            .collect();
-        if to.is_empty() {
-            return Err(config("smtp.to", "at least one address is required".into()));
-        }
-
-        let user = smtp
-            .user
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty());
-        let password = match &smtp.password {
-            None => None,
-            // `resolve_local` names the variable or file, never the value.
-            Some(r) => Some(r.resolve_local().map_err(|e| config("smtp.password", e))?),
-        };
-        let credentials = match (user, &password) {
-            (Some(u), Some(p)) => Some(Credentials::new(u.to_string(), p.expose().to_string())),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(config(
-                    "smtp.password",
-                    "required when smtp.user is set".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(config(
-                    "smtp.user",
-                    "required when smtp.password is set".into(),
-                ));
-            }
-        };
-        if credentials.is_some() && !smtp.starttls {
-            return Err(config(
-                "smtp.starttls",
-                "credentials are only sent over an encrypted connection; set starttls = true"
-                    .into(),
-            ));
-        }
-
+        let (from, to) = addresses(smtp)?;
+        let (credentials, password) = credentials(smtp)?;
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(config(
+            return Err(config_error(
                 "smtp",
                 "the e-mail notifier must be created inside a Tokio runtime".into(),
             ));
         }
-
-        let (tls, security) = if smtp.starttls {
-            let mut params = TlsParameters::builder(smtp.host.trim().to_string());
-            if let Some(pem) = pem_roots {
-                let cert = Certificate::from_pem(pem).map_err(|e| {
-                    config(
-                        "smtp",
-                        format!("extra TLS root certificates are invalid: {e}"),
-                    )
-                })?;
-                params = params.add_root_certificate(cert);
-            }
-            let params = params
-                .build_rustls()
-                .map_err(|e| config("smtp", format!("cannot set up TLS: {e}")))?;
-            if smtp.port == SMTPS_PORT {
-                (Tls::Wrapper(params), "SMTPS (TLS)")
-            } else {
-                (Tls::Required(params), "STARTTLS required")
-            }
-        } else {
-            (Tls::None, "plain SMTP, unencrypted")
-        };
-
+        let (tls, security) = tls(smtp, pem_roots)?;
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.trim())
             .port(smtp.port)
             .tls(tls)
@@ -228,7 +155,6 @@ impl EmailNotifier {
         if let Some(c) = credentials {
             builder = builder.credentials(c);
         }
-
         Ok(EmailNotifier {
             transport: builder.build(),
             from,
@@ -380,6 +306,93 @@ fn one_line(s: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn config_error(field: &'static str, message: String) -> EmailError {
+    EmailError::Config { field, message }
+}
+
+/// The sender and the recipients (at least one).
+fn addresses(smtp: &Smtp) -> Result<(Mailbox, Vec<Mailbox>), EmailError> {
+    let from: Mailbox = smtp
+        .from
+        .trim()
+        .parse()
+        .map_err(|e| config_error("smtp.from", format!("not an e-mail address: {e}")))?;
+    let to: Vec<Mailbox> = smtp
+        .to
+        .trim()
+        .parse::<Mailboxes>()
+        .map_err(|e| config_error("smtp.to", format!("not a list of e-mail addresses: {e}")))?
+        .into_iter()
+        .collect();
+    if to.is_empty() {
+        return Err(config_error(
+            "smtp.to",
+            "at least one address is required".into(),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// The login, when there is one, and the password (kept to scrub it from error texts). Both
+/// or neither, and only over an encrypted connection.
+fn credentials(smtp: &Smtp) -> Result<(Option<Credentials>, Option<Secret>), EmailError> {
+    let user = smtp
+        .user
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let password = match &smtp.password {
+        None => None,
+        // `resolve_local` names the variable or file, never the value.
+        Some(r) => Some(
+            r.resolve_local()
+                .map_err(|e| config_error("smtp.password", e))?,
+        ),
+    };
+    let credentials = match (user, &password) {
+        (Some(u), Some(p)) => Some(Credentials::new(u.to_string(), p.expose().to_string())),
+        (None, None) => None,
+        (Some(_), None) => {
+            let m = "required when smtp.user is set";
+            return Err(config_error("smtp.password", m.into()));
+        }
+        (None, Some(_)) => {
+            let m = "required when smtp.password is set";
+            return Err(config_error("smtp.user", m.into()));
+        }
+    };
+    if credentials.is_some() && !smtp.starttls {
+        let m = "credentials are only sent over an encrypted connection; set starttls = true";
+        return Err(config_error("smtp.starttls", m.into()));
+    }
+    Ok((credentials, password))
+}
+
+/// The connection's TLS (with extra trusted roots, if given) and how it is described.
+fn tls(smtp: &Smtp, pem_roots: Option<&[u8]>) -> Result<(Tls, &'static str), EmailError> {
+    if !smtp.starttls {
+        return Ok((Tls::None, "plain SMTP, unencrypted"));
+    }
+    let mut params = TlsParameters::builder(smtp.host.trim().to_string());
+    if let Some(pem) = pem_roots {
+        let cert = Certificate::from_pem(pem).map_err(|e| {
+            config_error(
+                "smtp",
+                format!("extra TLS root certificates are invalid: {e}"),
+            )
+        })?;
+        params = params.add_root_certificate(cert);
+    }
+    let params = params
+        .build_rustls()
+        .map_err(|e| config_error("smtp", format!("cannot set up TLS: {e}")))?;
+    Ok(if smtp.port == SMTPS_PORT {
+        (Tls::Wrapper(params), "SMTPS (TLS)")
+    } else {
+        (Tls::Required(params), "STARTTLS required")
+    })
 }
 
 /// Removes what must never be in an operator e-mail: the given secret values, anything looking
