@@ -3,7 +3,8 @@
 //! decision; new operations inserted and queued, the record saved when it changed, new errors
 //! told to the operator once.
 
-use super::{App, AppError, psp_view};
+use super::psp_view::Known;
+use super::{App, AppError};
 use crate::config::MethodConfig;
 use crate::engine::{self, Flag, Input};
 use crate::ledger::{Operation, OrderKey, Plan};
@@ -57,7 +58,11 @@ impl App {
             return Ok(Some(0)); // not a payment method paybridge handles
         };
         let pid = facts.psp_payment_id.clone().filter(|p| !p.is_empty());
-        let (psp_view, ops, events) = self
+        let Known {
+            view: psp_view,
+            ops,
+            events,
+        } = self
             .view_and_ledger(key, cfg, &mut rec, before.as_ref(), pid.as_deref(), now)
             .await?;
         let decision = engine::decide(&Input {
@@ -107,10 +112,14 @@ impl App {
         before: Option<&OrderRecord>,
         pid: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(Option<PspPayment>, Vec<Operation>, Vec<EventRecord>), AppError> {
+    ) -> Result<Known, AppError> {
         let repo = self.repo();
         let Some(pid) = pid else {
-            return Ok((None, repo.ops(key, now).await?, Vec::new()));
+            return Ok(Known {
+                view: None,
+                ops: repo.ops(key, now).await?,
+                events: Vec::new(),
+            });
         };
         // A stored record whose facts name this payment was linked to it before it was saved.
         let linked = before
@@ -120,19 +129,22 @@ impl App {
         if !linked {
             repo.link_payment(&key.tenant, pid, key, now).await?;
         }
-        // PSP events waiting for this payment, read before the PSP view: the view reflects
+        // PSP events waiting for this payment are read before the PSP view: the view reflects
         // them. One that arrives again later changes its version and stays unapplied.
-        let events = repo.payment_events(&key.tenant, pid, now).await?;
-        let ops = repo.ops(key, now).await?;
-        if let Some(view) = psp_view::known_view(rec.psp.as_ref(), pid, &ops, !events.is_empty()) {
-            return Ok((Some(view), ops, events));
+        let known = self.known(key, pid, rec.psp.as_ref(), now).await?;
+        if known.view.is_some() {
+            return Ok(known);
         }
         let view = self.read_psp(key, cfg, pid).await;
         if view.is_some() {
             rec.psp = view.clone();
         }
         // The ledger read after the view, so an operation finished meanwhile is seen as done.
-        Ok((view, repo.ops(key, now).await?, events))
+        Ok(Known {
+            view,
+            ops: repo.ops(key, now).await?,
+            events: known.events,
+        })
     }
 
     /// The PSP's view of the payment, `None` when the PSP cannot be read now.

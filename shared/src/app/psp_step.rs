@@ -5,7 +5,7 @@
 //! it (see [`super::psp_view`]); one that may have been sent reads the PSP fresh.
 
 use super::operation::Next;
-use super::{App, AppError, StepResult, psp_view};
+use super::{App, AppError, StepResult};
 use crate::config::MethodConfig;
 use crate::ledger::{self, Operation, OrderKey, PspCall, Step};
 use crate::model::{Position, PspPayment, TxStatus};
@@ -83,15 +83,7 @@ impl App {
         if op.inflight.is_some() || rec.psp.is_none() {
             return Ok(None);
         }
-        let repo = self.repo();
-        let events = repo.payment_events(&key.tenant, pid, now).await?;
-        let ops = repo.ops(key, now).await?;
-        Ok(psp_view::known_view(
-            rec.psp.as_ref(),
-            pid,
-            &ops,
-            !events.is_empty(),
-        ))
+        Ok(self.known(key, pid, rec.psp.as_ref(), now).await?.view)
     }
 
     /// A call that may have been sent: has the PSP got a transaction with our reference?

@@ -11,8 +11,37 @@
 //! and sent on the view that decided it, and the PSP itself still refuses a capture above the
 //! open authorization or a refund above the charged rest.
 
-use crate::ledger::{self, Operation, PspCall, Step};
+use super::{App, AppError};
+use crate::ledger::{self, Operation, OrderKey, PspCall, Step};
 use crate::model::{PaymentState, PspPayment, PspTransaction, TxKind, TxStatus};
+use crate::store::repo::EventRecord;
+use chrono::{DateTime, Utc};
+
+/// What the stored view is checked against: the payment's pending PSP events, the order's
+/// ledger, and the view itself when it can be trusted.
+pub(super) struct Known {
+    pub view: Option<PspPayment>,
+    pub ops: Vec<Operation>,
+    pub events: Vec<EventRecord>,
+}
+
+impl App {
+    /// Reads the payment's pending events (before any PSP read: a fresh view reflects them)
+    /// and the order's ledger, and decides with [`known_view`] whether `stored` can be used.
+    pub(super) async fn known(
+        &self,
+        key: &OrderKey,
+        pid: &str,
+        stored: Option<&PspPayment>,
+        now: DateTime<Utc>,
+    ) -> Result<Known, AppError> {
+        let repo = self.repo();
+        let events = repo.payment_events(&key.tenant, pid, now).await?;
+        let ops = repo.ops(key, now).await?;
+        let view = known_view(stored, pid, &ops, !events.is_empty());
+        Ok(Known { view, ops, events })
+    }
+}
 
 /// The stored view with our finished calls applied, or `None` when a fresh read is needed:
 /// no stored view of this payment, PSP events pending, a view still waiting for the PSP (a
