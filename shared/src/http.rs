@@ -226,7 +226,7 @@ mod tests {
     use crate::queue::sqlite::SqliteQueue;
     use crate::store::repo::Repo;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{Item, Store, StoreError};
+    use crate::store::{Item, Store, StoreError, Write};
     use async_trait::async_trait;
     use axum::body::Body;
     use axum::http::Request;
@@ -364,6 +364,9 @@ private_key = "plain:s-priv-test"
             Err(StoreError::Backend("disk gone".into()))
         }
         async fn delete(&self, _: &str, _: &str, _: u64) -> Result<(), StoreError> {
+            Err(StoreError::Backend("disk gone".into()))
+        }
+        async fn commit(&self, _: &[Write], _: i64) -> Result<Vec<u64>, StoreError> {
             Err(StoreError::Backend("disk gone".into()))
         }
     }

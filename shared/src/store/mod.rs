@@ -4,7 +4,8 @@
 //! The model is DynamoDB's single table (architecture.md §4): items addressed by partition key
 //! `pk` and sort key `sk`, each with a `version` for optimistic concurrency, an optional TTL and
 //! one optional secondary-index entry (`gsi_pk`, `gsi_sk`) used for "problem orders by time" and
-//! "open operations by due time". Typed access (orders, operations, history, events, leases,
+//! "open operations by due time". Several writes can be committed together, all or none
+//! ([`Store::commit`]: a SQLite transaction, a DynamoDB `TransactWriteItems`). Typed access (orders, operations, history, events, leases,
 //! watermarks) lives in [`repo`] on top of this trait and is therefore shared by all backends.
 
 pub mod conformance;
@@ -69,6 +70,66 @@ impl StoreError {
     }
 }
 
+/// DynamoDB's limit of actions in one transaction, and so the limit of one [`Store::commit`].
+pub const MAX_COMMIT_WRITES: usize = 100;
+
+/// One write of a [`Store::commit`], with the same condition as the single-item call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// As [`Store::insert`], except that a live item with the key fails the commit (`Conflict`).
+    Insert(Item),
+    /// As [`Store::update`].
+    Update(Item),
+    /// As [`Store::delete`].
+    Delete {
+        pk: String,
+        sk: String,
+        version: u64,
+    },
+}
+
+impl Write {
+    /// The key of the item written.
+    pub fn key(&self) -> (&str, &str) {
+        match self {
+            Write::Insert(i) | Write::Update(i) => (&i.pk, &i.sk),
+            Write::Delete { pk, sk, .. } => (pk, sk),
+        }
+    }
+
+    /// The item's version after the write: 1 for an insert, the next for an update, 0 when
+    /// deleted.
+    pub fn version_after(&self) -> Result<u64, StoreError> {
+        match self {
+            Write::Insert(_) => Ok(1),
+            Write::Update(i) => i.version.checked_add(1).ok_or_else(|| {
+                StoreError::Backend(format!("version of {}/{} overflows", i.pk, i.sk))
+            }),
+            Write::Delete { .. } => Ok(0),
+        }
+    }
+}
+
+/// What every backend refuses before it writes anything: more than [`MAX_COMMIT_WRITES`], or two
+/// writes of one item (DynamoDB cannot do either in one transaction).
+pub fn check_commit(writes: &[Write]) -> Result<(), StoreError> {
+    if writes.len() > MAX_COMMIT_WRITES {
+        return Err(StoreError::Backend(format!(
+            "a commit holds at most {MAX_COMMIT_WRITES} writes, not {}",
+            writes.len()
+        )));
+    }
+    let mut keys: Vec<(&str, &str)> = writes.iter().map(Write::key).collect();
+    keys.sort_unstable();
+    if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StoreError::Backend(format!(
+            "a commit writes {}/{} twice",
+            w[0].0, w[0].1
+        )));
+    }
+    Ok(())
+}
+
 /// The storage contract. Every write is atomic per item; `now` (unix seconds) is passed in so
 /// TTL filtering is deterministic under a simulated clock.
 #[async_trait]
@@ -99,4 +160,9 @@ pub trait Store: Send + Sync {
 
     /// Deletes the item if its version matches; `Conflict` otherwise.
     async fn delete(&self, pk: &str, sk: &str, version: u64) -> Result<(), StoreError>;
+
+    /// Applies every write or none: when one condition fails, nothing is written and the error
+    /// is a `Conflict` naming that item. Returns each write's [`Write::version_after`]. Refused
+    /// before writing when [`check_commit`] refuses. An empty commit writes nothing.
+    async fn commit(&self, writes: &[Write], now: i64) -> Result<Vec<u64>, StoreError>;
 }

@@ -4,13 +4,14 @@
 //! Every call runs on tokio's blocking pool against one connection behind a mutex, so the store
 //! can be shared freely between tasks of a multi-thread runtime. Each write is a single SQL
 //! statement (conditional insert, compare-and-swap update, conditional delete), which makes it
-//! atomic per item even when several processes open the same file. A queue opened with
+//! atomic per item even when several processes open the same file; a commit of several writes
+//! is one immediate transaction. A queue opened with
 //! [`crate::queue::sqlite::SqliteQueue::sharing`] uses the same connection, so an item and a
 //! job can be committed together.
 
-use super::{Item, Store, StoreError};
+use super::{Item, Store, StoreError, Write, check_commit};
 use async_trait::async_trait;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, Row, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -91,7 +92,8 @@ impl SqliteStore {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock cannot leave a half-done write behind (every write
-            // is one statement), so a poisoned mutex is still safe to use.
+            // is one statement or one transaction, rolled back when dropped), so a poisoned
+            // mutex is still safe to use.
             let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut guard)
         })
@@ -231,39 +233,8 @@ impl Store for SqliteStore {
     async fn update(&self, item: &Item) -> Result<u64, StoreError> {
         let body = body_text(item)?;
         let item = item.clone();
-        self.with_conn(move |conn| {
-            // A version that SQLite cannot even hold cannot be the stored one.
-            let expected = i64::try_from(item.version).map_err(|_| conflict(&item.pk, &item.sk))?;
-            let next = expected.checked_add(1).ok_or_else(|| {
-                StoreError::Backend(format!("version of {}/{} overflows", item.pk, item.sk))
-            })?;
-            let mut stmt = conn
-                .prepare_cached(
-                    "UPDATE items
-                     SET version = ?1, body = ?2, expires_at = ?3, gsi_pk = ?4, gsi_sk = ?5
-                     WHERE pk = ?6 AND sk = ?7 AND version = ?8",
-                )
-                .map_err(backend)?;
-            let changed = stmt
-                .execute(params![
-                    next,
-                    body,
-                    item.expires_at,
-                    item.gsi_pk,
-                    item.gsi_sk,
-                    item.pk,
-                    item.sk,
-                    expected
-                ])
-                .map_err(backend)?;
-            if changed == 1 {
-                // `next` is positive: it is `expected + 1` with `expected` non-negative.
-                Ok(item.version + 1)
-            } else {
-                Err(conflict(&item.pk, &item.sk))
-            }
-        })
-        .await
+        self.with_conn(move |conn| update_row(conn, &item, &body))
+            .await
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str, now: i64) -> Result<Vec<Item>, StoreError> {
@@ -320,22 +291,99 @@ impl Store for SqliteStore {
 
     async fn delete(&self, pk: &str, sk: &str, version: u64) -> Result<(), StoreError> {
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        self.with_conn(move |conn| delete_row(conn, &pk, &sk, version))
+            .await
+    }
+
+    async fn commit(&self, writes: &[Write], now: i64) -> Result<Vec<u64>, StoreError> {
+        check_commit(writes)?;
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bodies = writes
+            .iter()
+            .map(|w| match w {
+                Write::Insert(i) | Write::Update(i) => body_text(i),
+                Write::Delete { .. } => Ok(String::new()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let writes = writes.to_vec();
         self.with_conn(move |conn| {
-            let Ok(version) = i64::try_from(version) else {
-                return Err(conflict(&pk, &sk));
-            };
-            let changed = conn
-                .prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2 AND version = ?3")
-                .map_err(backend)?
-                .execute(params![pk, sk, version])
+            // Dropped without `commit` on any error: rolled back, nothing written.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            if changed == 1 {
-                Ok(())
-            } else {
-                Err(conflict(&pk, &sk))
+            let mut versions = Vec::with_capacity(writes.len());
+            for (w, body) in writes.iter().zip(&bodies) {
+                versions.push(match w {
+                    Write::Insert(item) => {
+                        if !insert_row(&tx, item, body, now)? {
+                            return Err(conflict(&item.pk, &item.sk));
+                        }
+                        1
+                    }
+                    Write::Update(item) => update_row(&tx, item, body)?,
+                    Write::Delete { pk, sk, version } => {
+                        delete_row(&tx, pk, sk, *version)?;
+                        0
+                    }
+                });
             }
+            tx.commit().map_err(backend)?;
+            Ok(versions)
         })
         .await
+    }
+}
+
+/// The compare-and-swap update of [`Store::update`] on `conn` (or inside a transaction on it).
+fn update_row(conn: &Connection, item: &Item, body: &str) -> Result<u64, StoreError> {
+    // A version that SQLite cannot even hold cannot be the stored one.
+    let expected = i64::try_from(item.version).map_err(|_| conflict(&item.pk, &item.sk))?;
+    let next = expected.checked_add(1).ok_or_else(|| {
+        StoreError::Backend(format!("version of {}/{} overflows", item.pk, item.sk))
+    })?;
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE items
+             SET version = ?1, body = ?2, expires_at = ?3, gsi_pk = ?4, gsi_sk = ?5
+             WHERE pk = ?6 AND sk = ?7 AND version = ?8",
+        )
+        .map_err(backend)?;
+    let changed = stmt
+        .execute(params![
+            next,
+            body,
+            item.expires_at,
+            item.gsi_pk,
+            item.gsi_sk,
+            item.pk,
+            item.sk,
+            expected
+        ])
+        .map_err(backend)?;
+    if changed == 1 {
+        // `next` is positive: it is `expected + 1` with `expected` non-negative.
+        Ok(item.version + 1)
+    } else {
+        Err(conflict(&item.pk, &item.sk))
+    }
+}
+
+/// The conditional delete of [`Store::delete`] on `conn` (or inside a transaction on it).
+fn delete_row(conn: &Connection, pk: &str, sk: &str, version: u64) -> Result<(), StoreError> {
+    let Ok(version) = i64::try_from(version) else {
+        return Err(conflict(pk, sk));
+    };
+    let changed = conn
+        .prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2 AND version = ?3")
+        .map_err(backend)?
+        .execute(params![pk, sk, version])
+        .map_err(backend)?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(conflict(pk, sk))
     }
 }
 

@@ -29,6 +29,7 @@ pub async fn run_all(store: &dyn Store) {
     check_query_index(store).await;
     check_delete(store).await;
     check_body_round_trip(store).await;
+    check_commit(store).await;
 }
 
 /// Runs the checks that hammer one key from several tasks at once.
@@ -607,10 +608,12 @@ pub async fn check_body_round_trip(store: &dyn Store) {
     );
 }
 
+mod commit;
 mod concurrency;
 mod index;
 mod ttl;
 
+pub use commit::*;
 pub use concurrency::*;
 pub use index::*;
 pub use ttl::*;

@@ -28,10 +28,11 @@
 //!   SDK `ValidationException`: items over 400 KB ([`MAX_ITEM_BYTES`]), empty key or index key
 //!   strings, keys over 2048 (partition) / 1024 (sort) bytes. Reads of such keys find nothing,
 //!   updates and deletes of them are `Conflict` (the item cannot exist).
+//! - **A commit is one `TransactWriteItems`** with the single-item conditions ([`commit`]).
 //! - Index entries that tie on `gsi_sk` come back ordered by (`pk`, `sk`) like in SQLite, which
 //!   DynamoDB itself does not promise.
 
-use super::{Item, Store, StoreError};
+use super::{Item, Store, StoreError, Write};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -464,9 +465,14 @@ impl Store for DynamoStore {
             Err(e) => Err(sdk_error("DeleteItem", &e)),
         }
     }
+
+    async fn commit(&self, writes: &[Write], now: i64) -> Result<Vec<u64>, StoreError> {
+        self.transact(writes, now).await
+    }
 }
 
 mod codec;
+mod commit;
 pub(crate) use codec::describe_sdk_error;
 use codec::*;
 

@@ -34,7 +34,7 @@ use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::psp::{Psp, PspError, PspOutcome};
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::queue::{Delivery, Job, Queue, QueueError};
-use paybridge_core::store::{Item, Store, StoreError};
+use paybridge_core::store::{Item, Store, StoreError, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The longest a job may take (clock advance from its start) under the default assumptions:
@@ -588,6 +588,34 @@ impl Store for FaultyStore {
             }
             Gate::Fault(_) => Err(store_busy()),
             Gate::Go => self.inner.delete(pk, sk, version).await,
+        }
+    }
+
+    async fn commit(&self, writes: &[Write], now: i64) -> Result<Vec<u64>, StoreError> {
+        let gate = self.sim.gate(CallKind::StoreWrite, || {
+            let keys: Vec<String> = writes
+                .iter()
+                .map(|w| format!("{} {}", w.key().0, w.key().1))
+                .collect();
+            format!("store.commit [{}]", keys.join(", "))
+        });
+        match gate {
+            Gate::Dead | Gate::CrashBefore => Err(store_died()),
+            Gate::CrashAfter => {
+                let _ = self.inner.commit(writes, now).await;
+                Err(store_died())
+            }
+            Gate::PauseBefore(s) => {
+                world::pause(&self.sim, s).await;
+                self.inner.commit(writes, now).await
+            }
+            Gate::PauseAfter(s) => {
+                let r = self.inner.commit(writes, now).await;
+                world::pause(&self.sim, s).await;
+                r
+            }
+            Gate::Fault(_) => Err(store_busy()),
+            Gate::Go => self.inner.commit(writes, now).await,
         }
     }
 }
