@@ -277,6 +277,19 @@ pub struct Operation {
     /// together with the next transition, and before anything leaves the process.
     #[serde(skip)]
     pub unsaved: bool,
+    /// History lines of transitions since the last save (not stored here): written as the
+    /// order's history entries in the same commit as the operation.
+    #[serde(skip)]
+    pub unsaved_history: Vec<Transition>,
+}
+
+/// One line of the order's history that an operation's transition adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub at: DateTime<Utc>,
+    pub what: String,
+    /// PSP transaction id or ERP reference, when there is one.
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -312,7 +325,18 @@ impl Operation {
             updated_at: now,
             version: 0,
             unsaved: false,
+            unsaved_history: Vec::new(),
         }
+    }
+
+    /// Adds a history line, saved with the operation's next save.
+    pub fn record(&mut self, at: DateTime<Utc>, what: String, reference: Option<String>) {
+        self.unsaved = true;
+        self.unsaved_history.push(Transition {
+            at,
+            what,
+            reference,
+        });
     }
 
     /// Money moved by this operation once done: its PSP call's amount.

@@ -29,7 +29,7 @@ impl App {
             .ok_or_else(|| AppError::UnknownConnection(key.conn.clone()))?;
         let write = op.plan.erp[index].clone();
         if op.inflight == Some(Step::Erp { index }) {
-            if let Some(lost) = self.durable(op).await? {
+            if let Some(lost) = self.durable(op, now).await? {
                 return Ok(Some(lost));
             }
             match erp.was_applied(&key.order_id, &write, &op.id).await {
@@ -55,7 +55,7 @@ impl App {
         }
         op.begin(Step::Erp { index }, now)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        if !self.save(op).await? {
+        if !self.save(op, now).await? {
             return Ok(Some(StepResult::Lost));
         }
         self.send_erp(op, facts, erp.as_ref(), &write, now).await

@@ -42,10 +42,14 @@ impl App {
     /// otherwise saved with the next in-flight mark or with the operation's end, so one write
     /// records both; a crash in between leaves the step in flight, and the next attempt finds
     /// its outcome by looking (reconciliation, read-back) instead of sending again.
-    pub(super) async fn durable(&self, op: &mut Operation) -> Result<Next, AppError> {
+    pub(super) async fn durable(
+        &self,
+        op: &mut Operation,
+        now: DateTime<Utc>,
+    ) -> Result<Next, AppError> {
         if !op.unsaved {
             return Ok(None);
         }
-        Ok((!self.save(op).await?).then_some(StepResult::Lost))
+        Ok((!self.save(op, now).await?).then_some(StepResult::Lost))
     }
 }

@@ -36,7 +36,7 @@ impl App {
         let payment = match self.stored_view_for_call(key, op, rec, pid, now).await? {
             Some(view) => view,
             None => {
-                if let Some(lost) = self.durable(op).await? {
+                if let Some(lost) = self.durable(op, now).await? {
                     return Ok(Some(lost));
                 }
                 match self.psp.fetch(cfg, pid).await {
@@ -47,7 +47,7 @@ impl App {
         };
         if op.inflight == Some(Step::Psp)
             && let Some(next) = self
-                .reconcile(key, op, cfg, &payment, &call, reference, now)
+                .reconcile(op, cfg, &payment, &call, reference, now)
                 .await?
         {
             return Ok(next);
@@ -62,11 +62,11 @@ impl App {
         }
         op.begin(Step::Psp, now)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        if !self.save(op).await? {
+        if !self.save(op, now).await? {
             return Ok(Some(StepResult::Lost));
         }
         let outcome = self.psp.execute(cfg, &payment, &call, reference).await;
-        self.record_outcome(key, op, &call, outcome, now).await
+        self.record_outcome(op, &call, outcome, now)
     }
 
     /// The view the call is checked and sent on when it is the stored one that decided it;
@@ -88,10 +88,8 @@ impl App {
 
     /// A call that may have been sent: has the PSP got a transaction with our reference?
     /// `Some(next)` decides the step; `None` means it was not sent, so it may be sent now.
-    #[allow(clippy::too_many_arguments)]
     async fn reconcile(
         &self,
-        key: &OrderKey,
         op: &mut Operation,
         cfg: &MethodConfig,
         payment: &PspPayment,
@@ -125,10 +123,12 @@ impl App {
             TxStatus::Success => {
                 op.psp_succeeded(tx.id.clone(), now)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
-                op.unsaved = true; // saved with the next mark or the end
-                let what = "PSP call found done on reconciliation".into();
-                self.history(key, now, Some(&op.id), what, Some(tx.id))
-                    .await?;
+                // Saved with the next mark or the end.
+                op.record(
+                    now,
+                    "PSP call found done on reconciliation".into(),
+                    Some(tx.id),
+                );
                 return Ok(Some(None));
             }
             TxStatus::Pending => StepResult::Retry("PSP transaction still pending".into()),
@@ -169,9 +169,8 @@ impl App {
     }
 
     /// Records what the PSP answered.
-    async fn record_outcome(
+    fn record_outcome(
         &self,
-        key: &OrderKey,
         op: &mut Operation,
         call: &PspCall,
         outcome: PspOutcome,
@@ -181,10 +180,8 @@ impl App {
             PspOutcome::Done { tx_id } => {
                 op.psp_succeeded(tx_id.clone(), now)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
-                op.unsaved = true; // saved with the next mark or the end
-                let what = format!("PSP {call:?} done");
-                self.history(key, now, Some(&op.id), what, Some(tx_id))
-                    .await?;
+                // Saved with the next mark or the end.
+                op.record(now, format!("PSP {call:?} done"), Some(tx_id));
                 return Ok(None);
             }
             PspOutcome::Pending { .. } => StepResult::Retry("PSP transaction pending".into()),

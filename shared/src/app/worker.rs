@@ -6,6 +6,7 @@ use super::{App, AppError, JobOutcome, StepResult};
 use crate::ledger::{Operation, OrderKey, TransitionError};
 use crate::queue::{Delivery, Job, QueueError};
 use crate::store::StoreError;
+use crate::store::repo::HistoryEntry;
 use chrono::{DateTime, Duration, Utc};
 
 impl App {
@@ -105,10 +106,27 @@ impl App {
         }
     }
 
-    pub(super) async fn save(&self, op: &mut Operation) -> Result<bool, AppError> {
-        match self.repo().save_op(op).await {
+    /// Saves the operation with the history lines of its transitions since the last save, in
+    /// one commit; `false` when our claim was taken over (the version moved on).
+    pub(super) async fn save(
+        &self,
+        op: &mut Operation,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AppError> {
+        let entries: Vec<HistoryEntry> = op
+            .unsaved_history
+            .iter()
+            .map(|t| HistoryEntry {
+                at: t.at,
+                op_id: Some(op.id.clone()),
+                what: t.what.clone(),
+                reference: t.reference.clone(),
+            })
+            .collect();
+        match self.repo().save_op_with_history(op, &entries, now).await {
             Ok(()) => {
                 op.unsaved = false;
+                op.unsaved_history.clear();
                 Ok(true)
             }
             Err(e) if e.is_conflict() => Ok(false),
@@ -144,7 +162,7 @@ impl App {
         };
         let Some(cfg) = self.method_for(key, &facts).cloned() else {
             op.fail("the payment-method config is gone or inactive".into(), now);
-            if self.save(&mut op).await? {
+            if self.save(&mut op, now).await? {
                 self.follow_up(key, &mut op, now).await?;
             }
             return Ok(JobOutcome::Done);
@@ -166,7 +184,7 @@ impl App {
             && let Some(why) = self.out_of_attempts(&op)
         {
             op.fail(why, now);
-            if self.save(&mut op).await? {
+            if self.save(&mut op, now).await? {
                 self.follow_up(key, &mut op, now).await?;
             }
             return Ok(JobOutcome::Done);
@@ -190,15 +208,9 @@ impl App {
             Ok(StepResult::Finished) => {
                 op.finish(now)
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
-                if self.save(op).await? {
-                    self.history(
-                        key,
-                        now,
-                        Some(&op.id),
-                        format!("done {:?}", op.plan.purpose),
-                        op.psp_tx.clone(),
-                    )
-                    .await?;
+                let what = format!("done {:?}", op.plan.purpose);
+                op.record(now, what, op.psp_tx.clone());
+                if self.save(op, now).await? {
                     // Follow-ups (release after capture, lock cleared after receipt, …).
                     self.follow_up(key, op, now).await?;
                 }
@@ -207,14 +219,13 @@ impl App {
             Ok(StepResult::Lost) => Ok(JobOutcome::RetryAt(now + Duration::seconds(1))),
             Ok(StepResult::Retry(why)) => {
                 let at = now + self.backoff(op.attempts);
-                self.retry_op(key, op, at, why, now).await
+                self.retry_op(op, at, why, now).await
             }
-            Ok(StepResult::RetryAt(at, why)) => self.retry_op(key, op, at, why, now).await,
+            Ok(StepResult::RetryAt(at, why)) => self.retry_op(op, at, why, now).await,
             Ok(StepResult::Failed(why)) => {
                 op.fail(why.clone(), now);
-                if self.save(op).await? {
-                    self.history(key, now, Some(&op.id), format!("failed: {why}"), None)
-                        .await?;
+                op.record(now, format!("failed: {why}"), None);
+                if self.save(op, now).await? {
                     self.follow_up(key, op, now).await?;
                 }
                 Ok(JobOutcome::Done)
@@ -250,7 +261,7 @@ impl App {
         self.evaluate(key, None, now).await?;
         if op.follow_up {
             op.follow_up = false;
-            self.save(op).await?; // a conflict: someone else followed up or will
+            self.save(op, now).await?; // a conflict: someone else followed up or will
         }
         Ok(())
     }
@@ -258,23 +269,14 @@ impl App {
     /// Puts the operation aside until `at`.
     pub(super) async fn retry_op(
         &self,
-        key: &OrderKey,
         op: &mut Operation,
         at: DateTime<Utc>,
         why: String,
         now: DateTime<Utc>,
     ) -> Result<JobOutcome, AppError> {
         op.retry_at(at, why.clone(), now);
-        if self.save(op).await? {
-            self.history(
-                key,
-                now,
-                Some(&op.id),
-                format!("retry at {at}: {why}"),
-                None,
-            )
-            .await?;
-        }
+        op.record(now, format!("retry at {at}: {why}"), None);
+        self.save(op, now).await?;
         Ok(JobOutcome::RetryAt(at))
     }
 }

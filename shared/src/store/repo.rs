@@ -14,7 +14,7 @@
 //! tenant has.
 //! | poller lease, watermark | `T#{tenant}#C#{conn}` / `LEASE`, `WATERMARK#{kind}` |
 
-use super::{Item, Store, StoreError};
+use super::{Item, Store, StoreError, Write};
 use crate::engine::{Flag, Severity};
 use crate::ledger::{Operation, OrderKey};
 use crate::model::{ErpOrder, PspPayment};
@@ -164,24 +164,48 @@ impl<'s> Repo<'s> {
         rec: &OrderRecord,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut item = Item::new(rec.key.pk(), "ORDER", body(rec)?);
-        if rec.open_errors().next().is_some() {
-            item.gsi_pk = Some(format!("T#{}#PROBLEM", rec.key.tenant));
-            item.gsi_sk = Some(format!("{}#{}", ts(rec.updated_at), rec.key.pk()));
-        }
+        let item = Self::order_item(rec)?;
         if rec.version == 0 {
             if self.store.insert(&item, now.timestamp()).await? {
                 Ok(1)
             } else {
                 Err(StoreError::Conflict {
-                    pk: item.pk,
-                    sk: item.sk,
+                    pk: item.pk.clone(),
+                    sk: item.sk.clone(),
                 })
             }
         } else {
-            item.version = rec.version;
             self.store.update(&item).await
         }
+    }
+
+    /// The write that saves the order record: an insert at version 0, else a CAS update.
+    pub fn order_write(rec: &OrderRecord) -> Result<Write, StoreError> {
+        let item = Self::order_item(rec)?;
+        Ok(if rec.version == 0 {
+            Write::Insert(item)
+        } else {
+            Write::Update(item)
+        })
+    }
+
+    fn order_item(rec: &OrderRecord) -> Result<Item, StoreError> {
+        let mut item = Item::new(rec.key.pk(), "ORDER", body(rec)?);
+        if rec.open_errors().next().is_some() {
+            item.gsi_pk = Some(format!("T#{}#PROBLEM", rec.key.tenant));
+            item.gsi_sk = Some(format!("{}#{}", ts(rec.updated_at), rec.key.pk()));
+        }
+        item.version = rec.version;
+        Ok(item)
+    }
+
+    /// Commits `writes` all or none ([`Store::commit`]).
+    pub async fn commit(
+        &self,
+        writes: &[Write],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.store.commit(writes, now.timestamp()).await
     }
 
     /// Orders with open errors, oldest first.
@@ -296,6 +320,35 @@ impl<'s> Repo<'s> {
         Ok(())
     }
 
+    /// CAS update of the operation together with its history `entries`, in one commit when
+    /// there are entries; on success `op.version` is the new version.
+    pub async fn save_op_with_history(
+        &self,
+        op: &mut Operation,
+        entries: &[HistoryEntry],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return self.save_op(op).await;
+        }
+        let mut writes = vec![Self::op_update(op)?];
+        for e in entries {
+            writes.push(Write::Insert(Self::history_item(&op.order, e)?));
+        }
+        op.version = self.commit(&writes, now).await?[0];
+        Ok(())
+    }
+
+    /// The conditional insert of a planned operation, as a write of a commit.
+    pub fn op_insert(op: &Operation) -> Result<Write, StoreError> {
+        Ok(Write::Insert(Self::op_item(op)?))
+    }
+
+    /// The CAS update of an operation read at `op.version`, as a write of a commit.
+    pub fn op_update(op: &Operation) -> Result<Write, StoreError> {
+        Ok(Write::Update(Self::op_item(op)?))
+    }
+
     pub async fn ops(
         &self,
         key: &OrderKey,
@@ -347,17 +400,23 @@ impl<'s> Repo<'s> {
         entry: &HistoryEntry,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let item = Self::history_item(key, entry)?;
+        self.store.insert(&item, now.timestamp()).await?;
+        Ok(())
+    }
+
+    /// A history entry as an item; its key is unique (time, a sequence number of this process
+    /// and a digest of the entry), so its insert does not fail a commit.
+    pub fn history_item(key: &OrderKey, entry: &HistoryEntry) -> Result<Item, StoreError> {
         let b = body(entry)?;
         let digest = hex::encode(&Sha256::digest(b.to_string().as_bytes())[..6]);
         // Entries of the same millisecond keep their order within this process.
         let seq = HISTORY_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let item = Item::new(
+        Ok(Item::new(
             key.pk(),
             format!("H#{}#{seq:012}#{digest}", ts(entry.at)),
             b,
-        );
-        self.store.insert(&item, now.timestamp()).await?;
-        Ok(())
+        ))
     }
 
     pub async fn history(
