@@ -389,77 +389,104 @@ pub(super) fn clip(s: &str, max: usize) -> String {
 }
 
 impl PixiErp {
+    /// The orders to look at since `watermark`: those waiting for an authorization, those with
+    /// an invoice to capture, and those pixi reports changed (of our payment types), each once
+    /// in that order; the next watermark is pixi's `DateTimeTo`.
     pub(super) async fn changed_orders(
         &self,
         watermark: Option<&str>,
     ) -> Result<Changes, ErpError> {
-        let mut ids: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut push = |id: i64, ids: &mut Vec<String>| {
-            if seen.insert(id) {
-                ids.push(id.to_string());
-            }
-        };
+        let mut nrs = Vec::new();
         for code in &self.payment_codes {
-            // pixiPayGetOrdersToAuthorize(PaymentCode, ShowAll, RowCount) — request example order;
-            // ShowAll omitted (default 0: orders with ccpSetFailTries > 3 stay hidden).
+            nrs.extend(self.orders_to_authorize(code).await?);
+        }
+        for code in &self.payment_codes {
+            nrs.extend(self.invoices_to_capture(code).await?);
+        }
+        let (changed, next) = self.changed_since(watermark).await?;
+        nrs.extend(changed);
+        let mut seen = HashSet::new();
+        let order_ids = nrs
+            .into_iter()
+            .filter(|nr| seen.insert(*nr))
+            .map(|nr| nr.to_string())
+            .collect();
+        Ok(Changes {
+            order_ids,
+            watermark: next,
+        })
+    }
+
+    /// The orders of payment code `code` waiting for an authorization status.
+    async fn orders_to_authorize(&self, code: &str) -> Result<Vec<i64>, ErpError> {
+        // pixiPayGetOrdersToAuthorize(PaymentCode, ShowAll, RowCount) — request example order;
+        // ShowAll omitted (default 0: orders with ccpSetFailTries > 3 stay hidden).
+        let reply = self
+            .call(
+                "pixiPayGetOrdersToAuthorize",
+                &[
+                    Param::string("PaymentCode", code),
+                    Param::int("RowCount", self.list_rows),
+                ],
+            )
+            .await?;
+        Ok(reply
+            .rows()
+            .iter()
+            .filter_map(|r| int(r, "OrderNr"))
+            .collect())
+    }
+
+    /// The orders of payment code `code` with a shipped invoice not yet captured, read page by
+    /// page.
+    async fn invoices_to_capture(&self, code: &str) -> Result<Vec<i64>, ErpError> {
+        // pixiPayGetInvoicesToCapture(PaymentCode, ShowAll, RowCount, FromInvoiceId): the list
+        // holds every shipped, not yet captured invoice, so it is read from 0 on each poll and
+        // paged with FromInvoiceId (since 22.06) within the poll.
+        let mut nrs = Vec::new();
+        let mut from = 0i64;
+        for page_no in 0.. {
+            if page_no >= MAX_LIST_PAGES {
+                return Err(bad(format!(
+                    "pixiPayGetInvoicesToCapture {code}: more than {MAX_LIST_PAGES} pages"
+                )));
+            }
             let reply = self
                 .call(
-                    "pixiPayGetOrdersToAuthorize",
+                    "pixiPayGetInvoicesToCapture",
                     &[
-                        Param::string("PaymentCode", code.clone()),
+                        Param::string("PaymentCode", code),
                         Param::int("RowCount", self.list_rows),
+                        Param::int("FromInvoiceId", from),
                     ],
                 )
                 .await?;
-            for r in reply.rows() {
-                if let Some(nr) = int(r, "OrderNr") {
-                    push(nr, &mut ids);
-                }
-            }
-        }
-        for code in &self.payment_codes {
-            // pixiPayGetInvoicesToCapture(PaymentCode, ShowAll, RowCount, FromInvoiceId): the list
-            // holds every shipped, not yet captured invoice, so it is read from 0 on each poll and
-            // paged with FromInvoiceId (since 22.06) within the poll.
-            let mut from = 0i64;
-            for page_no in 0.. {
-                if page_no >= MAX_LIST_PAGES {
-                    return Err(bad(format!(
-                        "pixiPayGetInvoicesToCapture {code}: more than {MAX_LIST_PAGES} pages"
-                    )));
-                }
-                let reply = self
-                    .call(
-                        "pixiPayGetInvoicesToCapture",
-                        &[
-                            Param::string("PaymentCode", code.clone()),
-                            Param::int("RowCount", self.list_rows),
-                            Param::int("FromInvoiceId", from),
-                        ],
-                    )
-                    .await?;
-                let rows = reply.rows();
-                for r in rows {
-                    // `OrderNr` of the invoice: the stored column list is truncated after
-                    // `CardCVC`; OrderNr/InvoiceKey are inferred from the sibling payment calls.
-                    match int(r, "OrderNr") {
-                        Some(nr) => push(nr, &mut ids),
-                        None => tracing::warn!(
-                            "pixiPayGetInvoicesToCapture row without OrderNr skipped"
-                        ),
+            let rows = reply.rows();
+            for r in rows {
+                // `OrderNr` of the invoice: the stored column list is truncated after
+                // `CardCVC`; OrderNr/InvoiceKey are inferred from the sibling payment calls.
+                match int(r, "OrderNr") {
+                    Some(nr) => nrs.push(nr),
+                    None => {
+                        tracing::warn!("pixiPayGetInvoicesToCapture row without OrderNr skipped")
                     }
                 }
-                let last = rows
-                    .iter()
-                    .filter_map(|r| int(r, "InvoiceKey").or_else(|| int(r, "InvoiceID")))
-                    .max();
-                match last {
-                    Some(k) if rows.len() as i64 >= self.list_rows && k > from => from = k,
-                    _ => break,
-                }
+            }
+            let last = rows
+                .iter()
+                .filter_map(|r| int(r, "InvoiceKey").or_else(|| int(r, "InvoiceID")))
+                .max();
+            match last {
+                Some(k) if rows.len() as i64 >= self.list_rows && k > from => from = k,
+                _ => break,
             }
         }
+        Ok(nrs)
+    }
+
+    /// The orders of our payment types pixi reports changed since `watermark`, and the next
+    /// watermark (the reply's `DateTimeTo`, else where this read started).
+    async fn changed_since(&self, watermark: Option<&str>) -> Result<(Vec<i64>, String), ErpError> {
         // pixiGetChangedOrders(DateTimeFrom required, "YYYY-MM-DD hh:mm:ss"); the reply's
         // `DateTimeTo` ("Orders changed till this time") is the next cursor.
         let from = self.changed_from(watermark);
@@ -469,6 +496,7 @@ impl PixiErp {
                 &[Param::string("DateTimeFrom", from.clone())],
             )
             .await?;
+        let mut nrs = Vec::new();
         let mut next = None;
         for r in reply.rows() {
             if next.is_none() {
@@ -477,13 +505,10 @@ impl PixiErp {
             if self.handles(r.get("PaymentType"))
                 && let Some(nr) = int(r, "OrderNr")
             {
-                push(nr, &mut ids);
+                nrs.push(nr);
             }
         }
-        Ok(Changes {
-            order_ids: ids,
-            watermark: next.unwrap_or(from),
-        })
+        Ok((nrs, next.unwrap_or(from)))
     }
 
     pub(super) async fn read_orders(
