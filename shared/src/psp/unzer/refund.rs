@@ -98,21 +98,8 @@ impl UnzerPsp {
         reference: &str,
     ) -> PspOutcome {
         let pid = payment.payment_id.as_str();
-        let view = match self.view(t, pid).await {
-            Ok(v) => v,
-            Err(e) => return read_failed(e),
-        };
-        let earlier = match self.refund_parts(t, &view, reference).await {
+        let (parts, earlier) = match self.refund_remainder(t, pid, amount, reference).await {
             Ok(p) => p,
-            Err(e) => return read_failed(e),
-        };
-        let parts = match plan_refund(&view, amount, &earlier) {
-            Ok(RefundPlan::Complete { tx_id }) => {
-                tracing::debug!(payment = pid, %tx_id, "refund already complete under this reference; nothing sent");
-                return PspOutcome::Done { tx_id };
-            }
-            Ok(RefundPlan::Waiting { tx_id }) => return PspOutcome::Pending { tx_id },
-            Ok(RefundPlan::Send(parts)) => parts,
             Err(outcome) => return outcome,
         };
         let reason = transformers::reason_code(reason);
@@ -120,14 +107,8 @@ impl UnzerPsp {
             .into_iter()
             .filter(|p| p.status == TxStatus::Success)
             .collect();
-        let n = parts.len();
         for (i, (charge, part)) in parts.iter().enumerate() {
-            let body = serde_json::to_value(CancelRequest {
-                amount: transformers::amount_text(*part),
-                reason_code: Some(reason),
-                payment_reference: reference.to_string(),
-            });
-            let body = match body {
+            let body = match cancel_body(*part, Some(reason), reference) {
                 Ok(b) => b,
                 Err(e) => return declined("PAYBRIDGE.REQUEST", format!("request body: {e}")),
             };
@@ -137,60 +118,15 @@ impl UnzerPsp {
                 expect: Some(*part),
             };
             let outcome = self.post(t, &planned).await;
-            let what = || {
-                let not_sent = parts[i + 1..]
-                    .iter()
-                    .map(|(c, m)| format!("{m} on {c}"))
-                    .collect::<Vec<_>>();
-                let refunded_sum =
-                    Money::sum(amount.currency(), refunded.iter().map(|p| &p.amount))
-                        .map_or_else(|e| e.to_string(), |m| m.to_string());
-                format!(
-                    "refund of {amount}: part {} of {n} ({part} on {charge}); refunded so far under this reference: {refunded_sum} ({}); not sent: {}",
-                    i + 1,
-                    list_parts(&refunded),
-                    if not_sent.is_empty() {
-                        "nothing".into()
-                    } else {
-                        not_sent.join(", ")
-                    }
-                )
-            };
-            match outcome {
-                PspOutcome::Done { tx_id } => refunded.push(RefundPart {
+            let what = || part_progress(amount, &parts, i, &refunded);
+            match part_done(outcome, refunded.is_empty(), what) {
+                Ok(tx_id) => refunded.push(RefundPart {
                     id: tx_id,
                     charge: Some(charge.clone()),
                     amount: *part,
                     status: TxStatus::Success,
                 }),
-                // Not final yet: the rest waits until it is (reconciliation sees it pending).
-                PspOutcome::Pending { tx_id } => return PspOutcome::Pending { tx_id },
-                PspOutcome::Unknown { message } => {
-                    return PspOutcome::Unknown {
-                        message: format!("{}: outcome unknown: {message}", what()),
-                    };
-                }
-                // Nothing moved at all: the plain outcome.
-                PspOutcome::Retryable { .. } | PspOutcome::Declined { .. }
-                    if refunded.is_empty() =>
-                {
-                    return outcome;
-                }
-                // Parts went through: keep the in-flight mark, reconciliation finds them.
-                PspOutcome::Retryable { message } => {
-                    return PspOutcome::Unknown {
-                        message: format!("{}: not sent ({message}); send the rest again", what()),
-                    };
-                }
-                PspOutcome::Declined { code, message } => {
-                    return declined(
-                        "PAYBRIDGE.REFUND_PARTIAL",
-                        format!(
-                            "{}: declined by Unzer ({code}: {message}); the refund is only partly done — refund the rest by hand",
-                            what()
-                        ),
-                    );
-                }
+                Err(end) => return end,
             }
         }
         match refunded.last() {
@@ -203,6 +139,91 @@ impl UnzerPsp {
             ),
         }
     }
+
+    /// Reads the payment and the parts already carrying `reference`, and plans the rest: the
+    /// parts to send (charge id, amount) and the earlier parts, or the outcome when nothing is
+    /// to be sent (already complete, a part still pending, a read failed, or declined).
+    async fn refund_remainder(
+        &self,
+        t: &Target<'_>,
+        pid: &str,
+        amount: Money,
+        reference: &str,
+    ) -> Result<(Vec<(String, Money)>, Vec<RefundPart>), PspOutcome> {
+        let view = self.view(t, pid).await.map_err(read_failed)?;
+        let earlier = self
+            .refund_parts(t, &view, reference)
+            .await
+            .map_err(read_failed)?;
+        match plan_refund(&view, amount, &earlier)? {
+            RefundPlan::Complete { tx_id } => {
+                tracing::debug!(payment = pid, %tx_id, "refund already complete under this reference; nothing sent");
+                Err(PspOutcome::Done { tx_id })
+            }
+            RefundPlan::Waiting { tx_id } => Err(PspOutcome::Pending { tx_id }),
+            RefundPlan::Send(parts) => Ok((parts, earlier)),
+        }
+    }
+}
+
+/// The cancel id of a refund part that went through, else the outcome the refund ends with:
+/// the plain outcome while nothing moved (`nothing_moved`), after earlier parts `Unknown` (the
+/// rest may be sent again) or, for a decline, `PAYBRIDGE.REFUND_PARTIAL`; `what` describes the
+/// refund's progress at this part.
+fn part_done(
+    outcome: PspOutcome,
+    nothing_moved: bool,
+    what: impl Fn() -> String,
+) -> Result<String, PspOutcome> {
+    match outcome {
+        PspOutcome::Done { tx_id } => Ok(tx_id),
+        // Not final yet: the rest waits until it is (reconciliation sees it pending).
+        PspOutcome::Pending { tx_id } => Err(PspOutcome::Pending { tx_id }),
+        PspOutcome::Unknown { message } => Err(PspOutcome::Unknown {
+            message: format!("{}: outcome unknown: {message}", what()),
+        }),
+        // Nothing moved at all: the plain outcome.
+        PspOutcome::Retryable { .. } | PspOutcome::Declined { .. } if nothing_moved => Err(outcome),
+        // Parts went through: keep the in-flight mark, reconciliation finds them.
+        PspOutcome::Retryable { message } => Err(PspOutcome::Unknown {
+            message: format!("{}: not sent ({message}); send the rest again", what()),
+        }),
+        PspOutcome::Declined { code, message } => Err(declined(
+            "PAYBRIDGE.REFUND_PARTIAL",
+            format!(
+                "{}: declined by Unzer ({code}: {message}); the refund is only partly done — refund the rest by hand",
+                what()
+            ),
+        )),
+    }
+}
+
+/// Where a spread refund of `amount` stands at part `i` of `parts`: that part, what is
+/// refunded so far under the reference (`refunded`), and the parts not sent.
+fn part_progress(
+    amount: Money,
+    parts: &[(String, Money)],
+    i: usize,
+    refunded: &[RefundPart],
+) -> String {
+    let (charge, part) = &parts[i];
+    let not_sent = parts[i + 1..]
+        .iter()
+        .map(|(c, m)| format!("{m} on {c}"))
+        .collect::<Vec<_>>();
+    let refunded_sum = Money::sum(amount.currency(), refunded.iter().map(|p| &p.amount))
+        .map_or_else(|e| e.to_string(), |m| m.to_string());
+    format!(
+        "refund of {amount}: part {} of {} ({part} on {charge}); refunded so far under this reference: {refunded_sum} ({}); not sent: {}",
+        i + 1,
+        parts.len(),
+        list_parts(refunded),
+        if not_sent.is_empty() {
+            "nothing".into()
+        } else {
+            not_sent.join(", ")
+        }
+    )
 }
 
 /// One charge cancel carrying an operation's reference: a part of a (spread) refund.
