@@ -351,66 +351,19 @@ pub(super) fn plan_refund(
     {
         return Ok(RefundPlan::Complete { tx_id });
     }
-    let mut left = amount
+    let left = amount
         .checked_sub(tally.counted)
         .map_err(|e| amounts(e.to_string()))?;
-    let not_failed = |r: &&TxRef| r.kind == TxKind::CancelCharge && r.status != TxStatus::Error;
-    // A payment-level cancel (`…/charges/cancels/{id}`, e.g. made in Unzer Insights) names no
-    // charge; it still lowers what the payment can refund in total.
-    let unattributed = Money::sum(
-        cur,
-        view.txs
-            .iter()
-            .filter(not_failed)
-            .filter(|r| r.parent_charge.is_none())
-            .map(|r| &r.amount),
-    )
-    .map_err(|e| amounts(e.to_string()))?;
-    let mut rests: Vec<(String, Money)> = Vec::new();
-    for c in view
-        .txs
-        .iter()
-        .filter(|t| t.kind == TxKind::Charge && t.status == TxStatus::Success)
-        .filter(|t| valid_id(&t.id))
-    {
-        let refunded = Money::sum(
-            cur,
-            view.txs
-                .iter()
-                .filter(not_failed)
-                .filter(|r| r.parent_charge.as_deref() == Some(c.id.as_str()))
-                .map(|r| &r.amount),
-        );
-        let rest = refunded
-            .and_then(|r| c.amount.saturating_sub(r))
-            .map_err(|e| amounts(format!("charge {}: {e}", c.id)))?;
-        rests.push((c.id.clone(), rest));
-    }
-    let total = Money::sum(cur, rests.iter().map(|(_, m)| m))
-        .and_then(|t| t.saturating_sub(unattributed))
-        .map_err(|e| amounts(e.to_string()))?;
+    let refundable = Refundable::of(view, cur).map_err(amounts)?;
     if left
-        .cmp_to(&total)
+        .cmp_to(&refundable.total)
         .map_err(|e| amounts(e.to_string()))?
         .is_gt()
     {
-        let listing = rests
-            .iter()
-            .map(|(id, m)| format!("{id} {m}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut message = format!(
-            "a refund of {left} exceeds what is refundable: {total} (per charge: {}",
-            if listing.is_empty() {
-                "nothing"
-            } else {
-                &listing
-            }
+            "a refund of {left} exceeds what is refundable: {}",
+            refundable.describe()
         );
-        if unattributed.is_positive() {
-            message.push_str(&format!("; less {unattributed} refunded at payment level"));
-        }
-        message.push(')');
         if tally.counted.is_positive() {
             message.push_str(&format!(
                 "; already refunded under this reference: {} ({}) of {amount}",
@@ -420,6 +373,102 @@ pub(super) fn plan_refund(
         }
         return Err(declined("PAYBRIDGE.REFUND_EXCEEDS", message));
     }
+    spread(amount, left, refundable.rests)
+        .map(RefundPlan::Send)
+        .map_err(amounts)
+}
+
+/// What a payment can still refund.
+struct Refundable {
+    /// Each successful charge's rest (its amount less the non-failed cancels on it), in charge
+    /// order.
+    rests: Vec<(String, Money)>,
+    /// The non-failed payment-level cancels, which name no charge.
+    unattributed: Money,
+    /// The rests' sum less `unattributed`.
+    total: Money,
+}
+
+impl Refundable {
+    fn of(view: &PaymentView, cur: crate::money::Currency) -> Result<Refundable, String> {
+        let not_failed = |r: &&TxRef| r.kind == TxKind::CancelCharge && r.status != TxStatus::Error;
+        // A payment-level cancel (`…/charges/cancels/{id}`, e.g. made in Unzer Insights) names no
+        // charge; it still lowers what the payment can refund in total.
+        let unattributed = Money::sum(
+            cur,
+            view.txs
+                .iter()
+                .filter(not_failed)
+                .filter(|r| r.parent_charge.is_none())
+                .map(|r| &r.amount),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut rests: Vec<(String, Money)> = Vec::new();
+        for c in view
+            .txs
+            .iter()
+            .filter(|t| t.kind == TxKind::Charge && t.status == TxStatus::Success)
+            .filter(|t| valid_id(&t.id))
+        {
+            let refunded = Money::sum(
+                cur,
+                view.txs
+                    .iter()
+                    .filter(not_failed)
+                    .filter(|r| r.parent_charge.as_deref() == Some(c.id.as_str()))
+                    .map(|r| &r.amount),
+            );
+            let rest = refunded
+                .and_then(|r| c.amount.saturating_sub(r))
+                .map_err(|e| format!("charge {}: {e}", c.id))?;
+            rests.push((c.id.clone(), rest));
+        }
+        let total = Money::sum(cur, rests.iter().map(|(_, m)| m))
+            .and_then(|t| t.saturating_sub(unattributed))
+            .map_err(|e| e.to_string())?;
+        Ok(Refundable {
+            rests,
+            unattributed,
+            total,
+        })
+    }
+
+    /// `{total} (per charge: …)` for a message, naming the payment-level cancels when there are
+    /// any.
+    fn describe(&self) -> String {
+        let listing = self
+            .rests
+            .iter()
+            .map(|(id, m)| format!("{id} {m}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut text = format!(
+            "{} (per charge: {}",
+            self.total,
+            if listing.is_empty() {
+                "nothing"
+            } else {
+                &listing
+            }
+        );
+        if self.unattributed.is_positive() {
+            text.push_str(&format!(
+                "; less {} refunded at payment level",
+                self.unattributed
+            ));
+        }
+        text.push(')');
+        text
+    }
+}
+
+/// Spreads `left` (of a refund of `amount`) over the charge rests in order, each part up to its
+/// rest; an error when it does not fit or no part results.
+fn spread(
+    amount: Money,
+    mut left: Money,
+    rests: Vec<(String, Money)>,
+) -> Result<Vec<(String, Money)>, String> {
     let mut parts = Vec::new();
     for (charge, rest) in rests {
         if !left.is_positive() {
@@ -428,14 +477,14 @@ pub(super) fn plan_refund(
         if !rest.is_positive() {
             continue;
         }
-        let take = rest.min(left).map_err(|e| amounts(e.to_string()))?;
-        left = left.checked_sub(take).map_err(|e| amounts(e.to_string()))?;
+        let take = rest.min(left).map_err(|e| e.to_string())?;
+        left = left.checked_sub(take).map_err(|e| e.to_string())?;
         parts.push((charge, take));
     }
     if left.is_positive() || parts.is_empty() {
-        return Err(amounts(format!(
+        return Err(format!(
             "could not spread {amount} over the charges (left over: {left})"
-        )));
+        ));
     }
-    Ok(RefundPlan::Send(parts))
+    Ok(parts)
 }
