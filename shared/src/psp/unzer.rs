@@ -531,13 +531,6 @@ impl UnzerPsp {
         reference: &str,
     ) -> Result<Planned, PspOutcome> {
         let pid = &payment.payment_id;
-        let cancel = |amount: Money, reason: Option<&'static str>| {
-            serde_json::to_value(CancelRequest {
-                amount: transformers::amount_text(amount),
-                reason_code: reason,
-                payment_reference: reference.to_string(),
-            })
-        };
         let (path, body, expect) = match call {
             // Capture: POST /v1/payments/{id}/charges (php-sdk PaymentService::chargePayment; docs "Charge a payment").
             PspCall::Capture { amount } => {
@@ -549,58 +542,14 @@ impl UnzerPsp {
                 (format!("/v1/payments/{pid}/charges"), body, Some(*amount))
             }
             PspCall::Reverse { amount } => {
-                if transformers::is_paylater(payment.method) {
-                    // Paylater: payment-level reversal POST …/authorize/cancels (docs "Manage Unzer Invoice (upl)").
-                    (
-                        format!("/v1/payments/{pid}/authorize/cancels"),
-                        cancel(*amount, None),
-                        Some(*amount),
-                    )
-                } else {
-                    match payment.initial() {
-                        Some(tx) if tx.kind == TxKind::Authorize && valid_id(&tx.id) => {
-                            // Reversal on the authorization: POST …/authorize/{autId}/cancels (php-sdk CancelService::cancelAuthorization);
-                            // a card pre-authorization lives under …/preauthorize/{id} (java-sdk Preauthorization).
-                            let segment = if tx.id.contains("-preaut-") {
-                                "preauthorize"
-                            } else {
-                                "authorize"
-                            };
-                            (
-                                format!("/v1/payments/{pid}/{segment}/{}/cancels", tx.id),
-                                cancel(*amount, None),
-                                Some(*amount),
-                            )
-                        }
-                        Some(tx)
-                            if tx.kind == TxKind::Charge
-                                && tx.status == TxStatus::Pending
-                                && transformers::pending_initial_charge(payment.method)
-                                && valid_id(&tx.id) =>
-                        {
-                            // Prepayment/invoice before receipt: cancel the initial charge (docs "Manage Unzer Prepayment": always s-chg-1).
-                            (
-                                format!("/v1/payments/{pid}/charges/{}/cancels", tx.id),
-                                cancel(*amount, Some("CANCEL")),
-                                Some(*amount),
-                            )
-                        }
-                        _ => {
-                            return Err(declined(
-                                "PAYBRIDGE.ROUTE",
-                                format!(
-                                    "payment {pid} has no open authorization or pending initial charge to reverse"
-                                ),
-                            ));
-                        }
-                    }
-                }
+                let (path, reason) = reversal_route(payment)?;
+                (path, cancel_body(*amount, reason, reference), Some(*amount))
             }
             // Paylater: payment-level refund POST …/charges/cancels (php-sdk PaylaterCancelTest; docs "Manage Unzer Invoice (upl)").
             // Other types are spread over their charges by `refund_spread`, never planned as one call.
             PspCall::Refund { amount, reason } if transformers::is_paylater(payment.method) => (
                 format!("/v1/payments/{pid}/charges/cancels"),
-                cancel(*amount, Some(transformers::reason_code(*reason))),
+                cancel_body(*amount, Some(transformers::reason_code(*reason)), reference),
                 Some(*amount),
             ),
             PspCall::Refund { .. } => {
@@ -633,6 +582,61 @@ impl UnzerPsp {
             },
             Transport::Reply { status, body } => classify(status, &body, planned.expect, path),
         }
+    }
+}
+
+/// A cancel body: `amount` with the optional reason code, carrying the operation's `reference`.
+fn cancel_body(
+    amount: Money,
+    reason: Option<&'static str>,
+    reference: &str,
+) -> serde_json::Result<serde_json::Value> {
+    serde_json::to_value(CancelRequest {
+        amount: transformers::amount_text(amount),
+        reason_code: reason,
+        payment_reference: reference.to_string(),
+    })
+}
+
+/// Where a reversal of `payment` goes, and the reason code it carries: the payment-level
+/// authorization cancel for Paylater, else a cancel of the open authorization or of the
+/// pending initial charge; declined when the payment has neither.
+fn reversal_route(payment: &PspPayment) -> Result<(String, Option<&'static str>), PspOutcome> {
+    let pid = &payment.payment_id;
+    if transformers::is_paylater(payment.method) {
+        // Paylater: payment-level reversal POST …/authorize/cancels (docs "Manage Unzer Invoice (upl)").
+        return Ok((format!("/v1/payments/{pid}/authorize/cancels"), None));
+    }
+    match payment.initial() {
+        Some(tx) if tx.kind == TxKind::Authorize && valid_id(&tx.id) => {
+            // Reversal on the authorization: POST …/authorize/{autId}/cancels (php-sdk CancelService::cancelAuthorization);
+            // a card pre-authorization lives under …/preauthorize/{id} (java-sdk Preauthorization).
+            let segment = if tx.id.contains("-preaut-") {
+                "preauthorize"
+            } else {
+                "authorize"
+            };
+            Ok((
+                format!("/v1/payments/{pid}/{segment}/{}/cancels", tx.id),
+                None,
+            ))
+        }
+        Some(tx)
+            if tx.kind == TxKind::Charge
+                && tx.status == TxStatus::Pending
+                && transformers::pending_initial_charge(payment.method)
+                && valid_id(&tx.id) =>
+        {
+            // Prepayment/invoice before receipt: cancel the initial charge (docs "Manage Unzer Prepayment": always s-chg-1).
+            Ok((
+                format!("/v1/payments/{pid}/charges/{}/cancels", tx.id),
+                Some("CANCEL"),
+            ))
+        }
+        _ => Err(declined(
+            "PAYBRIDGE.ROUTE",
+            format!("payment {pid} has no open authorization or pending initial charge to reverse"),
+        )),
     }
 }
 

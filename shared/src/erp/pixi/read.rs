@@ -129,12 +129,60 @@ pub(super) fn line_status(code: &str) -> LineStatus {
     }
 }
 
+/// An order from its header and its line, totals and invoice rows: every row must be the
+/// order's own, amounts are exact in the order's currency.
 pub(super) fn map_order(
     h: &Header,
     lines: &[Row],
     totals: &[Row],
     invoices: &[Row],
 ) -> Result<ErpOrder, ErpError> {
+    let cur = order_currency(h, lines, totals, invoices)?;
+    for (rows, what) in [
+        (lines, "pixiGetOrderline"),
+        (totals, "pixiGetOrderTotals"),
+        (invoices, "pixiGetInvoice"),
+    ] {
+        for r in rows {
+            same_order(r, h.order_nr, what)?;
+        }
+    }
+    let out_lines = lines
+        .iter()
+        .map(|r| order_line(r, cur))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = order_total(h.order_nr, totals, cur)?;
+    let (invs, credits) = invoices_and_credits(h.order_nr, invoices, cur)?;
+    let status = match h.status.as_str() {
+        "CLOSED" => OrderStatus::Closed,
+        "HOLD" | "HAL" => OrderStatus::Hold,
+        _ if lines.iter().any(on_hold) => OrderStatus::Hold,
+        _ => OrderStatus::Open,
+    };
+    Ok(ErpOrder {
+        order_id: h.order_nr.to_string(),
+        mandant: h.shop_id.clone(),
+        shop_order_no: h.shop_order_no.clone(),
+        psp_payment_id: h.psp_payment_id.clone(),
+        payment_method: h.payment_type.clone(),
+        status,
+        total,
+        lines: out_lines,
+        shipping_lock: h.locked,
+        invoices: invs,
+        credit_notes: credits,
+        customer_key: h.cust_key.map(|k| k.to_string()),
+    })
+}
+
+/// The order's currency: the header's `OrderCurrency`, else the first one in the totals, line
+/// or invoice rows.
+fn order_currency(
+    h: &Header,
+    lines: &[Row],
+    totals: &[Row],
+    invoices: &[Row],
+) -> Result<Currency, ErpError> {
     let code = h
         .currency
         .as_deref()
@@ -147,51 +195,48 @@ pub(super) fn map_order(
                 h.order_nr
             ))
         })?;
-    let cur = Currency::from_code(&code.to_ascii_uppercase())
-        .map_err(|e| bad(format!("order {}: {e}", h.order_nr)))?;
+    Currency::from_code(&code.to_ascii_uppercase())
+        .map_err(|e| bad(format!("order {}: {e}", h.order_nr)))
+}
 
-    for r in lines {
-        same_order(r, h.order_nr, "pixiGetOrderline")?;
-    }
-    for r in totals {
-        same_order(r, h.order_nr, "pixiGetOrderTotals")?;
-    }
-    for r in invoices {
-        same_order(r, h.order_nr, "pixiGetInvoice")?;
-    }
+/// An order line row on hold (`Status` `HAL`).
+pub(super) fn on_hold(r: &Row) -> bool {
+    r.get("Status")
+        .is_some_and(|s| s.eq_ignore_ascii_case("HAL"))
+}
 
-    let mut out_lines = Vec::new();
-    let mut any_hal = false;
-    for r in lines {
-        let status = r.get("Status").unwrap_or_default();
-        any_hal |= status.eq_ignore_ascii_case("HAL");
-        let key = r
-            .get("OrderlineKey")
-            .ok_or_else(|| bad("order line without OrderlineKey"))?;
-        // Unit price in order currency × quantity (lars85 Item.php: Qty, Price, Price_OrderCurr).
-        let price = r
-            .first(&["Price_OrderCurr", "Price"])
-            .ok_or_else(|| bad(format!("order line {key} without Price")))?;
-        let qty = decimal(r.get("Qty").unwrap_or("1"), "Qty")?;
-        let gross = decimal(price, "Price")?
-            .checked_mul(qty)
-            .ok_or_else(|| bad(format!("order line {key}: Price × Qty overflows")))?
-            .round_dp_with_strategy(cur.exponent(), RoundingStrategy::MidpointAwayFromZero);
-        out_lines.push(OrderLine {
-            line_id: key.to_string(),
-            status: line_status(status),
-            amount: Money::new(gross, cur).map_err(|e| bad(e.to_string()))?,
-        });
-    }
+/// One order line: its key, status and gross amount (unit price × quantity, rounded to the
+/// currency).
+fn order_line(r: &Row, cur: Currency) -> Result<OrderLine, ErpError> {
+    let key = r
+        .get("OrderlineKey")
+        .ok_or_else(|| bad("order line without OrderlineKey"))?;
+    // Unit price in order currency × quantity (lars85 Item.php: Qty, Price, Price_OrderCurr).
+    let price = r
+        .first(&["Price_OrderCurr", "Price"])
+        .ok_or_else(|| bad(format!("order line {key} without Price")))?;
+    let qty = decimal(r.get("Qty").unwrap_or("1"), "Qty")?;
+    let gross = decimal(price, "Price")?
+        .checked_mul(qty)
+        .ok_or_else(|| bad(format!("order line {key}: Price × Qty overflows")))?
+        .round_dp_with_strategy(cur.exponent(), RoundingStrategy::MidpointAwayFromZero);
+    Ok(OrderLine {
+        line_id: key.to_string(),
+        status: line_status(r.get("Status").unwrap_or_default()),
+        amount: Money::new(gross, cur).map_err(|e| bad(e.to_string()))?,
+    })
+}
 
+/// The order total from the (first) `pixiGetOrderTotals` row: `Total`, else `Subtotal` plus
+/// `ShipCost`.
+fn order_total(order_nr: i64, totals: &[Row], cur: Currency) -> Result<Money, ErpError> {
     let t = totals.first().ok_or_else(|| {
         bad(format!(
-            "pixiGetOrderTotals gave no row for order {}",
-            h.order_nr
+            "pixiGetOrderTotals gave no row for order {order_nr}"
         ))
     })?;
-    let total = match t.first(&["Total", "OrderTotal", "Total_OrderCurr"]) {
-        Some(v) => money(v, cur, "order Total")?,
+    match t.first(&["Total", "OrderTotal", "Total_OrderCurr"]) {
+        Some(v) => money(v, cur, "order Total"),
         None => {
             let sub = money(
                 t.get("Subtotal")
@@ -200,10 +245,18 @@ pub(super) fn map_order(
                 "Subtotal",
             )?;
             let ship = money(t.get("ShipCost").unwrap_or("0"), cur, "ShipCost")?;
-            sub.checked_add(ship).map_err(|e| bad(e.to_string()))?
+            sub.checked_add(ship).map_err(|e| bad(e.to_string()))
         }
-    };
+    }
+}
 
+/// The invoice rows as invoices (total ≥ 0) and credit notes (negative total); rows without
+/// `InvoiceNr` are skipped, one in another currency than the order's is refused.
+fn invoices_and_credits(
+    order_nr: i64,
+    invoices: &[Row],
+    cur: Currency,
+) -> Result<(Vec<Invoice>, Vec<CreditNote>), ErpError> {
     let mut invs = Vec::new();
     let mut credits = Vec::new();
     for r in invoices {
@@ -214,8 +267,7 @@ pub(super) fn map_order(
             && !c.eq_ignore_ascii_case(cur.code())
         {
             return Err(bad(format!(
-                "invoice {nr} is in {c}, order {} in {cur}",
-                h.order_nr
+                "invoice {nr} is in {c}, order {order_nr} in {cur}"
             )));
         }
         // Invoice total in order currency (lars85 Invoice.php: Total, Total_OrderCurr; pixiGetInvoicesByOrderNr: total).
@@ -225,14 +277,8 @@ pub(super) fn map_order(
             cur,
             "invoice Total",
         )?;
-        // Paid state: `Paid` bit (pixiGetInvoicesByOrderNr) or the paid amount
-        // (`PaidAmount` lars85 Invoice.php; `PaidSum` pixiGetInvoicesForCustomer) covering the total.
-        let paid_amount = match r.first(&["PaidAmount", "PaidSum", "PayedSum"]) {
-            Some(v) => decimal(v, "PaidAmount")?.abs(),
-            None => Decimal::ZERO,
-        };
         let abs = amount.amount().abs();
-        let captured = flag(r.get("Paid")) || (!abs.is_zero() && paid_amount >= abs);
+        let captured = invoice_paid(r, abs)?;
         if amount.is_negative() {
             credits.push(CreditNote {
                 credit_id: nr.to_string(),
@@ -250,27 +296,18 @@ pub(super) fn map_order(
             });
         }
     }
+    Ok((invs, credits))
+}
 
-    let status = match h.status.as_str() {
-        "CLOSED" => OrderStatus::Closed,
-        "HOLD" | "HAL" => OrderStatus::Hold,
-        _ if any_hal => OrderStatus::Hold,
-        _ => OrderStatus::Open,
+/// Whether an invoice row is paid: its `Paid` bit (pixiGetInvoicesByOrderNr) or the paid amount
+/// (`PaidAmount` lars85 Invoice.php; `PaidSum` pixiGetInvoicesForCustomer) covering `total`
+/// (the invoice's absolute total).
+pub(super) fn invoice_paid(r: &Row, total: Decimal) -> Result<bool, ErpError> {
+    let paid = match r.first(&["PaidAmount", "PaidSum", "PayedSum"]) {
+        Some(v) => decimal(v, "PaidAmount")?.abs(),
+        None => Decimal::ZERO,
     };
-    Ok(ErpOrder {
-        order_id: h.order_nr.to_string(),
-        mandant: h.shop_id.clone(),
-        shop_order_no: h.shop_order_no.clone(),
-        psp_payment_id: h.psp_payment_id.clone(),
-        payment_method: h.payment_type.clone(),
-        status,
-        total,
-        lines: out_lines,
-        shipping_lock: h.locked,
-        invoices: invs,
-        credit_notes: credits,
-        customer_key: h.cust_key.map(|k| k.to_string()),
-    })
+    Ok(flag(r.get("Paid")) || (!total.is_zero() && paid >= total))
 }
 
 /// At most this many orders per `pixiGetOrder` call (the app hands over chunks of this size).
@@ -352,77 +389,104 @@ pub(super) fn clip(s: &str, max: usize) -> String {
 }
 
 impl PixiErp {
+    /// The orders to look at since `watermark`: those waiting for an authorization, those with
+    /// an invoice to capture, and those pixi reports changed (of our payment types), each once
+    /// in that order; the next watermark is pixi's `DateTimeTo`.
     pub(super) async fn changed_orders(
         &self,
         watermark: Option<&str>,
     ) -> Result<Changes, ErpError> {
-        let mut ids: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut push = |id: i64, ids: &mut Vec<String>| {
-            if seen.insert(id) {
-                ids.push(id.to_string());
-            }
-        };
+        let mut nrs = Vec::new();
         for code in &self.payment_codes {
-            // pixiPayGetOrdersToAuthorize(PaymentCode, ShowAll, RowCount) — request example order;
-            // ShowAll omitted (default 0: orders with ccpSetFailTries > 3 stay hidden).
+            nrs.extend(self.orders_to_authorize(code).await?);
+        }
+        for code in &self.payment_codes {
+            nrs.extend(self.invoices_to_capture(code).await?);
+        }
+        let (changed, next) = self.changed_since(watermark).await?;
+        nrs.extend(changed);
+        let mut seen = HashSet::new();
+        let order_ids = nrs
+            .into_iter()
+            .filter(|nr| seen.insert(*nr))
+            .map(|nr| nr.to_string())
+            .collect();
+        Ok(Changes {
+            order_ids,
+            watermark: next,
+        })
+    }
+
+    /// The orders of payment code `code` waiting for an authorization status.
+    async fn orders_to_authorize(&self, code: &str) -> Result<Vec<i64>, ErpError> {
+        // pixiPayGetOrdersToAuthorize(PaymentCode, ShowAll, RowCount) — request example order;
+        // ShowAll omitted (default 0: orders with ccpSetFailTries > 3 stay hidden).
+        let reply = self
+            .call(
+                "pixiPayGetOrdersToAuthorize",
+                &[
+                    Param::string("PaymentCode", code),
+                    Param::int("RowCount", self.list_rows),
+                ],
+            )
+            .await?;
+        Ok(reply
+            .rows()
+            .iter()
+            .filter_map(|r| int(r, "OrderNr"))
+            .collect())
+    }
+
+    /// The orders of payment code `code` with a shipped invoice not yet captured, read page by
+    /// page.
+    async fn invoices_to_capture(&self, code: &str) -> Result<Vec<i64>, ErpError> {
+        // pixiPayGetInvoicesToCapture(PaymentCode, ShowAll, RowCount, FromInvoiceId): the list
+        // holds every shipped, not yet captured invoice, so it is read from 0 on each poll and
+        // paged with FromInvoiceId (since 22.06) within the poll.
+        let mut nrs = Vec::new();
+        let mut from = 0i64;
+        for page_no in 0.. {
+            if page_no >= MAX_LIST_PAGES {
+                return Err(bad(format!(
+                    "pixiPayGetInvoicesToCapture {code}: more than {MAX_LIST_PAGES} pages"
+                )));
+            }
             let reply = self
                 .call(
-                    "pixiPayGetOrdersToAuthorize",
+                    "pixiPayGetInvoicesToCapture",
                     &[
-                        Param::string("PaymentCode", code.clone()),
+                        Param::string("PaymentCode", code),
                         Param::int("RowCount", self.list_rows),
+                        Param::int("FromInvoiceId", from),
                     ],
                 )
                 .await?;
-            for r in reply.rows() {
-                if let Some(nr) = int(r, "OrderNr") {
-                    push(nr, &mut ids);
-                }
-            }
-        }
-        for code in &self.payment_codes {
-            // pixiPayGetInvoicesToCapture(PaymentCode, ShowAll, RowCount, FromInvoiceId): the list
-            // holds every shipped, not yet captured invoice, so it is read from 0 on each poll and
-            // paged with FromInvoiceId (since 22.06) within the poll.
-            let mut from = 0i64;
-            for page_no in 0.. {
-                if page_no >= MAX_LIST_PAGES {
-                    return Err(bad(format!(
-                        "pixiPayGetInvoicesToCapture {code}: more than {MAX_LIST_PAGES} pages"
-                    )));
-                }
-                let reply = self
-                    .call(
-                        "pixiPayGetInvoicesToCapture",
-                        &[
-                            Param::string("PaymentCode", code.clone()),
-                            Param::int("RowCount", self.list_rows),
-                            Param::int("FromInvoiceId", from),
-                        ],
-                    )
-                    .await?;
-                let rows = reply.rows();
-                for r in rows {
-                    // `OrderNr` of the invoice: the stored column list is truncated after
-                    // `CardCVC`; OrderNr/InvoiceKey are inferred from the sibling payment calls.
-                    match int(r, "OrderNr") {
-                        Some(nr) => push(nr, &mut ids),
-                        None => tracing::warn!(
-                            "pixiPayGetInvoicesToCapture row without OrderNr skipped"
-                        ),
+            let rows = reply.rows();
+            for r in rows {
+                // `OrderNr` of the invoice: the stored column list is truncated after
+                // `CardCVC`; OrderNr/InvoiceKey are inferred from the sibling payment calls.
+                match int(r, "OrderNr") {
+                    Some(nr) => nrs.push(nr),
+                    None => {
+                        tracing::warn!("pixiPayGetInvoicesToCapture row without OrderNr skipped")
                     }
                 }
-                let last = rows
-                    .iter()
-                    .filter_map(|r| int(r, "InvoiceKey").or_else(|| int(r, "InvoiceID")))
-                    .max();
-                match last {
-                    Some(k) if rows.len() as i64 >= self.list_rows && k > from => from = k,
-                    _ => break,
-                }
+            }
+            let last = rows
+                .iter()
+                .filter_map(|r| int(r, "InvoiceKey").or_else(|| int(r, "InvoiceID")))
+                .max();
+            match last {
+                Some(k) if rows.len() as i64 >= self.list_rows && k > from => from = k,
+                _ => break,
             }
         }
+        Ok(nrs)
+    }
+
+    /// The orders of our payment types pixi reports changed since `watermark`, and the next
+    /// watermark (the reply's `DateTimeTo`, else where this read started).
+    async fn changed_since(&self, watermark: Option<&str>) -> Result<(Vec<i64>, String), ErpError> {
         // pixiGetChangedOrders(DateTimeFrom required, "YYYY-MM-DD hh:mm:ss"); the reply's
         // `DateTimeTo` ("Orders changed till this time") is the next cursor.
         let from = self.changed_from(watermark);
@@ -432,6 +496,7 @@ impl PixiErp {
                 &[Param::string("DateTimeFrom", from.clone())],
             )
             .await?;
+        let mut nrs = Vec::new();
         let mut next = None;
         for r in reply.rows() {
             if next.is_none() {
@@ -440,13 +505,10 @@ impl PixiErp {
             if self.handles(r.get("PaymentType"))
                 && let Some(nr) = int(r, "OrderNr")
             {
-                push(nr, &mut ids);
+                nrs.push(nr);
             }
         }
-        Ok(Changes {
-            order_ids: ids,
-            watermark: next.unwrap_or(from),
-        })
+        Ok((nrs, next.unwrap_or(from)))
     }
 
     pub(super) async fn read_orders(

@@ -9,64 +9,20 @@
 use super::*;
 
 impl PixiErp {
+    /// Sends one ERP write as its pixi call(s), tagged with `op_ref` where pixi keeps a text.
     pub(super) async fn apply_write(
         &self,
         facts: &ErpOrder,
         write: &ErpWrite,
         op_ref: &str,
     ) -> Result<(), ErpError> {
-        let order_id = facts.order_id.as_str();
-        let nr = order_nr(order_id)?;
+        let nr = order_nr(&facts.order_id)?;
         let tag = tag(op_ref);
         match write {
-            ErpWrite::Release => {
-                let h = match release_facts(facts) {
-                    Some(h) => h,
-                    None => self.require_header(nr).await?.into(),
-                };
-                // pixiPaySetAuthorizationStatus(OrderNr, Success, AuthID→ccpPayID, AuthCode,
-                // Message varchar(200) → CCP log) — reference/erp.md §1.4.
-                let mut p = vec![Param::int("OrderNr", nr), Param::bit("Success", true)];
-                if let Some(id) = &h.psp_payment_id {
-                    p.push(Param::string("AuthID", clip(id, 50)));
-                }
-                p.push(Param::string(
-                    "Message",
-                    clip(&format!("paybridge {tag}: authorization confirmed"), 200),
-                ));
-                self.call("pixiPaySetAuthorizationStatus", &p).await?;
-                // pixiReleaseOrder(ShopId, OrderNrExternal) — HTTP example order; ReturnCode
-                // OK/ERROR + AffectedRows (released lines).
-                self.call(
-                    "pixiReleaseOrder",
-                    &[
-                        Param::string("ShopId", h.shop_id.clone()),
-                        Param::string("OrderNrExternal", h.shop_order_no.clone()),
-                    ],
-                )
-                .await?;
-                Ok(())
-            }
+            ErpWrite::Release => self.write_release(facts, nr, &tag).await,
             ErpWrite::SetShippingLock | ErpWrite::ClearShippingLock => {
                 let lock = matches!(write, ErpWrite::SetShippingLock);
-                let reason = if lock {
-                    "shipping lock set"
-                } else {
-                    "shipping lock cleared"
-                };
-                // pixiSetOrderShippingLock(OrderNr, Locked, UserName, Reason varchar(255)) —
-                // request example order; ReturnCode OK/INFO/ERROR + ErrorMessage.
-                self.call(
-                    "pixiSetOrderShippingLock",
-                    &[
-                        Param::int("OrderNr", nr),
-                        Param::bit("Locked", lock),
-                        Param::string("UserName", clip(&self.user_name, 50)),
-                        Param::string("Reason", clip(&format!("paybridge {tag}: {reason}"), 255)),
-                    ],
-                )
-                .await?;
-                Ok(())
+                self.write_shipping_lock(nr, lock, &tag).await
             }
             ErpWrite::MarkInvoiceCaptured {
                 invoice_id,
@@ -74,28 +30,8 @@ impl PixiErp {
                 amount,
             } => {
                 check_event(event_code)?;
-                // pixiPaySetInvoiceCapture(PayID varchar(50), EventID varchar(3), Message
-                // varchar(200), PayCode, Success, InvoiceNr varchar(20), CaptureSum money,
-                // SetRemainingOrdersToHAL) — all required but EventID; Success=1 books EventID
-                // in the customer account itself (pixi-api-docs additional notes).
-                self.call(
-                    "pixiPaySetInvoiceCapture",
-                    &[
-                        Param::string("PayID", psp_reference(op_ref)),
-                        Param::string("EventID", event_code.clone()),
-                        Param::string(
-                            "Message",
-                            clip(&format!("paybridge {tag}: captured {amount}"), 200),
-                        ),
-                        Param::string("PayCode", clip(&self.pay_code, 50)),
-                        Param::bit("Success", true),
-                        Param::string("InvoiceNr", invoice_id.clone()),
-                        Param::decimal("CaptureSum", amount.amount()),
-                        Param::bit("SetRemainingOrdersToHAL", false),
-                    ],
-                )
-                .await?;
-                Ok(())
+                self.write_capture(invoice_id, event_code, *amount, op_ref)
+                    .await
             }
             ErpWrite::ManualBooking {
                 amount,
@@ -103,34 +39,8 @@ impl PixiErp {
                 document,
             } => {
                 check_event(event_code)?;
-                let known = facts
-                    .customer_key
-                    .as_deref()
-                    .and_then(|k| k.trim().parse::<i64>().ok());
-                let cust = match known {
-                    Some(k) => k,
-                    None => self.require_header(nr).await?.cust_key.ok_or_else(|| {
-                        ErpError::BadReply(format!("order {nr}: header without CustKey"))
-                    })?,
-                };
-                // pixiCACreateManualBooking(CustKey, EventID, Amount, EventDate, Comment
-                // varchar(512), MatchToInvoiceNr varchar(20), MatchKey, CurrencyId) — request
-                // example order; optional ones omitted. CurrencyId is pixi's numeric id, which
-                // paybridge does not know: NULL books in the shop's base currency.
-                let mut p = vec![
-                    Param::int("CustKey", cust),
-                    Param::string("EventID", event_code.clone()),
-                    Param::decimal("Amount", amount.amount()),
-                    Param::string(
-                        "Comment",
-                        clip(&format!("paybridge {tag}: {document} {amount}"), 512),
-                    ),
-                ];
-                if document != order_id {
-                    p.push(Param::string("MatchToInvoiceNr", clip(document, 20)));
-                }
-                self.call("pixiCACreateManualBooking", &p).await?;
-                Ok(())
+                self.write_booking(facts, nr, *amount, event_code, document, &tag)
+                    .await
             }
             ErpWrite::TransferDetails { details } => {
                 self.call("pixiChangeAddress", &transfer_params(nr, details))
@@ -152,6 +62,135 @@ impl PixiErp {
         }
     }
 
+    /// A release: the authorization status confirmed, then the order released.
+    async fn write_release(&self, facts: &ErpOrder, nr: i64, tag: &str) -> Result<(), ErpError> {
+        let h = match release_facts(facts) {
+            Some(h) => h,
+            None => self.require_header(nr).await?.into(),
+        };
+        // pixiPaySetAuthorizationStatus(OrderNr, Success, AuthID→ccpPayID, AuthCode,
+        // Message varchar(200) → CCP log) — reference/erp.md §1.4.
+        let mut p = vec![Param::int("OrderNr", nr), Param::bit("Success", true)];
+        if let Some(id) = &h.psp_payment_id {
+            p.push(Param::string("AuthID", clip(id, 50)));
+        }
+        p.push(Param::string(
+            "Message",
+            clip(&format!("paybridge {tag}: authorization confirmed"), 200),
+        ));
+        self.call("pixiPaySetAuthorizationStatus", &p).await?;
+        // pixiReleaseOrder(ShopId, OrderNrExternal) — HTTP example order; ReturnCode
+        // OK/ERROR + AffectedRows (released lines).
+        self.call(
+            "pixiReleaseOrder",
+            &[
+                Param::string("ShopId", h.shop_id),
+                Param::string("OrderNrExternal", h.shop_order_no),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sets (`lock`) or clears the order's shipping lock.
+    async fn write_shipping_lock(&self, nr: i64, lock: bool, tag: &str) -> Result<(), ErpError> {
+        let reason = if lock {
+            "shipping lock set"
+        } else {
+            "shipping lock cleared"
+        };
+        // pixiSetOrderShippingLock(OrderNr, Locked, UserName, Reason varchar(255)) —
+        // request example order; ReturnCode OK/INFO/ERROR + ErrorMessage.
+        self.call(
+            "pixiSetOrderShippingLock",
+            &[
+                Param::int("OrderNr", nr),
+                Param::bit("Locked", lock),
+                Param::string("UserName", clip(&self.user_name, 50)),
+                Param::string("Reason", clip(&format!("paybridge {tag}: {reason}"), 255)),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Marks an invoice captured, booking `event_code` in the customer account.
+    async fn write_capture(
+        &self,
+        invoice_id: &str,
+        event_code: &str,
+        amount: Money,
+        op_ref: &str,
+    ) -> Result<(), ErpError> {
+        let tag = tag(op_ref);
+        // pixiPaySetInvoiceCapture(PayID varchar(50), EventID varchar(3), Message
+        // varchar(200), PayCode, Success, InvoiceNr varchar(20), CaptureSum money,
+        // SetRemainingOrdersToHAL) — all required but EventID; Success=1 books EventID
+        // in the customer account itself (pixi-api-docs additional notes).
+        self.call(
+            "pixiPaySetInvoiceCapture",
+            &[
+                Param::string("PayID", psp_reference(op_ref)),
+                Param::string("EventID", event_code),
+                Param::string(
+                    "Message",
+                    clip(&format!("paybridge {tag}: captured {amount}"), 200),
+                ),
+                Param::string("PayCode", clip(&self.pay_code, 50)),
+                Param::bit("Success", true),
+                Param::string("InvoiceNr", invoice_id),
+                Param::decimal("CaptureSum", amount.amount()),
+                Param::bit("SetRemainingOrdersToHAL", false),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A manual booking in the order's customer account, matched to `document` unless that is
+    /// the order itself.
+    async fn write_booking(
+        &self,
+        facts: &ErpOrder,
+        nr: i64,
+        amount: Money,
+        event_code: &str,
+        document: &str,
+        tag: &str,
+    ) -> Result<(), ErpError> {
+        let known = facts
+            .customer_key
+            .as_deref()
+            .and_then(|k| k.trim().parse::<i64>().ok());
+        let cust =
+            match known {
+                Some(k) => k,
+                None => self.require_header(nr).await?.cust_key.ok_or_else(|| {
+                    ErpError::BadReply(format!("order {nr}: header without CustKey"))
+                })?,
+            };
+        // pixiCACreateManualBooking(CustKey, EventID, Amount, EventDate, Comment
+        // varchar(512), MatchToInvoiceNr varchar(20), MatchKey, CurrencyId) — request
+        // example order; optional ones omitted. CurrencyId is pixi's numeric id, which
+        // paybridge does not know: NULL books in the shop's base currency.
+        let mut p = vec![
+            Param::int("CustKey", cust),
+            Param::string("EventID", event_code),
+            Param::decimal("Amount", amount.amount()),
+            Param::string(
+                "Comment",
+                clip(&format!("paybridge {tag}: {document} {amount}"), 512),
+            ),
+        ];
+        if document != facts.order_id {
+            p.push(Param::string("MatchToInvoiceNr", clip(document, 20)));
+        }
+        self.call("pixiCACreateManualBooking", &p).await?;
+        Ok(())
+    }
+
+    /// Whether a write whose reply was lost was applied, read back from pixi; `None` when pixi
+    /// has nothing to tell it by.
     pub(super) async fn write_applied(
         &self,
         order_id: &str,
@@ -161,17 +200,7 @@ impl PixiErp {
         let nr = order_nr(order_id)?;
         let tag = tag(op_ref);
         match write {
-            ErpWrite::Release => {
-                let Some(h) = self.header(nr).await? else {
-                    return Ok(None);
-                };
-                let lines = self.lines(nr).await?;
-                let hal = lines.rows().iter().any(|r| {
-                    r.get("Status")
-                        .is_some_and(|s| s.eq_ignore_ascii_case("HAL"))
-                });
-                Ok(Some(!(hal || h.status == "HOLD")))
-            }
+            ErpWrite::Release => self.released(nr).await,
             ErpWrite::SetShippingLock | ErpWrite::ClearShippingLock => {
                 let Some(h) = self.header(nr).await? else {
                     return Ok(None);
@@ -179,32 +208,7 @@ impl PixiErp {
                 Ok(Some(h.locked == matches!(write, ErpWrite::SetShippingLock)))
             }
             ErpWrite::MarkInvoiceCaptured { invoice_id, .. } => {
-                // pixiGetInvoice(InvoiceNr) as the Ruby client calls it; paid state as in orders().
-                let reply = self
-                    .call(
-                        "pixiGetInvoice",
-                        &[Param::string("InvoiceNr", invoice_id.clone())],
-                    )
-                    .await?;
-                let Some(r) = reply
-                    .rows()
-                    .iter()
-                    .find(|r| r.get("InvoiceNr") == Some(invoice_id.as_str()))
-                else {
-                    return Ok(None);
-                };
-                let total = decimal(
-                    r.first(&["Total_OrderCurr", "Total"]).unwrap_or("0"),
-                    "invoice Total",
-                )?
-                .abs();
-                let paid = match r.first(&["PaidAmount", "PaidSum", "PayedSum"]) {
-                    Some(v) => decimal(v, "PaidAmount")?.abs(),
-                    None => Decimal::ZERO,
-                };
-                Ok(Some(
-                    flag(r.get("Paid")) || (!total.is_zero() && paid >= total),
-                ))
+                self.invoice_captured(invoice_id).await
             }
             ErpWrite::ManualBooking { document, .. } => {
                 if document == order_id {
@@ -222,25 +226,7 @@ impl PixiErp {
                     r.get("Reference").is_some_and(|v| v.contains(&tag))
                 })))
             }
-            ErpWrite::TransferDetails { details } => {
-                let Some(h) = self.header(nr).await? else {
-                    return Ok(None);
-                };
-                let Some(addr) = h.addr_ref else {
-                    return Ok(None);
-                };
-                // pixiGetAddress(AddrKey) → BIC, IBAN, … (pixi-api-docs).
-                let reply = self
-                    .call("pixiGetAddress", &[Param::int("AddrKey", addr)])
-                    .await?;
-                let Some(r) = reply.rows().first() else {
-                    return Ok(None);
-                };
-                let same = |col: &str, want: &str| r.get(col).unwrap_or_default() == want.trim();
-                Ok(Some(
-                    same("IBAN", &details.iban) && same("BIC", &details.bic),
-                ))
-            }
+            ErpWrite::TransferDetails { details } => self.details_stored(nr, details).await,
             ErpWrite::Comment { .. } => {
                 // pixiGetOrderComments(Since, OrderNr, RowCount ≤ 1000, OrderNrShop).
                 let reply = self
@@ -249,6 +235,62 @@ impl PixiErp {
                 Ok(Some(reply.all_rows().any(|r| r.contains(&tag))))
             }
         }
+    }
+
+    /// Whether the order is released: neither the header nor a line on hold.
+    async fn released(&self, nr: i64) -> Result<Option<bool>, ErpError> {
+        let Some(h) = self.header(nr).await? else {
+            return Ok(None);
+        };
+        let lines = self.lines(nr).await?;
+        let hal = lines.rows().iter().any(on_hold);
+        Ok(Some(!(hal || h.status == "HOLD")))
+    }
+
+    /// Whether the invoice is paid (as [`map_order`] reads it).
+    async fn invoice_captured(&self, invoice_id: &str) -> Result<Option<bool>, ErpError> {
+        // pixiGetInvoice(InvoiceNr) as the Ruby client calls it; paid state as in orders().
+        let reply = self
+            .call("pixiGetInvoice", &[Param::string("InvoiceNr", invoice_id)])
+            .await?;
+        let Some(r) = reply
+            .rows()
+            .iter()
+            .find(|r| r.get("InvoiceNr") == Some(invoice_id))
+        else {
+            return Ok(None);
+        };
+        let total = decimal(
+            r.first(&["Total_OrderCurr", "Total"]).unwrap_or("0"),
+            "invoice Total",
+        )?
+        .abs();
+        invoice_paid(r, total).map(Some)
+    }
+
+    /// Whether the order's billing address holds `details`' IBAN and BIC.
+    async fn details_stored(
+        &self,
+        nr: i64,
+        details: &BankDetails,
+    ) -> Result<Option<bool>, ErpError> {
+        let Some(h) = self.header(nr).await? else {
+            return Ok(None);
+        };
+        let Some(addr) = h.addr_ref else {
+            return Ok(None);
+        };
+        // pixiGetAddress(AddrKey) → BIC, IBAN, … (pixi-api-docs).
+        let reply = self
+            .call("pixiGetAddress", &[Param::int("AddrKey", addr)])
+            .await?;
+        let Some(r) = reply.rows().first() else {
+            return Ok(None);
+        };
+        let same = |col: &str, want: &str| r.get(col).unwrap_or_default() == want.trim();
+        Ok(Some(
+            same("IBAN", &details.iban) && same("BIC", &details.bic),
+        ))
     }
 }
 

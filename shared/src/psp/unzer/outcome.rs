@@ -42,36 +42,53 @@ pub(super) fn classify(
     expect: Option<Money>,
     path: &str,
 ) -> PspOutcome {
+    match read_reply(status, body, path) {
+        Ok(reply) => reply_outcome(status, &reply, expect, path),
+        Err(outcome) => outcome,
+    }
+}
+
+/// The body of a money call's reply, or the outcome its HTTP status alone (429, 5xx, 408) or
+/// an unreadable body decides.
+fn read_reply(status: StatusCode, body: &str, path: &str) -> Result<WireReply, PspOutcome> {
     let code = status.as_u16();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return PspOutcome::Retryable {
+        return Err(PspOutcome::Retryable {
             message: format!("POST {path}: HTTP 429, rate limited"),
-        };
+        });
     }
     if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-        return PspOutcome::Unknown {
+        return Err(PspOutcome::Unknown {
             message: format!("POST {path}: HTTP {code}; Unzer may have processed it"),
-        };
+        });
     }
-    let reply: WireReply = match serde_json::from_str(body) {
-        Ok(r) => r,
-        Err(e) if status.is_success() => {
-            return PspOutcome::Unknown {
+    serde_json::from_str(body).map_err(|e| {
+        if status.is_success() {
+            PspOutcome::Unknown {
                 message: format!(
                     "POST {path}: unreadable HTTP {code} reply ({e}); Unzer may have processed it"
                 ),
-            };
-        }
-        Err(_) if matches!(code, 401 | 403) => {
-            return auth_declined(format!("HTTP {code}"), "no readable error object");
-        }
-        Err(_) => {
-            return declined(
+            }
+        } else if matches!(code, 401 | 403) {
+            auth_declined(format!("HTTP {code}"), "no readable error object")
+        } else {
+            declined(
                 &format!("HTTP {code}"),
                 format!("POST {path}: unreadable error reply"),
-            );
+            )
         }
-    };
+    })
+}
+
+/// What a readable reply says: its error object, an HTTP error without one, or the transaction
+/// it names (success and pending only with the amount we sent, `expect`).
+fn reply_outcome(
+    status: StatusCode,
+    reply: &WireReply,
+    expect: Option<Money>,
+    path: &str,
+) -> PspOutcome {
+    let code = status.as_u16();
     match reply.kind() {
         // Key/auth errors (php-sdk ApiResponseCodes API.710.000.002/.005/.007) or 401/403 (docs "Error handling").
         ReplyKind::Error { code: c, message }
@@ -100,7 +117,7 @@ pub(super) fn classify(
                 tx_id.chars().take(80).collect::<String>()
             ),
         },
-        ReplyKind::Success { tx_id } => match verify_amount(&reply, expect) {
+        ReplyKind::Success { tx_id } => match verify_amount(reply, expect) {
             Ok(()) => PspOutcome::Done { tx_id },
             Err(m) => PspOutcome::Unknown {
                 message: format!(
@@ -109,7 +126,7 @@ pub(super) fn classify(
             },
         },
         ReplyKind::Pending { tx_id } | ReplyKind::Unclear { tx_id: Some(tx_id) } => {
-            match verify_amount(&reply, expect) {
+            match verify_amount(reply, expect) {
                 Ok(()) => PspOutcome::Pending { tx_id },
                 Err(m) => PspOutcome::Unknown {
                     message: format!("POST {path}: {tx_id} pending but {m}"),

@@ -98,21 +98,8 @@ impl UnzerPsp {
         reference: &str,
     ) -> PspOutcome {
         let pid = payment.payment_id.as_str();
-        let view = match self.view(t, pid).await {
-            Ok(v) => v,
-            Err(e) => return read_failed(e),
-        };
-        let earlier = match self.refund_parts(t, &view, reference).await {
+        let (parts, earlier) = match self.refund_remainder(t, pid, amount, reference).await {
             Ok(p) => p,
-            Err(e) => return read_failed(e),
-        };
-        let parts = match plan_refund(&view, amount, &earlier) {
-            Ok(RefundPlan::Complete { tx_id }) => {
-                tracing::debug!(payment = pid, %tx_id, "refund already complete under this reference; nothing sent");
-                return PspOutcome::Done { tx_id };
-            }
-            Ok(RefundPlan::Waiting { tx_id }) => return PspOutcome::Pending { tx_id },
-            Ok(RefundPlan::Send(parts)) => parts,
             Err(outcome) => return outcome,
         };
         let reason = transformers::reason_code(reason);
@@ -120,14 +107,8 @@ impl UnzerPsp {
             .into_iter()
             .filter(|p| p.status == TxStatus::Success)
             .collect();
-        let n = parts.len();
         for (i, (charge, part)) in parts.iter().enumerate() {
-            let body = serde_json::to_value(CancelRequest {
-                amount: transformers::amount_text(*part),
-                reason_code: Some(reason),
-                payment_reference: reference.to_string(),
-            });
-            let body = match body {
+            let body = match cancel_body(*part, Some(reason), reference) {
                 Ok(b) => b,
                 Err(e) => return declined("PAYBRIDGE.REQUEST", format!("request body: {e}")),
             };
@@ -137,60 +118,15 @@ impl UnzerPsp {
                 expect: Some(*part),
             };
             let outcome = self.post(t, &planned).await;
-            let what = || {
-                let not_sent = parts[i + 1..]
-                    .iter()
-                    .map(|(c, m)| format!("{m} on {c}"))
-                    .collect::<Vec<_>>();
-                let refunded_sum =
-                    Money::sum(amount.currency(), refunded.iter().map(|p| &p.amount))
-                        .map_or_else(|e| e.to_string(), |m| m.to_string());
-                format!(
-                    "refund of {amount}: part {} of {n} ({part} on {charge}); refunded so far under this reference: {refunded_sum} ({}); not sent: {}",
-                    i + 1,
-                    list_parts(&refunded),
-                    if not_sent.is_empty() {
-                        "nothing".into()
-                    } else {
-                        not_sent.join(", ")
-                    }
-                )
-            };
-            match outcome {
-                PspOutcome::Done { tx_id } => refunded.push(RefundPart {
+            let what = || part_progress(amount, &parts, i, &refunded);
+            match part_done(outcome, refunded.is_empty(), what) {
+                Ok(tx_id) => refunded.push(RefundPart {
                     id: tx_id,
                     charge: Some(charge.clone()),
                     amount: *part,
                     status: TxStatus::Success,
                 }),
-                // Not final yet: the rest waits until it is (reconciliation sees it pending).
-                PspOutcome::Pending { tx_id } => return PspOutcome::Pending { tx_id },
-                PspOutcome::Unknown { message } => {
-                    return PspOutcome::Unknown {
-                        message: format!("{}: outcome unknown: {message}", what()),
-                    };
-                }
-                // Nothing moved at all: the plain outcome.
-                PspOutcome::Retryable { .. } | PspOutcome::Declined { .. }
-                    if refunded.is_empty() =>
-                {
-                    return outcome;
-                }
-                // Parts went through: keep the in-flight mark, reconciliation finds them.
-                PspOutcome::Retryable { message } => {
-                    return PspOutcome::Unknown {
-                        message: format!("{}: not sent ({message}); send the rest again", what()),
-                    };
-                }
-                PspOutcome::Declined { code, message } => {
-                    return declined(
-                        "PAYBRIDGE.REFUND_PARTIAL",
-                        format!(
-                            "{}: declined by Unzer ({code}: {message}); the refund is only partly done — refund the rest by hand",
-                            what()
-                        ),
-                    );
-                }
+                Err(end) => return end,
             }
         }
         match refunded.last() {
@@ -203,6 +139,91 @@ impl UnzerPsp {
             ),
         }
     }
+
+    /// Reads the payment and the parts already carrying `reference`, and plans the rest: the
+    /// parts to send (charge id, amount) and the earlier parts, or the outcome when nothing is
+    /// to be sent (already complete, a part still pending, a read failed, or declined).
+    async fn refund_remainder(
+        &self,
+        t: &Target<'_>,
+        pid: &str,
+        amount: Money,
+        reference: &str,
+    ) -> Result<(Vec<(String, Money)>, Vec<RefundPart>), PspOutcome> {
+        let view = self.view(t, pid).await.map_err(read_failed)?;
+        let earlier = self
+            .refund_parts(t, &view, reference)
+            .await
+            .map_err(read_failed)?;
+        match plan_refund(&view, amount, &earlier)? {
+            RefundPlan::Complete { tx_id } => {
+                tracing::debug!(payment = pid, %tx_id, "refund already complete under this reference; nothing sent");
+                Err(PspOutcome::Done { tx_id })
+            }
+            RefundPlan::Waiting { tx_id } => Err(PspOutcome::Pending { tx_id }),
+            RefundPlan::Send(parts) => Ok((parts, earlier)),
+        }
+    }
+}
+
+/// The cancel id of a refund part that went through, else the outcome the refund ends with:
+/// the plain outcome while nothing moved (`nothing_moved`), after earlier parts `Unknown` (the
+/// rest may be sent again) or, for a decline, `PAYBRIDGE.REFUND_PARTIAL`; `what` describes the
+/// refund's progress at this part.
+fn part_done(
+    outcome: PspOutcome,
+    nothing_moved: bool,
+    what: impl Fn() -> String,
+) -> Result<String, PspOutcome> {
+    match outcome {
+        PspOutcome::Done { tx_id } => Ok(tx_id),
+        // Not final yet: the rest waits until it is (reconciliation sees it pending).
+        PspOutcome::Pending { tx_id } => Err(PspOutcome::Pending { tx_id }),
+        PspOutcome::Unknown { message } => Err(PspOutcome::Unknown {
+            message: format!("{}: outcome unknown: {message}", what()),
+        }),
+        // Nothing moved at all: the plain outcome.
+        PspOutcome::Retryable { .. } | PspOutcome::Declined { .. } if nothing_moved => Err(outcome),
+        // Parts went through: keep the in-flight mark, reconciliation finds them.
+        PspOutcome::Retryable { message } => Err(PspOutcome::Unknown {
+            message: format!("{}: not sent ({message}); send the rest again", what()),
+        }),
+        PspOutcome::Declined { code, message } => Err(declined(
+            "PAYBRIDGE.REFUND_PARTIAL",
+            format!(
+                "{}: declined by Unzer ({code}: {message}); the refund is only partly done — refund the rest by hand",
+                what()
+            ),
+        )),
+    }
+}
+
+/// Where a spread refund of `amount` stands at part `i` of `parts`: that part, what is
+/// refunded so far under the reference (`refunded`), and the parts not sent.
+fn part_progress(
+    amount: Money,
+    parts: &[(String, Money)],
+    i: usize,
+    refunded: &[RefundPart],
+) -> String {
+    let (charge, part) = &parts[i];
+    let not_sent = parts[i + 1..]
+        .iter()
+        .map(|(c, m)| format!("{m} on {c}"))
+        .collect::<Vec<_>>();
+    let refunded_sum = Money::sum(amount.currency(), refunded.iter().map(|p| &p.amount))
+        .map_or_else(|e| e.to_string(), |m| m.to_string());
+    format!(
+        "refund of {amount}: part {} of {} ({part} on {charge}); refunded so far under this reference: {refunded_sum} ({}); not sent: {}",
+        i + 1,
+        parts.len(),
+        list_parts(refunded),
+        if not_sent.is_empty() {
+            "nothing".into()
+        } else {
+            not_sent.join(", ")
+        }
+    )
 }
 
 /// One charge cancel carrying an operation's reference: a part of a (spread) refund.
@@ -330,66 +351,19 @@ pub(super) fn plan_refund(
     {
         return Ok(RefundPlan::Complete { tx_id });
     }
-    let mut left = amount
+    let left = amount
         .checked_sub(tally.counted)
         .map_err(|e| amounts(e.to_string()))?;
-    let not_failed = |r: &&TxRef| r.kind == TxKind::CancelCharge && r.status != TxStatus::Error;
-    // A payment-level cancel (`…/charges/cancels/{id}`, e.g. made in Unzer Insights) names no
-    // charge; it still lowers what the payment can refund in total.
-    let unattributed = Money::sum(
-        cur,
-        view.txs
-            .iter()
-            .filter(not_failed)
-            .filter(|r| r.parent_charge.is_none())
-            .map(|r| &r.amount),
-    )
-    .map_err(|e| amounts(e.to_string()))?;
-    let mut rests: Vec<(String, Money)> = Vec::new();
-    for c in view
-        .txs
-        .iter()
-        .filter(|t| t.kind == TxKind::Charge && t.status == TxStatus::Success)
-        .filter(|t| valid_id(&t.id))
-    {
-        let refunded = Money::sum(
-            cur,
-            view.txs
-                .iter()
-                .filter(not_failed)
-                .filter(|r| r.parent_charge.as_deref() == Some(c.id.as_str()))
-                .map(|r| &r.amount),
-        );
-        let rest = refunded
-            .and_then(|r| c.amount.saturating_sub(r))
-            .map_err(|e| amounts(format!("charge {}: {e}", c.id)))?;
-        rests.push((c.id.clone(), rest));
-    }
-    let total = Money::sum(cur, rests.iter().map(|(_, m)| m))
-        .and_then(|t| t.saturating_sub(unattributed))
-        .map_err(|e| amounts(e.to_string()))?;
+    let refundable = Refundable::of(view, cur).map_err(amounts)?;
     if left
-        .cmp_to(&total)
+        .cmp_to(&refundable.total)
         .map_err(|e| amounts(e.to_string()))?
         .is_gt()
     {
-        let listing = rests
-            .iter()
-            .map(|(id, m)| format!("{id} {m}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut message = format!(
-            "a refund of {left} exceeds what is refundable: {total} (per charge: {}",
-            if listing.is_empty() {
-                "nothing"
-            } else {
-                &listing
-            }
+            "a refund of {left} exceeds what is refundable: {}",
+            refundable.describe()
         );
-        if unattributed.is_positive() {
-            message.push_str(&format!("; less {unattributed} refunded at payment level"));
-        }
-        message.push(')');
         if tally.counted.is_positive() {
             message.push_str(&format!(
                 "; already refunded under this reference: {} ({}) of {amount}",
@@ -399,6 +373,102 @@ pub(super) fn plan_refund(
         }
         return Err(declined("PAYBRIDGE.REFUND_EXCEEDS", message));
     }
+    spread(amount, left, refundable.rests)
+        .map(RefundPlan::Send)
+        .map_err(amounts)
+}
+
+/// What a payment can still refund.
+struct Refundable {
+    /// Each successful charge's rest (its amount less the non-failed cancels on it), in charge
+    /// order.
+    rests: Vec<(String, Money)>,
+    /// The non-failed payment-level cancels, which name no charge.
+    unattributed: Money,
+    /// The rests' sum less `unattributed`.
+    total: Money,
+}
+
+impl Refundable {
+    fn of(view: &PaymentView, cur: crate::money::Currency) -> Result<Refundable, String> {
+        let not_failed = |r: &&TxRef| r.kind == TxKind::CancelCharge && r.status != TxStatus::Error;
+        // A payment-level cancel (`…/charges/cancels/{id}`, e.g. made in Unzer Insights) names no
+        // charge; it still lowers what the payment can refund in total.
+        let unattributed = Money::sum(
+            cur,
+            view.txs
+                .iter()
+                .filter(not_failed)
+                .filter(|r| r.parent_charge.is_none())
+                .map(|r| &r.amount),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut rests: Vec<(String, Money)> = Vec::new();
+        for c in view
+            .txs
+            .iter()
+            .filter(|t| t.kind == TxKind::Charge && t.status == TxStatus::Success)
+            .filter(|t| valid_id(&t.id))
+        {
+            let refunded = Money::sum(
+                cur,
+                view.txs
+                    .iter()
+                    .filter(not_failed)
+                    .filter(|r| r.parent_charge.as_deref() == Some(c.id.as_str()))
+                    .map(|r| &r.amount),
+            );
+            let rest = refunded
+                .and_then(|r| c.amount.saturating_sub(r))
+                .map_err(|e| format!("charge {}: {e}", c.id))?;
+            rests.push((c.id.clone(), rest));
+        }
+        let total = Money::sum(cur, rests.iter().map(|(_, m)| m))
+            .and_then(|t| t.saturating_sub(unattributed))
+            .map_err(|e| e.to_string())?;
+        Ok(Refundable {
+            rests,
+            unattributed,
+            total,
+        })
+    }
+
+    /// `{total} (per charge: …)` for a message, naming the payment-level cancels when there are
+    /// any.
+    fn describe(&self) -> String {
+        let listing = self
+            .rests
+            .iter()
+            .map(|(id, m)| format!("{id} {m}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut text = format!(
+            "{} (per charge: {}",
+            self.total,
+            if listing.is_empty() {
+                "nothing"
+            } else {
+                &listing
+            }
+        );
+        if self.unattributed.is_positive() {
+            text.push_str(&format!(
+                "; less {} refunded at payment level",
+                self.unattributed
+            ));
+        }
+        text.push(')');
+        text
+    }
+}
+
+/// Spreads `left` (of a refund of `amount`) over the charge rests in order, each part up to its
+/// rest; an error when it does not fit or no part results.
+fn spread(
+    amount: Money,
+    mut left: Money,
+    rests: Vec<(String, Money)>,
+) -> Result<Vec<(String, Money)>, String> {
     let mut parts = Vec::new();
     for (charge, rest) in rests {
         if !left.is_positive() {
@@ -407,14 +477,14 @@ pub(super) fn plan_refund(
         if !rest.is_positive() {
             continue;
         }
-        let take = rest.min(left).map_err(|e| amounts(e.to_string()))?;
-        left = left.checked_sub(take).map_err(|e| amounts(e.to_string()))?;
+        let take = rest.min(left).map_err(|e| e.to_string())?;
+        left = left.checked_sub(take).map_err(|e| e.to_string())?;
         parts.push((charge, take));
     }
     if left.is_positive() || parts.is_empty() {
-        return Err(amounts(format!(
+        return Err(format!(
             "could not spread {amount} over the charges (left over: {left})"
-        )));
+        ));
     }
-    Ok(RefundPlan::Send(parts))
+    Ok(parts)
 }

@@ -492,71 +492,13 @@ impl TryFrom<WirePayment> for PaymentView {
 
     fn try_from(w: WirePayment) -> Result<Self, Self::Error> {
         let currency = Currency::from_code(&w.currency).map_err(|e| e.to_string())?;
-        let type_id = w
-            .resources
-            .type_id
-            .as_deref()
-            .ok_or_else(|| format!("payment {} has no resources.typeId", w.id))?;
-        let method = method_from_type_id(type_id).ok_or_else(|| {
-            format!(
-                "payment {}: payment type {type_id:?} is not one paybridge supports",
-                w.id
-            )
-        })?;
-        // Payment-level sums (java-sdk JsonAmount) are never negative; a negative one is a broken
-        // reply, not something to compute with. `remaining` is left out: after an overpayment
-        // (prepayment receipt above the total) it can legitimately go below zero.
-        if let Some(a) = &w.amount {
-            for (name, v) in [
-                ("total", &a.total),
-                ("charged", &a.charged),
-                ("canceled", &a.canceled),
-            ] {
-                let Some(v) = v else { continue };
-                let d = v
-                    .decimal()
-                    .map_err(|e| format!("payment {}: amount.{name}: {e}", w.id))?;
-                if d.is_sign_negative() && !d.is_zero() {
-                    return Err(format!("payment {}: negative amount.{name}", w.id));
-                }
-            }
-        }
+        let method = w.method()?;
+        w.check_sums()?;
         let mut txs = Vec::new();
         for e in &w.transactions {
-            let Some(kind) = tx_kind(&e.kind) else {
-                tracing::debug!(payment = %w.id, kind = %e.kind, "skipping transaction type paybridge does not track");
-                continue;
-            };
-            let url = url::Url::parse(&e.url)
-                .map_err(|err| format!("transaction url {:?}: {err}", e.url))?;
-            let segments: Vec<&str> = url
-                .path_segments()
-                .map(|s| s.filter(|x| !x.is_empty()).collect())
-                .unwrap_or_default();
-            let id = segments
-                .last()
-                .map(|s| s.to_string())
-                .ok_or_else(|| format!("transaction url {:?} has no id", e.url))?;
-            // `…/charges/{chgId}/cancels/{cnlId}` names its charge; `…/charges/cancels/{cnlId}` does not (php-sdk IdService::isPaymentCancellation).
-            let parent_charge = segments
-                .windows(3)
-                .find(|w| w[0] == "charges" && w[2] == "cancels")
-                .map(|w| w[1].to_string());
-            let amount = e
-                .amount
-                .money(currency)
-                .map_err(|err| format!("transaction {id}: {err}"))?;
-            if amount.is_negative() {
-                return Err(format!("transaction {id}: negative amount {amount}"));
+            if let Some(tx) = TxRef::from_entry(e, currency, &w.id)? {
+                txs.push(tx);
             }
-            txs.push(TxRef {
-                kind,
-                status: tx_status(e.status.as_deref()),
-                amount,
-                id,
-                url,
-                parent_charge,
-            });
         }
         let payment = PspPayment {
             payment_id: w.id,
@@ -576,6 +518,93 @@ impl TryFrom<WirePayment> for PaymentView {
             bank_details: None,
         };
         Ok(PaymentView { payment, txs })
+    }
+}
+
+impl WirePayment {
+    /// The payment method by `resources.typeId`; an error when it is missing or not supported.
+    fn method(&self) -> Result<PaymentMethod, String> {
+        let type_id = self
+            .resources
+            .type_id
+            .as_deref()
+            .ok_or_else(|| format!("payment {} has no resources.typeId", self.id))?;
+        method_from_type_id(type_id).ok_or_else(|| {
+            format!(
+                "payment {}: payment type {type_id:?} is not one paybridge supports",
+                self.id
+            )
+        })
+    }
+
+    /// Refuses a reply whose payment-level `total`, `charged` or `canceled` is unreadable or
+    /// negative.
+    fn check_sums(&self) -> Result<(), String> {
+        // Payment-level sums (java-sdk JsonAmount) are never negative; a negative one is a broken
+        // reply, not something to compute with. `remaining` is left out: after an overpayment
+        // (prepayment receipt above the total) it can legitimately go below zero.
+        let Some(a) = &self.amount else {
+            return Ok(());
+        };
+        for (name, v) in [
+            ("total", &a.total),
+            ("charged", &a.charged),
+            ("canceled", &a.canceled),
+        ] {
+            let Some(v) = v else { continue };
+            let d = v
+                .decimal()
+                .map_err(|e| format!("payment {}: amount.{name}: {e}", self.id))?;
+            if d.is_sign_negative() && !d.is_zero() {
+                return Err(format!("payment {}: negative amount.{name}", self.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TxRef {
+    /// One `transactions[]` entry of payment `payment_id` in `currency`; `None` for a type
+    /// paybridge does not track, an error for an unreadable url or amount or a negative amount.
+    fn from_entry(
+        e: &WireTxEntry,
+        currency: Currency,
+        payment_id: &str,
+    ) -> Result<Option<TxRef>, String> {
+        let Some(kind) = tx_kind(&e.kind) else {
+            tracing::debug!(payment = %payment_id, kind = %e.kind, "skipping transaction type paybridge does not track");
+            return Ok(None);
+        };
+        let url =
+            url::Url::parse(&e.url).map_err(|err| format!("transaction url {:?}: {err}", e.url))?;
+        let segments: Vec<&str> = url
+            .path_segments()
+            .map(|s| s.filter(|x| !x.is_empty()).collect())
+            .unwrap_or_default();
+        let id = segments
+            .last()
+            .map(|s| s.to_string())
+            .ok_or_else(|| format!("transaction url {:?} has no id", e.url))?;
+        // `…/charges/{chgId}/cancels/{cnlId}` names its charge; `…/charges/cancels/{cnlId}` does not (php-sdk IdService::isPaymentCancellation).
+        let parent_charge = segments
+            .windows(3)
+            .find(|w| w[0] == "charges" && w[2] == "cancels")
+            .map(|w| w[1].to_string());
+        let amount = e
+            .amount
+            .money(currency)
+            .map_err(|err| format!("transaction {id}: {err}"))?;
+        if amount.is_negative() {
+            return Err(format!("transaction {id}: negative amount {amount}"));
+        }
+        Ok(Some(TxRef {
+            kind,
+            status: tx_status(e.status.as_deref()),
+            amount,
+            id,
+            url,
+            parent_charge,
+        }))
     }
 }
 
