@@ -111,6 +111,10 @@ impl Erp for LoggedErp {
     ) -> Result<Option<bool>, ErpError> {
         self.inner.was_applied(order_id, write, op_ref).await
     }
+
+    fn can_read_back(&self, order_id: &str, write: &ErpWrite) -> bool {
+        self.inner.can_read_back(order_id, write)
+    }
 }
 
 /// A PSP that logs every money call and its outcome.

@@ -1,6 +1,11 @@
 //! One ERP write of an operation. ERP writes are not idempotent, so a write whose outcome is
 //! unknown (in-flight mark) is read back before it is sent again; a reply that cannot be read
 //! keeps the mark.
+//!
+//! One mark can cover a sequence of writes: a write that can be read back
+//! ([`Erp::can_read_back`]) and comes right after a write of the same attempt is sent without a
+//! mark of its own. The stored mark is then the sequence's first, and the attempt that finds a
+//! write of the sequence applied reads the next one back too before it sends anything.
 
 use super::operation::Next;
 use super::{App, AppError, StepResult};
@@ -12,12 +17,14 @@ use chrono::{DateTime, Utc};
 
 impl App {
     /// Write `index` of the operation: read back if it may have happened, else send it.
+    /// `chained`: write `index - 1` was done in this attempt.
     pub(super) async fn erp_step(
         &self,
         key: &OrderKey,
         op: &mut Operation,
         facts: &ErpOrder,
         index: usize,
+        chained: bool,
         now: DateTime<Utc>,
     ) -> Result<Next, AppError> {
         if self.quiet_until(now).is_some() {
@@ -37,6 +44,13 @@ impl App {
                     op.erp_succeeded(now)
                         .map_err(|e| StoreError::Backend(e.to_string()))?;
                     op.unsaved = true;
+                    // The next write may have been sent under this write's mark.
+                    if let Some(next) = op.plan.erp.get(index + 1)
+                        && erp.can_read_back(&key.order_id, next)
+                    {
+                        op.begin(Step::Erp { index: index + 1 }, now)
+                            .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    }
                     return Ok(None);
                 }
                 Ok(Some(false)) => {}
@@ -55,7 +69,9 @@ impl App {
         }
         op.begin(Step::Erp { index }, now)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        if !self.save(op, now).await? {
+        // Under the stored mark of the sequence this write continues; else its own mark.
+        let covered = chained && erp.can_read_back(&key.order_id, &write);
+        if !covered && !self.save(op, now).await? {
             return Ok(Some(StepResult::Lost));
         }
         self.send_erp(op, facts, erp.as_ref(), &write, now).await

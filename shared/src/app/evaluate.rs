@@ -1,18 +1,21 @@
 //! Evaluation of one order: the facts (new from a poll or the stored ones), the PSP view (the
 //! stored one while it is known to be current, else one fresh read), the ledger, the engine's
-//! decision; new operations inserted and queued, the record saved when it changed, new errors
-//! told to the operator once.
+//! decision; the record (when it changed), the new operations and their history lines saved in
+//! one commit, then the new operations queued and new errors told to the operator once.
+//!
+//! After an operation ends, its end is saved in the commit of the evaluation that follows it up
+//! (the operation rides along): one write records both.
 
 use super::psp_view::Known;
 use super::{App, AppError};
 use crate::config::MethodConfig;
 use crate::engine::{self, Flag, Input};
-use crate::ledger::{Operation, OrderKey, Plan};
+use crate::ledger::{Operation, OrderKey};
 use crate::model::{ErpOrder, PspPayment};
 use crate::notify::Problem;
 use crate::queue::Job;
-use crate::store::StoreError;
-use crate::store::repo::{EventRecord, OrderRecord};
+use crate::store::repo::{EventRecord, HistoryEntry, OrderRecord, Repo};
+use crate::store::{StoreError, Write};
 use chrono::{DateTime, Utc};
 
 impl App {
@@ -25,16 +28,67 @@ impl App {
         new_facts: Option<ErpOrder>,
         now: DateTime<Utc>,
     ) -> Result<usize, AppError> {
-        for _ in 0..5 {
-            if let Some(planned) = self.evaluate_once(key, new_facts.as_ref(), now).await? {
-                return Ok(planned);
+        self.evaluate_with(key, new_facts.as_ref(), None, now).await
+    }
+
+    /// Evaluates the order `rider` belongs to and saves `rider` (an operation that ended, its
+    /// follow-up mark cleared) in the evaluation's commit; `false` when the operation's claim
+    /// was taken over meanwhile (then nothing of it is saved).
+    pub(super) async fn evaluate_after(
+        &self,
+        key: &OrderKey,
+        rider: &mut Operation,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AppError> {
+        rider.follow_up = false;
+        rider.unsaved = true;
+        match self.evaluate_with(key, None, Some(rider), now).await {
+            // An evaluation that had nothing to decide saved nothing: the operation alone.
+            Ok(_) if rider.unsaved => self.save(rider, now).await,
+            Ok(_) => Ok(true),
+            Err(AppError::Store(StoreError::Conflict { pk, sk })) if is_key_of(rider, &pk, &sk) => {
+                Ok(false)
+            }
+            Err(e) => {
+                // Keep the end even when the follow-up fails; the sweep follows up again.
+                rider.follow_up = true;
+                let _ = self.save(rider, now).await;
+                Err(e)
             }
         }
-        Err(StoreError::Conflict {
-            pk: key.pk(),
-            sk: "ORDER".into(),
+    }
+
+    async fn evaluate_with(
+        &self,
+        key: &OrderKey,
+        new_facts: Option<&ErpOrder>,
+        mut rider: Option<&mut Operation>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, AppError> {
+        let mut last = None;
+        for _ in 0..5 {
+            match self
+                .evaluate_once(key, new_facts, rider.as_deref_mut(), now)
+                .await
+            {
+                Ok(Some(planned)) => return Ok(planned),
+                Ok(None) => {}
+                Err(AppError::Store(e @ StoreError::Conflict { .. })) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+            // A conflict on the rider itself is final: its claim was taken over.
+            if let (Some(r), Some(StoreError::Conflict { pk, sk })) = (rider.as_deref(), &last)
+                && is_key_of(r, pk, sk)
+            {
+                break;
+            }
         }
-        .into())
+        Err(last
+            .unwrap_or_else(|| StoreError::Conflict {
+                pk: key.pk(),
+                sk: "ORDER".into(),
+            })
+            .into())
     }
 
     /// One attempt; `None` when someone else saved the order meanwhile (evaluate again).
@@ -42,6 +96,7 @@ impl App {
         &self,
         key: &OrderKey,
         new_facts: Option<&ErpOrder>,
+        rider: Option<&mut Operation>,
         now: DateTime<Utc>,
     ) -> Result<Option<usize>, AppError> {
         let before = self.repo().order(key, now).await?;
@@ -58,12 +113,21 @@ impl App {
             return Ok(Some(0)); // not a payment method paybridge handles
         };
         let pid = facts.psp_payment_id.clone().filter(|p| !p.is_empty());
+        let ridden = rider.as_deref();
         let Known {
             view: psp_view,
             ops,
             events,
         } = self
-            .view_and_ledger(key, cfg, &mut rec, before.as_ref(), pid.as_deref(), now)
+            .view_and_ledger(
+                key,
+                cfg,
+                &mut rec,
+                before.as_ref(),
+                pid.as_deref(),
+                ridden,
+                now,
+            )
             .await?;
         let decision = engine::decide(&Input {
             key,
@@ -73,17 +137,24 @@ impl App {
             config: Some(cfg),
             now,
         });
-        let planned = self.insert_plans(key, decision.plans, now).await?;
-        for note in decision.notes {
-            self.history(key, now, None, note, None).await?;
+        let changed = set_flags(&mut rec, before.as_ref(), decision.flags, now);
+        let new_ops: Vec<Operation> = decision
+            .plans
+            .into_iter()
+            .map(|plan| Operation::new(key, plan, now))
+            .filter(|op| !ops.iter().any(|o| o.id == op.id))
+            .collect();
+        let commit = Commit {
+            key,
+            rec: changed.then_some(&rec),
+            new_ops: &new_ops,
+            notes: decision.notes,
+            rider,
+        };
+        if let Some(version) = self.commit_evaluation(commit, now).await? {
+            rec.version = version;
         }
-        if !self
-            .save_flags(&mut rec, before.as_ref(), decision.flags, now)
-            .await?
-        {
-            return Ok(None);
-        }
-        self.notify_new_errors(&mut rec, now).await?;
+        self.after_commit(key, &mut rec, &new_ops, now).await?;
         if pid.is_some() && psp_view.is_none() {
             let delay = self.settings.psp_recheck.to_std().unwrap_or_default();
             self.queue
@@ -98,12 +169,13 @@ impl App {
         if psp_view.is_some() {
             self.mark_applied(key, events, now).await?;
         }
-        Ok(Some(planned))
+        Ok(Some(new_ops.len()))
     }
 
     /// The PSP view and the ledger the decision is made on, and the pending PSP events the
     /// view reflects. The view is the stored one while nothing can have moved the payment
     /// behind our back ([`super::psp_view`]), else a fresh read, which is stored in `rec`.
+    #[allow(clippy::too_many_arguments)]
     async fn view_and_ledger(
         &self,
         key: &OrderKey,
@@ -111,13 +183,14 @@ impl App {
         rec: &mut OrderRecord,
         before: Option<&OrderRecord>,
         pid: Option<&str>,
+        rider: Option<&Operation>,
         now: DateTime<Utc>,
     ) -> Result<Known, AppError> {
         let repo = self.repo();
         let Some(pid) = pid else {
             return Ok(Known {
                 view: None,
-                ops: repo.ops(key, now).await?,
+                ops: self.ledger(key, rider, now).await?,
                 events: Vec::new(),
             });
         };
@@ -131,7 +204,7 @@ impl App {
         }
         // PSP events waiting for this payment are read before the PSP view: the view reflects
         // them. One that arrives again later changes its version and stays unapplied.
-        let known = self.known(key, pid, rec.psp.as_ref(), now).await?;
+        let known = self.known(key, pid, rec.psp.as_ref(), rider, now).await?;
         if known.view.is_some() {
             return Ok(known);
         }
@@ -142,7 +215,7 @@ impl App {
         // The ledger read after the view, so an operation finished meanwhile is seen as done.
         Ok(Known {
             view,
-            ops: repo.ops(key, now).await?,
+            ops: self.ledger(key, rider, now).await?,
             events: known.events,
         })
     }
@@ -160,57 +233,72 @@ impl App {
         }
     }
 
-    /// Inserts the decision's plans as operations (a plan already in the ledger is refused by
-    /// the store) and queues each new one. Returns how many were new.
-    async fn insert_plans(
+    /// Saves what the evaluation decided in one commit: the record when it changed, each new
+    /// operation with its "planned" line, the decision's notes, and the rider with the lines of
+    /// its end. Returns the record's new version when it was written. A conflict (someone
+    /// saved the record or planned the same operation meanwhile) saves nothing.
+    async fn commit_evaluation(
+        &self,
+        c: Commit<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut writes = Vec::new();
+        if let Some(rec) = c.rec {
+            writes.push(Repo::order_write(rec)?);
+        }
+        let mut lines = Vec::new();
+        for op in c.new_ops {
+            writes.push(Repo::op_insert(op)?);
+            lines.push(line(
+                now,
+                Some(&op.id),
+                format!("planned {:?}", op.plan.purpose),
+                None,
+            ));
+        }
+        lines.extend(c.notes.into_iter().map(|n| line(now, None, n, None)));
+        if let Some(op) = c.rider.as_deref() {
+            writes.push(Repo::op_update(op)?);
+            for t in &op.unsaved_history {
+                lines.push(line(
+                    t.at,
+                    Some(&op.id),
+                    t.what.clone(),
+                    t.reference.clone(),
+                ));
+            }
+        }
+        for entry in &lines {
+            writes.push(Write::Insert(Repo::history_item(c.key, entry)?));
+        }
+        if writes.is_empty() {
+            return Ok(None);
+        }
+        let versions = self.repo().commit(&writes, now).await?;
+        if let Some(op) = c.rider {
+            op.version = versions[c.rec.is_some() as usize + c.new_ops.len()];
+            op.unsaved = false;
+            op.unsaved_history.clear();
+        }
+        Ok(c.rec.map(|_| versions[0]))
+    }
+
+    /// After the evaluation's commit: queues the new operations and tells new errors.
+    async fn after_commit(
         &self,
         key: &OrderKey,
-        plans: Vec<Plan>,
+        rec: &mut OrderRecord,
+        new_ops: &[Operation],
         now: DateTime<Utc>,
-    ) -> Result<usize, AppError> {
-        let mut planned = 0;
-        for plan in plans {
-            let op = Operation::new(key, plan, now);
-            if !self.repo().insert_op(&op, now).await? {
-                continue;
-            }
-            planned += 1;
-            let what = format!("planned {:?}", op.plan.purpose);
-            self.history(key, now, Some(&op.id), what, None).await?;
+    ) -> Result<(), AppError> {
+        for op in new_ops {
             let job = Job::RunOp {
                 order_pk: key.pk(),
                 op_id: op.id.clone(),
             };
             self.enqueue(job, now).await?;
         }
-        Ok(planned)
-    }
-
-    /// Saves the order's facts, view and current flags unless nothing changed since `before`;
-    /// `false` when someone else saved it meanwhile.
-    async fn save_flags(
-        &self,
-        rec: &mut OrderRecord,
-        before: Option<&OrderRecord>,
-        flags: Vec<Flag>,
-        now: DateTime<Utc>,
-    ) -> Result<bool, AppError> {
-        rec.flags = flags;
-        rec.solved
-            .retain(|c| rec.flags.iter().any(|f| &f.code == c));
-        // An error that went away (or was marked solved) is told again when it comes back.
-        let open: Vec<String> = rec.open_errors().map(|f| f.code.clone()).collect();
-        rec.notified.retain(|c| open.contains(c));
-        if before.is_some_and(|b| same_content(b, rec)) {
-            return Ok(true); // nothing to write: `updated_at` stays the last change
-        }
-        rec.updated_at = now;
-        match self.repo().save_order(rec, now).await {
-            Ok(v) => rec.version = v,
-            Err(e) if e.is_conflict() => return Ok(false),
-            Err(e) => return Err(e.into()),
-        }
-        Ok(true)
+        self.notify_new_errors(rec, now).await
     }
 
     /// Marks the events the fresh PSP view reflects as applied.
@@ -283,6 +371,57 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// What one evaluation saves together ([`App::commit_evaluation`]).
+struct Commit<'a> {
+    key: &'a OrderKey,
+    /// The record, when it changed.
+    rec: Option<&'a OrderRecord>,
+    new_ops: &'a [Operation],
+    notes: Vec<String>,
+    rider: Option<&'a mut Operation>,
+}
+
+/// Sets the decision's flags on the record (an error that went away, or was marked solved, is
+/// told again when it comes back); `true` when the record changed since `before`, then its
+/// `updated_at` is now.
+fn set_flags(
+    rec: &mut OrderRecord,
+    before: Option<&OrderRecord>,
+    flags: Vec<Flag>,
+    now: DateTime<Utc>,
+) -> bool {
+    rec.flags = flags;
+    rec.solved
+        .retain(|c| rec.flags.iter().any(|f| &f.code == c));
+    let open: Vec<String> = rec.open_errors().map(|f| f.code.clone()).collect();
+    rec.notified.retain(|c| open.contains(c));
+    if before.is_some_and(|b| same_content(b, rec)) {
+        return false; // nothing to write: `updated_at` stays the last change
+    }
+    rec.updated_at = now;
+    true
+}
+
+/// A line of the order's history.
+fn line(
+    at: DateTime<Utc>,
+    op_id: Option<&str>,
+    what: String,
+    reference: Option<String>,
+) -> HistoryEntry {
+    HistoryEntry {
+        at,
+        op_id: op_id.map(str::to_string),
+        what,
+        reference,
+    }
+}
+
+/// Whether `pk`/`sk` is the operation's item.
+fn is_key_of(op: &Operation, pk: &str, sk: &str) -> bool {
+    Repo::op_update(op).is_ok_and(|w| w.key() == (pk, sk))
 }
 
 /// Whether two records hold the same facts, view, flags and marks (time and version aside).

@@ -25,14 +25,20 @@ impl App {
         let Some(facts) = rec.facts.as_ref() else {
             return Ok(StepResult::Failed("the order's facts are gone".into()));
         };
+        // Whether the step before was one of the operation's ERP writes, done in this attempt.
+        let mut after_write = false;
         while let Some(step) = op.next_step() {
             let next = match step {
                 Step::Psp => self.psp_step(key, op, rec, cfg, &reference, now).await?,
-                Step::Erp { index } => self.erp_step(key, op, facts, index, now).await?,
+                Step::Erp { index } => {
+                    let chained = after_write;
+                    self.erp_step(key, op, facts, index, chained, now).await?
+                }
             };
             if let Some(result) = next {
                 return Ok(result);
             }
+            after_write = matches!(step, Step::Erp { .. });
         }
         Ok(StepResult::Finished)
     }

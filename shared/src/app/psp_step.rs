@@ -83,7 +83,10 @@ impl App {
         if op.inflight.is_some() || rec.psp.is_none() {
             return Ok(None);
         }
-        Ok(self.known(key, pid, rec.psp.as_ref(), now).await?.view)
+        Ok(self
+            .known(key, pid, rec.psp.as_ref(), None, now)
+            .await?
+            .view)
     }
 
     /// A call that may have been sent: has the PSP got a transaction with our reference?

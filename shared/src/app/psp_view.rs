@@ -26,6 +26,24 @@ pub(super) struct Known {
 }
 
 impl App {
+    /// The order's operations as stored, with `rider` (an operation of this process not
+    /// saved yet) in place of its stored state.
+    pub(super) async fn ledger(
+        &self,
+        key: &OrderKey,
+        rider: Option<&Operation>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Operation>, AppError> {
+        let mut ops = self.repo().ops(key, now).await?;
+        if let Some(r) = rider {
+            match ops.iter_mut().find(|o| o.id == r.id) {
+                Some(o) => *o = r.clone(),
+                None => ops.push(r.clone()),
+            }
+        }
+        Ok(ops)
+    }
+
     /// Reads the payment's pending events (before any PSP read: a fresh view reflects them)
     /// and the order's ledger, and decides with [`known_view`] whether `stored` can be used.
     pub(super) async fn known(
@@ -33,11 +51,11 @@ impl App {
         key: &OrderKey,
         pid: &str,
         stored: Option<&PspPayment>,
+        rider: Option<&Operation>,
         now: DateTime<Utc>,
     ) -> Result<Known, AppError> {
-        let repo = self.repo();
-        let events = repo.payment_events(&key.tenant, pid, now).await?;
-        let ops = repo.ops(key, now).await?;
+        let events = self.repo().payment_events(&key.tenant, pid, now).await?;
+        let ops = self.ledger(key, rider, now).await?;
         let view = known_view(stored, pid, &ops, !events.is_empty());
         Ok(Known { view, ops, events })
     }

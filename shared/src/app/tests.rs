@@ -16,6 +16,7 @@ use crate::psp::memory::MemoryPsp;
 use crate::queue::sqlite::SqliteQueue;
 use crate::store::repo::EventRecord;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{Item, Store, StoreError, Write};
 
 fn eur(s: &str) -> Money {
     Money::parse(s, Currency::EUR).unwrap()
@@ -1128,4 +1129,115 @@ async fn a_follow_up_lost_with_its_job_is_run_by_the_sweep() {
     let report = h.app.poll_cycle(h.now).await.unwrap();
     assert_eq!(report.swept_ops, 0, "not swept again");
     assert_eq!(h.notes.sent().len(), 1);
+}
+
+/// A store that refuses to save an operation's end (as if the process died right before it),
+/// while `refuse` is set; everything else passes through.
+struct EndRefusingStore {
+    inner: SqliteStore,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl EndRefusingStore {
+    fn refused<'a>(&self, mut items: impl Iterator<Item = &'a Item>) -> Result<(), StoreError> {
+        let ending = |i: &Item| i.sk.starts_with("OP#") && i.body["status"] == "done";
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) && items.any(ending) {
+            return Err(StoreError::Backend("died before the end was saved".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EndRefusingStore {
+    async fn get(&self, pk: &str, sk: &str, now: i64) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk, now).await
+    }
+    async fn insert(&self, item: &Item, now: i64) -> Result<bool, StoreError> {
+        self.inner.insert(item, now).await
+    }
+    async fn update(&self, item: &Item) -> Result<u64, StoreError> {
+        self.refused(std::iter::once(item))?;
+        self.inner.update(item).await
+    }
+    async fn query(&self, pk: &str, sk_prefix: &str, now: i64) -> Result<Vec<Item>, StoreError> {
+        self.inner.query(pk, sk_prefix, now).await
+    }
+    async fn query_index(
+        &self,
+        gsi_pk: &str,
+        gsi_sk_max: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.inner.query_index(gsi_pk, gsi_sk_max, limit, now).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, version: u64) -> Result<(), StoreError> {
+        self.inner.delete(pk, sk, version).await
+    }
+    async fn commit(&self, writes: &[Write], now: i64) -> Result<Vec<u64>, StoreError> {
+        self.refused(writes.iter().filter_map(|w| match w {
+            Write::Insert(i) | Write::Update(i) => Some(i),
+            Write::Delete { .. } => None,
+        }))?;
+        self.inner.commit(writes, now).await
+    }
+}
+
+/// One in-flight mark covers an operation's run of writes that can be read back (the invoice
+/// marked captured, then its comment): when the process dies after both were applied and before
+/// the end is saved, the stored mark is the first write's, and the next attempt reads both back
+/// and sends neither again.
+#[tokio::test]
+async fn writes_sent_under_one_mark_are_read_back_together_after_a_crash() {
+    let mut h = harness("expert", "off");
+    let store = Arc::new(EndRefusingStore {
+        inner: SqliteStore::open_in_memory().unwrap(),
+        refuse: true.into(),
+    });
+    h.app.store = store.clone();
+    h.erp
+        .upsert(invoiced_card_order(&h, "1031", "s-pay-31", "45.00"));
+    h.app.poll_cycle(h.now).await.unwrap();
+    for _ in 0..5 {
+        h.app.work_once(10, h.now).await.unwrap();
+    }
+    // The capture ran: its PSP call and both ERP writes happened, its end was not saved.
+    let capture = h
+        .ops("1031")
+        .await
+        .into_iter()
+        .find(|o| o.plan.psp.is_some())
+        .expect("a capture is planned");
+    let applied = |h: &H| {
+        h.erp
+            .writes()
+            .into_iter()
+            .filter(|(_, op, _)| *op == capture.id)
+            .map(|(_, _, w)| w)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(capture.plan.erp.len(), 2, "{:?}", capture.plan.erp);
+    assert_eq!(applied(&h), capture.plan.erp, "both writes were applied");
+    assert_eq!(capture.status, OpStatus::Running);
+    assert_eq!(capture.erp_done, 0, "no write's result was saved");
+    assert_eq!(
+        capture.inflight,
+        Some(Step::Erp { index: 0 }),
+        "one mark for both"
+    );
+
+    store
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    h.now += Duration::minutes(30); // the lease runs out
+    h.drain().await;
+    let done = h.ops("1031").await;
+    assert!(done.iter().all(|o| o.status == OpStatus::Done), "{done:?}");
+    assert_eq!(
+        applied(&h),
+        capture.plan.erp,
+        "neither write was sent again"
+    );
+    assert_eq!(h.psp.money_calls("s-pay-31"), 1);
 }

@@ -162,9 +162,7 @@ impl App {
         };
         let Some(cfg) = self.method_for(key, &facts).cloned() else {
             op.fail("the payment-method config is gone or inactive".into(), now);
-            if self.save(&mut op, now).await? {
-                self.follow_up(key, &mut op, now).await?;
-            }
+            self.follow_up(key, &mut op, now).await?;
             return Ok(JobOutcome::Done);
         };
         match op.claim(now, self.settings.op_lease) {
@@ -184,9 +182,7 @@ impl App {
             && let Some(why) = self.out_of_attempts(&op)
         {
             op.fail(why, now);
-            if self.save(&mut op, now).await? {
-                self.follow_up(key, &mut op, now).await?;
-            }
+            self.follow_up(key, &mut op, now).await?;
             return Ok(JobOutcome::Done);
         }
         // The claim is saved with the first step's in-flight mark, or before the first request
@@ -210,10 +206,9 @@ impl App {
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
                 let what = format!("done {:?}", op.plan.purpose);
                 op.record(now, what, op.psp_tx.clone());
-                if self.save(op, now).await? {
-                    // Follow-ups (release after capture, lock cleared after receipt, …).
-                    self.follow_up(key, op, now).await?;
-                }
+                // Saved with the follow-up (release after capture, lock cleared after
+                // receipt, …).
+                self.follow_up(key, op, now).await?;
                 Ok(JobOutcome::Done)
             }
             Ok(StepResult::Lost) => Ok(JobOutcome::RetryAt(now + Duration::seconds(1))),
@@ -225,9 +220,7 @@ impl App {
             Ok(StepResult::Failed(why)) => {
                 op.fail(why.clone(), now);
                 op.record(now, format!("failed: {why}"), None);
-                if self.save(op, now).await? {
-                    self.follow_up(key, op, now).await?;
-                }
+                self.follow_up(key, op, now).await?;
                 Ok(JobOutcome::Done)
             }
             Err(e) => {
@@ -250,18 +243,20 @@ impl App {
         })
     }
 
-    /// Evaluates the order after one of its operations finished, then clears the operation's
-    /// follow-up mark (kept until now so that the sweep repeats this if the process dies).
+    /// Evaluates the order after one of its operations ended. An end not saved yet (or not
+    /// followed up yet: its mark is kept until now so that the sweep repeats this if the
+    /// process dies) is saved in the evaluation's commit, the follow-up mark cleared.
     pub(super) async fn follow_up(
         &self,
         key: &OrderKey,
         op: &mut Operation,
         now: DateTime<Utc>,
     ) -> Result<(), AppError> {
-        self.evaluate(key, None, now).await?;
-        if op.follow_up {
-            op.follow_up = false;
-            self.save(op, now).await?; // a conflict: someone else followed up or will
+        if op.follow_up || op.unsaved {
+            // `false`: our claim was taken over; whoever holds it now follows up.
+            self.evaluate_after(key, op, now).await?;
+        } else {
+            self.evaluate(key, None, now).await?;
         }
         Ok(())
     }

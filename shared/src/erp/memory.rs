@@ -267,6 +267,11 @@ impl Erp for MemoryErp {
             o == order_id && r == op_ref && w == write
         })))
     }
+
+    /// Every write is remembered with its operation.
+    fn can_read_back(&self, _order_id: &str, _write: &ErpWrite) -> bool {
+        true
+    }
 }
 
 /// Contents of a `memory` fixtures file.

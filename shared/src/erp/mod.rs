@@ -59,4 +59,11 @@ pub trait Erp: Send + Sync {
         write: &ErpWrite,
         op_ref: &str,
     ) -> Result<Option<bool>, ErpError>;
+
+    /// Whether [`Erp::was_applied`] tells this write (`Some`) whenever the ERP answers. Such a
+    /// write may be sent right after the operation's previous write without an in-flight mark of
+    /// its own: after a crash it is read back with the previous one.
+    fn can_read_back(&self, _order_id: &str, _write: &ErpWrite) -> bool {
+        false
+    }
 }

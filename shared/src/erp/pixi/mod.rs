@@ -523,6 +523,21 @@ impl Erp for PixiErp {
     ) -> Result<Option<bool>, ErpError> {
         self.write_applied(order_id, write, op_ref).await
     }
+
+    fn can_read_back(&self, order_id: &str, write: &ErpWrite) -> bool {
+        match write {
+            // A booking on the order itself has no invoice whose matches carry our tag.
+            ErpWrite::ManualBooking { document, .. } => document != order_id,
+            // Read back by comparing the stored fields: equal details from anyone look the same.
+            ErpWrite::TransferDetails { .. } => false,
+            // Read back only while the order can be read; it was read for this operation.
+            ErpWrite::Release
+            | ErpWrite::SetShippingLock
+            | ErpWrite::ClearShippingLock
+            | ErpWrite::MarkInvoiceCaptured { .. }
+            | ErpWrite::Comment { .. } => true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -892,6 +892,10 @@ impl Erp for FaultyErp {
             _ => self.inner.was_applied(order_id, write, op_ref).await,
         }
     }
+
+    fn can_read_back(&self, order_id: &str, write: &ErpWrite) -> bool {
+        self.inner.can_read_back(order_id, write)
+    }
 }
 
 // ------------------------------------------------------------------ PSP
