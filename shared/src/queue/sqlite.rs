@@ -178,6 +178,70 @@ fn send_row(conn: &Connection, body: &str, visible_at: i64, now_ms: i64) -> Resu
 }
 
 /// Moves one message to `queue_dead`.
+/// Up to `want` messages visible at `now_ms`, oldest first: (id, body, receive count).
+fn visible(
+    tx: &rusqlite::Transaction<'_>,
+    now_ms: i64,
+    want: usize,
+) -> Result<Vec<(i64, String, i64)>, QueueError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT id, body, receive_count FROM queue_messages
+             WHERE visible_at <= ?1 ORDER BY visible_at ASC, id ASC LIMIT ?2",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(
+            params![now_ms, i64::try_from(want).unwrap_or(i64::MAX)],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .map_err(backend)?;
+    rows.collect::<Result<_, _>>().map_err(backend)
+}
+
+/// Delivers one message (hidden until `hidden_until`, its receive counted), or dead-letters it
+/// when it was received too often or its body is not a job (`None`).
+fn deliver(
+    tx: &rusqlite::Transaction<'_>,
+    (id, body, count): (i64, String, i64),
+    max_receives: i64,
+    hidden_until: i64,
+    now_ms: i64,
+) -> Result<Option<Delivery>, QueueError> {
+    let count = count.saturating_add(1);
+    if count > max_receives {
+        tracing::warn!(
+            message_id = id,
+            receives = count - 1,
+            "queue: dead-lettered"
+        );
+        dead_letter(tx, id, now_ms, "max receives exceeded")?;
+        return Ok(None);
+    }
+    let job: Job = match serde_json::from_str(&body) {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::warn!(message_id = id, error = %e, "queue: body is not a job, dead-lettered");
+            dead_letter(tx, id, now_ms, &format!("body is not a job: {e}"))?;
+            return Ok(None);
+        }
+    };
+    let receipt = format!("{id}:{count}");
+    tx.prepare_cached(
+        "UPDATE queue_messages SET receive_count = ?1, visible_at = ?2, receipt = ?3
+         WHERE id = ?4",
+    )
+    .map_err(backend)?
+    .execute(params![count, hidden_until, receipt, id])
+    .map_err(backend)?;
+    Ok(Some(Delivery {
+        job,
+        receipt,
+        receive_count: u32::try_from(count).unwrap_or(u32::MAX),
+        message_id: id.to_string(),
+    }))
+}
+
 fn dead_letter(
     tx: &rusqlite::Transaction<'_>,
     id: i64,
@@ -278,21 +342,7 @@ impl Queue for SqliteQueue {
             let mut seen: HashSet<i64> = HashSet::new();
             while deliveries.len() < max {
                 let want = max - deliveries.len() + seen.len();
-                let candidates: Vec<(i64, String, i64)> = {
-                    let mut stmt = tx
-                        .prepare_cached(
-                            "SELECT id, body, receive_count FROM queue_messages
-                             WHERE visible_at <= ?1 ORDER BY visible_at ASC, id ASC LIMIT ?2",
-                        )
-                        .map_err(backend)?;
-                    let rows = stmt
-                        .query_map(
-                            params![now_ms, i64::try_from(want).unwrap_or(i64::MAX)],
-                            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                        )
-                        .map_err(backend)?;
-                    rows.collect::<Result<_, _>>().map_err(backend)?
-                };
+                let candidates = visible(&tx, now_ms, want)?;
                 let fresh: Vec<_> = candidates
                     .into_iter()
                     .filter(|(id, _, _)| !seen.contains(id))
@@ -305,34 +355,8 @@ impl Queue for SqliteQueue {
                         break;
                     }
                     seen.insert(id);
-                    let count = count.saturating_add(1);
-                    if count > max_receives {
-                        tracing::warn!(message_id = id, receives = count - 1, "queue: dead-lettered");
-                        dead_letter(&tx, id, now_ms, "max receives exceeded")?;
-                        continue;
-                    }
-                    let job: Job = match serde_json::from_str(&body) {
-                        Ok(job) => job,
-                        Err(e) => {
-                            tracing::warn!(message_id = id, error = %e, "queue: body is not a job, dead-lettered");
-                            dead_letter(&tx, id, now_ms, &format!("body is not a job: {e}"))?;
-                            continue;
-                        }
-                    };
-                    let receipt = format!("{id}:{count}");
-                    tx.prepare_cached(
-                        "UPDATE queue_messages SET receive_count = ?1, visible_at = ?2, receipt = ?3
-                         WHERE id = ?4",
-                    )
-                    .map_err(backend)?
-                    .execute(params![count, hidden_until, receipt, id])
-                    .map_err(backend)?;
-                    deliveries.push(Delivery {
-                        job,
-                        receipt,
-                        receive_count: u32::try_from(count).unwrap_or(u32::MAX),
-                        message_id: id.to_string(),
-                    });
+                    let d = deliver(&tx, (id, body, count), max_receives, hidden_until, now_ms)?;
+                    deliveries.extend(d);
                 }
             }
             tx.commit().map_err(backend)?;

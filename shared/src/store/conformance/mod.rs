@@ -301,7 +301,11 @@ pub async fn check_update_cas(store: &dyn Store) {
         stored(&changed, 2),
         "a lost update changes nothing"
     );
+    update_clears_and_never_creates(store, &pk, &changed, now).await;
+}
 
+/// An update can clear the TTL and index keys; an update of an absent item creates nothing.
+async fn update_clears_and_never_creates(store: &dyn Store, pk: &str, changed: &Item, now: i64) {
     let cleared = Item {
         version: 2,
         body: json!({"state": "done"}),
@@ -312,14 +316,14 @@ pub async fn check_update_cas(store: &dyn Store) {
     };
     assert_eq!(ok(store.update(&cleared).await, "second update"), 3);
     assert_eq!(
-        must_get(store, &pk, "OP#1", now).await,
+        must_get(store, pk, "OP#1", now).await,
         stored(&cleared, 3),
         "update can clear TTL and index keys"
     );
 
     let absent = Item {
         version: 1,
-        ..item(&pk, "OP#missing", json!({}))
+        ..item(pk, "OP#missing", json!({}))
     };
     assert_conflict(store.update(&absent).await, "update of an absent item");
     let absent0 = Item {
@@ -332,7 +336,7 @@ pub async fn check_update_cas(store: &dyn Store) {
     );
     assert_eq!(
         ok(
-            store.get(&pk, "OP#missing", now).await,
+            store.get(pk, "OP#missing", now).await,
             "get after failed update"
         ),
         None,
@@ -391,18 +395,23 @@ pub async fn check_query_prefix(store: &dyn Store) {
         "query returns full items"
     );
     assert_eq!(a.version, 1);
+    query_prefix_edges(store, &pk, &in_partition, now).await;
+}
 
+/// A prefix equal to a whole key, another prefix, no match, the empty prefix, an empty
+/// partition.
+async fn query_prefix_edges(store: &dyn Store, pk: &str, in_partition: &[&str], now: i64) {
     assert_eq!(
-        sks(&ok(store.query(&pk, "ORDER#a", now).await, "query ORDER#a")),
+        sks(&ok(store.query(pk, "ORDER#a", now).await, "query ORDER#a")),
         ["ORDER#a", "ORDER#a#1"],
         "a prefix equal to a whole key includes that key"
     );
     assert_eq!(
-        sks(&ok(store.query(&pk, "OP#", now).await, "query OP#")),
+        sks(&ok(store.query(pk, "OP#", now).await, "query OP#")),
         ["OP#1"]
     );
     assert!(
-        ok(store.query(&pk, "ORDER#z", now).await, "query ORDER#z").is_empty(),
+        ok(store.query(pk, "ORDER#z", now).await, "query ORDER#z").is_empty(),
         "no match is an empty list"
     );
 
@@ -410,7 +419,7 @@ pub async fn check_query_prefix(store: &dyn Store) {
     all.sort_unstable();
     assert_eq!(
         sks(&ok(
-            store.query(&pk, "", now).await,
+            store.query(pk, "", now).await,
             "query with empty prefix"
         )),
         all,
