@@ -15,7 +15,7 @@ use crate::model::{ErpOrder, PspPayment};
 use crate::notify::Problem;
 use crate::queue::Job;
 use crate::store::repo::{EventRecord, HistoryEntry, OrderRecord, Repo};
-use crate::store::{StoreError, Write};
+use crate::store::{MAX_COMMIT_WRITES, StoreError, Write};
 use chrono::{DateTime, Utc};
 
 impl App {
@@ -155,19 +155,16 @@ impl App {
             rec.version = version;
         }
         self.after_commit(key, &mut rec, &new_ops, now).await?;
-        if pid.is_some() && psp_view.is_none() {
-            let delay = self.settings.psp_recheck.to_std().unwrap_or_default();
-            self.queue
-                .send(
-                    &Job::Evaluate { order_pk: key.pk() },
-                    delay,
-                    now.timestamp_millis(),
-                )
-                .await?;
-        }
-        // The PSP events read before the fresh view are reflected in it: mark them.
-        if psp_view.is_some() {
-            self.mark_applied(key, events, now).await?;
+        match (pid.is_some(), psp_view.is_some()) {
+            // The PSP could not be read: evaluate again later.
+            (true, false) => {
+                let delay = self.settings.psp_recheck.to_std().unwrap_or_default();
+                let job = Job::Evaluate { order_pk: key.pk() };
+                self.queue.send(&job, delay, now.timestamp_millis()).await?;
+            }
+            // The PSP events read before the fresh view are reflected in it: mark them.
+            (_, true) => self.mark_applied(key, events, now).await?,
+            (false, false) => {}
         }
         Ok(Some(new_ops.len()))
     }
@@ -242,41 +239,49 @@ impl App {
         c: Commit<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<u64>, StoreError> {
+        // The record and the rider first (their versions come back at these places), then the
+        // history lines, then each new operation beside its "planned" line.
         let mut writes = Vec::new();
         if let Some(rec) = c.rec {
             writes.push(Repo::order_write(rec)?);
         }
-        let mut lines = Vec::new();
-        for op in c.new_ops {
-            writes.push(Repo::op_insert(op)?);
-            lines.push(line(
-                now,
-                Some(&op.id),
-                format!("planned {:?}", op.plan.purpose),
-                None,
-            ));
-        }
-        lines.extend(c.notes.into_iter().map(|n| line(now, None, n, None)));
+        let mut lines: Vec<HistoryEntry> = c
+            .notes
+            .into_iter()
+            .map(|n| line(now, None, n, None))
+            .collect();
         if let Some(op) = c.rider.as_deref() {
             writes.push(Repo::op_update(op)?);
             for t in &op.unsaved_history {
-                lines.push(line(
-                    t.at,
-                    Some(&op.id),
-                    t.what.clone(),
-                    t.reference.clone(),
-                ));
+                let what = t.what.clone();
+                lines.push(line(t.at, Some(&op.id), what, t.reference.clone()));
             }
         }
         for entry in &lines {
             writes.push(Write::Insert(Repo::history_item(c.key, entry)?));
+        }
+        let mut planned = Vec::new();
+        for op in c.new_ops {
+            let what = format!("planned {:?}", op.plan.purpose);
+            let entry = line(now, Some(&op.id), what, None);
+            planned.push(Repo::op_insert(op)?);
+            planned.push(Write::Insert(Repo::history_item(c.key, &entry)?));
+        }
+        if writes.len() + planned.len() > MAX_COMMIT_WRITES {
+            // More than one transaction holds: the new operations, each with its line, go
+            // first in parts; an evaluation retried after a conflict finds them in the ledger.
+            for part in planned.chunks(MAX_COMMIT_WRITES / 2 * 2) {
+                self.repo().commit(part, now).await?;
+            }
+        } else {
+            writes.append(&mut planned);
         }
         if writes.is_empty() {
             return Ok(None);
         }
         let versions = self.repo().commit(&writes, now).await?;
         if let Some(op) = c.rider {
-            op.version = versions[c.rec.is_some() as usize + c.new_ops.len()];
+            op.version = versions[usize::from(c.rec.is_some())];
             op.unsaved = false;
             op.unsaved_history.clear();
         }

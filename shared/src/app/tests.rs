@@ -1241,3 +1241,37 @@ async fn writes_sent_under_one_mark_are_read_back_together_after_a_crash() {
     );
     assert_eq!(h.psp.money_calls("s-pay-31"), 1);
 }
+
+/// An evaluation that plans more operations than one store transaction holds (60 invoices
+/// captured at once: 120 writes with their history lines) saves them in parts, and each is
+/// captured once.
+#[tokio::test]
+async fn more_plans_than_one_commit_holds_are_saved_in_parts() {
+    let mut h = harness("expert", "off");
+    h.psp.put(card_authorized("s-pay-60", "60.00"));
+    let lines: Vec<(String, &str)> = (1..=60).map(|i| (format!("L{i}"), "1.00")).collect();
+    let lines: Vec<(&str, &str)> = lines.iter().map(|(l, a)| (l.as_str(), *a)).collect();
+    let mut o = order("1060", "s-pay-60", &lines);
+    o.status = OrderStatus::Open;
+    o.invoices = (1..=60)
+        .map(|i| invoice(&format!("R{i}"), "1.00"))
+        .collect();
+    h.erp.upsert(o);
+    h.app.poll_cycle(h.now).await.unwrap();
+    let planned = h.ops("1060").await;
+    assert_eq!(
+        planned.len(),
+        60,
+        "one capture per invoice, planned in one evaluation"
+    );
+    h.drain().await;
+    let ops = h.ops("1060").await;
+    assert!(ops.iter().all(|o| o.status == OpStatus::Done), "{ops:?}");
+    assert_eq!(
+        h.psp.money_calls("s-pay-60"),
+        60,
+        "each invoice captured once"
+    );
+    let o = h.erp.order("1060").unwrap();
+    assert!(o.invoices.iter().all(|i| i.captured));
+}
