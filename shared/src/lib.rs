@@ -13,6 +13,7 @@
 //! | [`http`] | the one axum router (health, `POST /webhooks/{psp}`, problems) for `serve` and the HTTP Lambda |
 //! | [`app`] | the IO orchestration shared by every entry point: `poll_cycle`, `run_job`, `accept_webhook` |
 //! | [`erp::memory`], [`psp::memory`], [`notify::recording`] | the in-memory ERP and PSP of `kind = "memory"` (trials, tests) and a recording notifier |
+//! | [`tls`] | ring, the one rustls crypto provider of the HTTP clients (reqwest, AWS SDK, lettre) |
 //! | [`wiring`] | builds the connectors of a configuration once per process, for every entry point |
 
 pub mod app;
@@ -30,4 +31,6 @@ pub mod notify;
 pub mod psp;
 pub mod queue;
 pub mod store;
+#[cfg(any(feature = "aws", feature = "pixi", feature = "unzer"))]
+pub mod tls;
 pub mod wiring;

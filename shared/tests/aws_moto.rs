@@ -7,7 +7,7 @@
 //! a notice and passes, except under CI (`CI=true`), where it fails. Every test works on its own
 //! table or queue (named from pid, counter and clock), so tests run in parallel on one moto.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
@@ -44,7 +44,7 @@ async fn moto(test: &str) -> Option<SdkConfig> {
         }
     };
     Some(
-        aws_config::defaults(BehaviorVersion::latest())
+        paybridge_core::aws::sdk_defaults()
             .region(Region::new("eu-central-1"))
             .endpoint_url(endpoint)
             .credentials_provider(Credentials::new(

@@ -125,7 +125,7 @@ pub async fn aws_setup(args: &AwsArgs) -> Result<String, StartError> {
 }
 
 async fn aws_sdk_config(args: &AwsArgs) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = paybridge_core::aws::sdk_defaults();
     if let Some(url) = &args.aws_endpoint {
         loader = loader.endpoint_url(url);
     }

@@ -3,7 +3,6 @@
 //! the SQS queue on moto instead of SQLite. Endpoint from `PAYBRIDGE_TEST_AWS_ENDPOINT`; under
 //! `CI=true` a missing endpoint fails the test instead of skipping it.
 
-use aws_config::BehaviorVersion;
 use paybridge::demo::{self, Harness, Options};
 use paybridge_core::queue::Queue;
 use paybridge_core::queue::sqs::SqsQueue;
@@ -23,7 +22,7 @@ async fn aws_config(test: &str) -> Option<aws_config::SdkConfig> {
     };
     let creds = aws_config::Region::new("eu-central-1");
     Some(
-        aws_config::defaults(BehaviorVersion::latest())
+        paybridge_core::aws::sdk_defaults()
             .region(creds)
             .endpoint_url(endpoint)
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -11,7 +11,7 @@
 //! notice and passes, except under CI (`CI=true`), where it fails. Table and queue names are
 //! unique per test run, so it can share a moto with other tests.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -60,7 +60,7 @@ async fn moto() -> Option<SdkConfig> {
         }
     };
     Some(
-        aws_config::defaults(BehaviorVersion::latest())
+        paybridge_core::aws::sdk_defaults()
             .region(Region::new("eu-central-1"))
             .endpoint_url(endpoint)
             .credentials_provider(Credentials::new("test", "test", None, None, "moto"))

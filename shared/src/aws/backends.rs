@@ -18,11 +18,11 @@ pub struct Backends {
 
 impl Backends {
     /// [`AwsEnv::from_env`], the shared SDK configuration built once
-    /// (`aws_config::load_defaults`, which honours `AWS_ENDPOINT_URL`, region and credentials
+    /// ([`sdk_defaults`], which honours `AWS_ENDPOINT_URL`, region and credentials
     /// from the environment), then [`Backends::connect`].
     pub async fn from_env() -> Result<Backends, AwsError> {
         let env = AwsEnv::from_env()?;
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = sdk_defaults().load().await;
         Backends::connect(&env, &sdk).await
     }
 
@@ -190,4 +190,27 @@ impl LazyApp {
             .await
             .clone())
     }
+}
+
+/// `aws_config::defaults(BehaviorVersion::latest())` with the HTTP client the SDK's
+/// `default-https-client` feature would build for current behaviour versions (hyper 1 + rustls,
+/// native roots, proxy from the environment: `aws-smithy-runtime`'s `default_https_client`),
+/// but on ring instead of aws-lc: ring is the crypto provider of every other connection too
+/// ([`crate::tls`]). Every SDK configuration of paybridge starts here; the caller adds region,
+/// endpoint or credentials and `.load()`s it.
+pub fn sdk_defaults() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    let client = Builder::new().build_with_connector_fn(|settings, runtime_components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = runtime_components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    });
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(client)
 }

@@ -70,7 +70,7 @@ impl SecretsExtension {
 
     /// An extension client on `base` (tests point it at a fake).
     pub fn new(base: Url, token: Option<Secret>) -> Result<SecretsExtension, AwsError> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()
             .no_proxy() // localhost: never through an HTTP(S)_PROXY
             .timeout(EXTENSION_TIMEOUT)
             .build()

@@ -298,7 +298,7 @@ impl UnzerPsp {
         keys: HashMap<String, Secret>,
         timeouts: UnzerTimeouts,
     ) -> Result<UnzerPsp, UnzerError> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client_builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .redirect(reqwest::redirect::Policy::none())

@@ -184,7 +184,7 @@ impl PixiErp {
                 message: "must not contain credentials; use user and password".into(),
             });
         }
-        let client = reqwest::Client::builder()
+        let client = crate::tls::http_client_builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .user_agent(concat!("paybridge/", env!("CARGO_PKG_VERSION")))

@@ -103,7 +103,7 @@ impl Backend {
 /// A DynamoDB client on `endpoint` (moto or DynamoDB Local), built like the moto tests'
 /// (`shared/tests/aws_moto.rs`): region eu-central-1, dummy credentials.
 pub async fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let sdk = paybridge_core::aws::sdk_defaults()
         .region(aws_config::Region::new("eu-central-1"))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
