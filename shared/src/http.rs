@@ -5,7 +5,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /health` | 200 `{"status":"ok","tenant":..}`; 503 when the store cannot be read |
-//! | `POST /webhooks/{psp}` | [`App::accept_webhook`] with the connector of `{psp}` (`unzer`, `memory`): 200 `{"status":"accepted"\|"duplicate"}`, 400 malformed, 401 unknown account, 404 no such PSP, 413 too large, 415 wrong content type, 503 store unavailable |
+//! | `POST /webhooks/{psp}` | [`App::accept_webhook`] with the connector of `{psp}` (`unzer`, `memory`): 200 `{"status":"accepted"\|"duplicate"}`, 400 malformed, 401 unknown account, 404 no such PSP, 413 too large, 415 wrong content type, 429 budget of events for unknown payments used up (`Retry-After`), 503 store unavailable |
 //! | `GET /problems` | orders with open errors: connection, order id, codes, messages (amounts redacted) |
 //!
 //! Every error body is `{"error": "<reason>"}`. Handlers parse, call one `app::` function and
@@ -131,9 +131,17 @@ async fn psp_webhook(
                 WebhookError::UnknownAccount(_) => StatusCode::UNAUTHORIZED,
                 WebhookError::UnknownPsp(_) => StatusCode::NOT_FOUND,
                 WebhookError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                WebhookError::OverBudget(_) => StatusCode::TOO_MANY_REQUESTS,
             };
             tracing::warn!(psp = %psp, status = status.as_u16(), reason = %e, "PSP webhook refused");
-            error(status, e.to_string())
+            let mut answer = error(status, e.to_string());
+            if let WebhookError::OverBudget(secs) = e {
+                answer.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(secs.max(1)),
+                );
+            }
+            answer
         }
     }
 }

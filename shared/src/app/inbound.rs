@@ -2,11 +2,29 @@
 //! stored as an event before it is acknowledged; a repeat re-arms the stored event; the event's
 //! job is queued (in the same commit where the queue shares the store's database; the sweep
 //! picks it up if that fails).
+//!
+//! A PSP's account identifier (Unzer: the public key) is public, so anyone can post a body that
+//! passes verification. An event for a payment paybridge knows is always taken (it only makes
+//! paybridge read that payment again); one for a payment with no known order is *unverified*:
+//! it takes a unit of the tenant's hourly budget ([`super::Settings::unverified_events_per_hour`],
+//! past it: 429, a log line and [`over_budget_count`]), is kept only
+//! [`crate::store::repo::UNVERIFIED_EVENT_TTL_HOURS`], and makes no PSP request until its order is imported.
 
 use super::{App, MAX_WEBHOOK_BYTES, WebhookAck, WebhookError};
 use crate::queue::Job;
 use crate::store::repo::{EventRecord, Repo};
 use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Webhooks refused for the budget of unverified events since the process started.
+static OVER_BUDGET: AtomicU64 = AtomicU64::new(0);
+
+/// How many webhooks this process refused for the budget of unverified events. Each refusal
+/// also logs a warning with `metric = "webhooks_over_budget"` and this running count, for a log
+/// metric filter (CloudWatch on AWS).
+pub fn over_budget_count() -> u64 {
+    OVER_BUDGET.load(Ordering::Relaxed)
+}
 
 impl App {
     /// Verifies a webhook with the connector of `psp` (the route's `{psp}`) and stores its
@@ -23,6 +41,12 @@ impl App {
             return Err(WebhookError::TooLarge(body.len()));
         }
         let event = hook.verify(&self.config, body)?;
+        let repo = self.repo();
+        let known = repo
+            .order_for_payment(self.tenant(), &event.payment_id, now)
+            .await
+            .map_err(|_| WebhookError::Unavailable)?
+            .is_some();
         let ev = EventRecord {
             psp: psp.to_string(),
             identity: event.identity,
@@ -32,9 +56,14 @@ impl App {
             public_key: event.account,
             received_at: now,
             applied: false,
+            unverified: !known,
+            next_sweep_at: Some(now + self.settings.sweep_grace),
+            sweeps: 0,
             version: 0,
         };
-        let repo = self.repo();
+        if !known {
+            self.take_budget(psp, now).await?;
+        }
         let (inserted, queued) = self.store_event(&ev, now).await?;
         if !inserted {
             // The same body again: a PSP may send identical bodies for distinct happenings (a
@@ -63,6 +92,31 @@ impl App {
             self.enqueue_event(&ev, now).await;
         }
         Ok(WebhookAck { duplicate: false })
+    }
+
+    /// Takes a unit of the budget of unverified events, or refuses the webhook.
+    async fn take_budget(&self, psp: &str, now: DateTime<Utc>) -> Result<(), WebhookError> {
+        let limit = self.settings.unverified_events_per_hour;
+        match self
+            .repo()
+            .take_unverified_budget(self.tenant(), limit, now)
+            .await
+        {
+            Ok(None) => Ok(()),
+            Ok(Some(retry_after)) => {
+                let refused = OVER_BUDGET.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    psp,
+                    limit,
+                    retry_after,
+                    metric = "webhooks_over_budget",
+                    refused,
+                    "webhook refused: budget of events for unknown payments used up"
+                );
+                Err(WebhookError::OverBudget(retry_after))
+            }
+            Err(_) => Err(WebhookError::Unavailable),
+        }
     }
 
     /// Stores a new event: (inserted, its job queued). Where the queue shares the store's

@@ -6,7 +6,7 @@ use super::{App, AppError, PollReport};
 use crate::erp::Erp;
 use crate::ledger::OrderKey;
 use crate::queue::Job;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 impl App {
     /// Reads every active ERP connection (outside quiet hours, under a lease), evaluates the
@@ -108,10 +108,30 @@ impl App {
             .await?;
             report.swept_ops += 1;
         }
-        for ev in self.repo().unapplied_events(&tenant, 500, now).await? {
-            if self
-                .repo()
-                .order_for_payment(&tenant, &ev.payment_id, now)
+        self.sweep_events(&tenant, now, report).await
+    }
+
+    /// Events the sweep is due to look at: one whose order is known gets its job again (it was
+    /// lost); either way the event is looked at again later, each time twice as late (from the
+    /// sweep grace up to [`MAX_EVENT_SWEEP_GAP`]), so events that stay unapplied — early events
+    /// whose order never comes, forged ones — cost fewer and fewer reads until they expire.
+    async fn sweep_events(
+        &self,
+        tenant: &str,
+        now: DateTime<Utc>,
+        report: &mut PollReport,
+    ) -> Result<(), AppError> {
+        let repo = self.repo();
+        for ev in repo.due_events(tenant, now, 500, now).await? {
+            let next = now + event_sweep_gap(self.settings.sweep_grace, ev.sweeps);
+            match repo.event_swept(&ev, next, now).await {
+                Ok(()) => {}
+                // Applied or arrived again meanwhile: nothing to do for it now.
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if repo
+                .order_for_payment(tenant, &ev.payment_id, now)
                 .await?
                 .is_some()
             {
@@ -122,4 +142,18 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The longest gap between two sweeps of one unapplied event.
+pub const MAX_EVENT_SWEEP_GAP: Duration = Duration::hours(6);
+
+/// The gap before the sweep looks at an event again after `sweeps` looks: the grace, doubled
+/// per look, at most [`MAX_EVENT_SWEEP_GAP`].
+pub(crate) fn event_sweep_gap(grace: Duration, sweeps: u32) -> Duration {
+    let grace = grace.max(Duration::seconds(1));
+    let factor = 1i32.checked_shl(sweeps.min(20)).unwrap_or(i32::MAX);
+    grace
+        .checked_mul(factor)
+        .unwrap_or(MAX_EVENT_SWEEP_GAP)
+        .min(MAX_EVENT_SWEEP_GAP)
 }

@@ -1275,3 +1275,157 @@ async fn more_plans_than_one_commit_holds_are_saved_in_parts() {
     let o = h.erp.order("1060").unwrap();
     assert!(o.invoices.iter().all(|i| i.captured));
 }
+
+/// Issue 11, webhook floods: the account identifier is public, so a flood of verified-looking
+/// webhooks naming payments paybridge does not know is bounded by the tenant's budget
+/// (429 past it), costs no PSP read, and does not stop events of known payments.
+#[tokio::test]
+async fn a_flood_for_unknown_payments_is_bounded_and_known_payments_still_get_through() {
+    let mut h = harness("expert", "off");
+    h.app.settings.unverified_events_per_hour = 25;
+    h.psp.put(prepayment("s-pay-70", "45.00"));
+    h.erp.upsert(order("1070", "s-pay-70", &[("L1", "45.00")]));
+    h.drain().await;
+    let fetches_before = h.psp.fetches();
+    let refused_before = super::over_budget_count();
+
+    let (mut accepted, mut refused) = (0, 0);
+    for i in 0..200 {
+        match h
+            .app
+            .accept_webhook("memory", &hook(&format!("s-pay-forged-{i}")), h.now)
+            .await
+        {
+            Ok(_) => accepted += 1,
+            Err(WebhookError::OverBudget(secs)) => {
+                assert!((1..=3600).contains(&secs), "retry after {secs} s");
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    assert_eq!((accepted, refused), (25, 175));
+    assert!(super::over_budget_count() >= refused_before + 175);
+    let stored = Repo::new(h.app.store.as_ref())
+        .unapplied_events("acme", 1000, h.now)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 25, "only the budget is stored");
+    assert!(stored.iter().all(|e| e.unverified));
+
+    // A webhook for the known payment is taken during the flood and applied.
+    h.psp.receive_transfer("s-pay-70", eur("45.00"));
+    let ack = h
+        .app
+        .accept_webhook("memory", &hook("s-pay-70"), h.now)
+        .await
+        .unwrap();
+    assert!(!ack.duplicate);
+    h.drain().await;
+    assert!(!h.erp.order("1070").unwrap().shipping_lock, "lock cleared");
+    // The forged events made no PSP read: only the known payment was read again.
+    assert!(
+        h.psp.fetches() - fetches_before <= 2,
+        "PSP reads during the flood: {}",
+        h.psp.fetches() - fetches_before
+    );
+
+    // The next window has a fresh budget.
+    h.now += Duration::hours(1);
+    h.app
+        .accept_webhook("memory", &hook("s-pay-forged-new"), h.now)
+        .await
+        .unwrap();
+}
+
+/// Unverified events expire after a day (the order's import reads the PSP anyway), and the
+/// sweep looks at one that stays unapplied less and less often instead of at every poll.
+#[tokio::test]
+async fn unverified_events_back_off_in_the_sweep_and_expire_after_a_day() {
+    let mut h = harness("expert", "off");
+    h.app
+        .accept_webhook("memory", &hook("s-pay-nobody"), h.now)
+        .await
+        .unwrap();
+    let ev = &h.pending_events().await[0];
+    assert!(ev.unverified);
+    let item = h
+        .app
+        .store
+        .get(&ev.pk(), &ev.sk(), h.now.timestamp())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        item.expires_at,
+        Some(h.now.timestamp() + crate::store::repo::UNVERIFIED_EVENT_TTL_HOURS * 3600)
+    );
+
+    // Polls every minute for 23 hours: the sweep looks at the event at growing gaps.
+    let start = h.now;
+    let mut looks = Vec::new();
+    let mut last_sweeps = 0;
+    while h.now < start + Duration::hours(23) {
+        h.now += Duration::minutes(1);
+        h.app.poll_cycle(h.now).await.unwrap();
+        let ev = &h.pending_events().await[0];
+        if ev.sweeps != last_sweeps {
+            looks.push((h.now - start).num_minutes());
+            last_sweeps = ev.sweeps;
+        }
+    }
+    assert!(
+        (8..=14).contains(&looks.len()),
+        "looked at {} times in 23 h: {looks:?}",
+        looks.len()
+    );
+    assert_eq!(looks[0], 2, "first look after the sweep grace");
+    for w in looks.windows(3) {
+        assert!(w[2] - w[1] >= w[1] - w[0], "gaps grow: {looks:?}");
+    }
+    assert_eq!(h.psp.fetches(), 0, "no PSP read for an unknown payment");
+
+    h.now = start + Duration::hours(24);
+    assert!(h.pending_events().await.is_empty(), "expired after a day");
+}
+
+/// An event of a known order whose job was lost is found by the sweep once the grace has
+/// passed, and applied.
+#[tokio::test]
+async fn an_event_whose_job_was_lost_is_swept_after_the_grace() {
+    let mut h = harness("expert", "off");
+    h.psp.put(prepayment("s-pay-71", "45.00"));
+    h.erp.upsert(order("1071", "s-pay-71", &[("L1", "45.00")]));
+    h.drain().await;
+    h.psp.receive_transfer("s-pay-71", eur("45.00"));
+    h.app
+        .accept_webhook("memory", &hook("s-pay-71"), h.now)
+        .await
+        .unwrap();
+    // The job is lost (a crash before the worker took it).
+    let lost = h
+        .app
+        .queue
+        .receive(
+            10,
+            std::time::Duration::from_secs(60),
+            h.now.timestamp_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost.len(), 1);
+    h.app.queue.ack(&lost[0].receipt).await.unwrap();
+    h.app.poll_cycle(h.now).await.unwrap();
+    assert_eq!(
+        h.app.queue.depth().await.unwrap(),
+        0,
+        "not swept inside the grace"
+    );
+    h.now += h.app.settings.sweep_grace + Duration::seconds(1);
+    h.drain().await;
+    assert!(
+        !h.erp.order("1071").unwrap().shipping_lock,
+        "applied by the sweep"
+    );
+    assert!(h.pending_events().await.is_empty());
+}

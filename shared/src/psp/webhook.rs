@@ -25,6 +25,10 @@ pub enum WebhookError {
     UnknownPsp(String),
     #[error("store unavailable, try again")]
     Unavailable,
+    /// The tenant's budget of events for payments paybridge does not know is used up for now;
+    /// the PSP may send again after this many seconds.
+    #[error("too many events for unknown payments; try again in {0} s")]
+    OverBudget(i64),
 }
 
 /// One authenticated webhook: which payment to look at again, and how to recognise a repeat.
