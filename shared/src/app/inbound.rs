@@ -4,8 +4,10 @@
 //! picks it up if that fails).
 //!
 //! A PSP's account identifier (Unzer: the public key) is public, so anyone can post a body that
-//! passes verification. An event for a payment paybridge knows is always taken (it only makes
-//! paybridge read that payment again); one for a payment with no known order is *unverified*:
+//! passes verification. The connectors keep one stored event per (account, payment), so what
+//! else a body says (event name, URLs) never makes a new one, and a repeat of an applied event
+//! re-reads its payment a second later (repeats in between coalesce). An event for a payment
+//! paybridge knows is always taken (it only makes paybridge read that payment again); one for a payment with no known order is *unverified*:
 //! it takes a unit of the tenant's hourly budget ([`super::Settings::unverified_events_per_hour`],
 //! past it: 429, a log line and [`over_budget_count`]), is kept only
 //! [`crate::store::repo::UNVERIFIED_EVENT_TTL_HOURS`], and makes no PSP request until its order is imported.
@@ -18,6 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Webhooks refused for the budget of unverified events since the process started.
 static OVER_BUDGET: AtomicU64 = AtomicU64::new(0);
+
+/// How long after a repeat of an applied event its payment is evaluated again.
+const REARM_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How many webhooks this process refused for the budget of unverified events. Each refusal
 /// also logs a warning with `metric = "webhooks_over_budget"` and this running count, for a log
@@ -75,10 +80,18 @@ impl App {
                     Ok(None) => return Err(WebhookError::Unavailable), // expired meanwhile
                     Err(_) => return Err(WebhookError::Unavailable),
                 };
+                let was_applied = stored.applied;
+                // The newest name is the one the history shows when it is applied.
+                let stored = EventRecord {
+                    event: ev.event.clone(),
+                    ..stored
+                };
                 match repo.rearm_event(&stored, now).await {
                     Ok(()) => {
-                        if stored.applied {
-                            self.enqueue_event(&ev, now).await;
+                        if was_applied {
+                            // A second later: repeats in between coalesce into this one job,
+                            // so a flood naming one payment reads it about once a second.
+                            self.enqueue_event(&ev, REARM_DELAY, now).await;
                         }
                         return Ok(WebhookAck { duplicate: true });
                     }
@@ -89,7 +102,8 @@ impl App {
             return Err(WebhookError::Unavailable);
         }
         if !queued {
-            self.enqueue_event(&ev, now).await;
+            self.enqueue_event(&ev, std::time::Duration::ZERO, now)
+                .await;
         }
         Ok(WebhookAck { duplicate: false })
     }
@@ -150,13 +164,14 @@ impl App {
     }
 
     /// Queues a stored event's job; if that fails the sweep picks the event up.
-    pub(super) async fn enqueue_event(&self, ev: &EventRecord, now: DateTime<Utc>) {
+    pub(super) async fn enqueue_event(
+        &self,
+        ev: &EventRecord,
+        delay: std::time::Duration,
+        now: DateTime<Utc>,
+    ) {
         let job = Job::apply_event(ev.pk(), ev.sk());
-        if let Err(e) = self
-            .queue
-            .send(&job, std::time::Duration::ZERO, now.timestamp_millis())
-            .await
-        {
+        if let Err(e) = self.queue.send(&job, delay, now.timestamp_millis()).await {
             tracing::warn!(error = %e, "event stored but not enqueued; the sweep picks it up");
         }
     }

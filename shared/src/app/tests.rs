@@ -1429,3 +1429,50 @@ async fn an_event_whose_job_was_lost_is_swept_after_the_grace() {
     );
     assert!(h.pending_events().await.is_empty());
 }
+
+/// A flood naming one known payment under ever new event names stores one event and reads the
+/// payment about once per second of the clock, not once per webhook.
+#[tokio::test]
+async fn a_flood_naming_one_known_payment_coalesces_into_one_event() {
+    let mut h = harness("expert", "off");
+    h.psp.put(prepayment("s-pay-72", "45.00"));
+    h.erp.upsert(order("1072", "s-pay-72", &[("L1", "45.00")]));
+    h.drain().await;
+    let before = h.psp.fetches();
+    for i in 0..200 {
+        h.app
+            .accept_webhook(
+                "memory",
+                &hook_for(&format!("payment.x{i}"), "s-pay-72"),
+                h.now,
+            )
+            .await
+            .unwrap();
+        while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+        if i % 50 == 49 {
+            h.now += Duration::seconds(1);
+        }
+    }
+    let events = Repo::new(h.app.store.as_ref())
+        .payment_events("acme", "s-pay-72", h.now)
+        .await
+        .unwrap();
+    assert!(
+        events.len() <= 1,
+        "one stored event at most: {}",
+        events.len()
+    );
+    let reads = h.psp.fetches() - before;
+    assert!(
+        (1..=5).contains(&reads),
+        "PSP reads for 200 webhooks in 4 s: {reads}"
+    );
+    // The last one is still applied: the payment is read once more and the lock cleared.
+    h.psp.receive_transfer("s-pay-72", eur("45.00"));
+    h.app
+        .accept_webhook("memory", &hook("s-pay-72"), h.now)
+        .await
+        .unwrap();
+    h.drain().await;
+    assert!(!h.erp.order("1072").unwrap().shipping_lock);
+}

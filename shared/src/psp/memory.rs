@@ -232,7 +232,8 @@ impl IncomingWebhook for MemoryWebhook {
         if !valid_id(&hook.payment_id) {
             return Err(malformed("no valid payment id".into()));
         }
-        let identity = identity(&[&hook.public_key, &hook.event, &hook.payment_id]);
+        // One stored event per (account, payment), as for Unzer (`psp::webhook`).
+        let identity = identity(&[&hook.public_key, &hook.payment_id]);
         Ok(PspEvent {
             event: hook.event,
             payment_id: hook.payment_id,

@@ -40,7 +40,8 @@ pub struct PspEvent {
     pub payment_id: String,
     /// The account the PSP named (the configured identifier the body was authenticated with).
     pub account: String,
-    /// Stable over repeats of the same body: the store keeps one event per identity.
+    /// The store keeps one event per identity: one per (account, payment) for every connector
+    /// here, so varying what else a body says (event name, URLs) makes no new stored event.
     pub identity: String,
 }
 

@@ -52,14 +52,11 @@ impl IncomingWebhook for UnzerWebhook {
             })
             .filter(|id| valid_id(id))
             .ok_or_else(|| malformed("no valid payment id"))?;
-        // Unzer sends identical bodies for distinct happenings (a second partial transfer):
-        // the identity recognises the body, the app treats a repeat as a signal to look again.
-        let identity = identity(&[
-            &hook.public_key,
-            &hook.event,
-            &hook.retrieve_url,
-            &payment_id,
-        ]);
+        // One identity per (account, payment): the event is only a signal to read the payment
+        // again, so the event name and `retrieveUrl` (which anyone can vary) do not make a new
+        // stored event; a repeat is a signal to look again (Unzer also sends identical bodies
+        // for distinct happenings, such as a second partial transfer).
+        let identity = identity(&[&hook.public_key, &payment_id]);
         Ok(PspEvent {
             event: hook.event,
             payment_id,
