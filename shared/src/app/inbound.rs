@@ -21,6 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Webhooks refused for the budget of unverified events since the process started.
 static OVER_BUDGET: AtomicU64 = AtomicU64::new(0);
 
+/// Budget takes of this process one at a time: they all update one counter item, and
+/// concurrent CAS updates from one process would only conflict (across processes they retry).
+static BUDGET_TAKES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long after a repeat of an applied event its payment is evaluated again.
 const REARM_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -111,11 +115,13 @@ impl App {
     /// Takes a unit of the budget of unverified events, or refuses the webhook.
     async fn take_budget(&self, psp: &str, now: DateTime<Utc>) -> Result<(), WebhookError> {
         let limit = self.settings.unverified_events_per_hour;
-        match self
-            .repo()
-            .take_unverified_budget(self.tenant(), limit, now)
-            .await
-        {
+        let taken = {
+            let _one_at_a_time = BUDGET_TAKES.lock().await;
+            self.repo()
+                .take_unverified_budget(self.tenant(), limit, now)
+                .await
+        };
+        match taken {
             Ok(None) => Ok(()),
             Ok(Some(retry_after)) => {
                 let refused = OVER_BUDGET.fetch_add(1, Ordering::Relaxed) + 1;
