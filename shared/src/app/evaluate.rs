@@ -129,6 +129,7 @@ impl App {
                 now,
             )
             .await?;
+        track_unreadable(&mut rec, psp_view.is_some(), pid.is_some(), now);
         let decision = engine::decide(&Input {
             key,
             order: &facts,
@@ -158,7 +159,8 @@ impl App {
         match (pid.is_some(), psp_view.is_some()) {
             // The PSP could not be read: evaluate again later.
             (true, false) => {
-                let delay = self.settings.psp_recheck.to_std().unwrap_or_default();
+                let since = rec.psp_unreadable_since;
+                let delay = psp_recheck_delay(self.settings.psp_recheck, since, now);
                 let job = Job::Evaluate { order_pk: key.pk() };
                 self.queue.send(&job, delay, now.timestamp_millis()).await?;
             }
@@ -436,4 +438,34 @@ fn same_content(a: &OrderRecord, b: &OrderRecord) -> bool {
         && a.flags == b.flags
         && a.solved == b.solved
         && a.notified == b.notified
+        && a.psp_unreadable_since == b.psp_unreadable_since
+}
+
+/// Remembers since when the order's payment has been unreadable (`read`: a view was had).
+fn track_unreadable(rec: &mut OrderRecord, read: bool, has_payment: bool, now: DateTime<Utc>) {
+    if read {
+        rec.psp_unreadable_since = None;
+    } else if has_payment {
+        rec.psp_unreadable_since.get_or_insert(now);
+    }
+}
+
+/// The longest wait before an order whose payment cannot be read is evaluated again.
+pub const MAX_PSP_RECHECK: chrono::Duration = chrono::Duration::hours(6);
+
+/// When the payment cannot be read: evaluate again after as long as it has been unreadable
+/// (so the waits double), at least `base`, at most [`MAX_PSP_RECHECK`]. A payment the PSP does
+/// not know (a forged or mistyped id) is read a few times an hour at first and then four
+/// times a day, not once a minute forever.
+fn psp_recheck_delay(
+    base: chrono::Duration,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> std::time::Duration {
+    let waited = since.map_or(chrono::Duration::zero(), |s| now - s);
+    waited
+        .max(base)
+        .min(MAX_PSP_RECHECK)
+        .to_std()
+        .unwrap_or_default()
 }

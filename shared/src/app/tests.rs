@@ -1476,3 +1476,54 @@ async fn a_flood_naming_one_known_payment_coalesces_into_one_event() {
     h.drain().await;
     assert!(!h.erp.order("1072").unwrap().shipping_lock);
 }
+
+/// An order naming a payment the PSP does not know is read again with doubling waits (at most
+/// 6 h apart), not once a minute forever.
+#[tokio::test]
+async fn an_unreadable_payment_is_read_again_with_doubling_waits() {
+    let mut h = harness("expert", "off");
+    h.erp
+        .upsert(order("1080", "s-pay-nowhere", &[("L1", "45.00")]));
+    let start = h.now;
+    let mut reads_at = Vec::new();
+    while h.now < start + Duration::hours(24) {
+        let before = h.psp.fetches();
+        h.app.poll_cycle(h.now).await.unwrap();
+        while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+        if h.psp.fetches() > before {
+            reads_at.push((h.now - start).num_minutes());
+        }
+        h.now += Duration::minutes(1);
+    }
+    assert!(
+        (8..=20).contains(&reads_at.len()),
+        "PSP reads in 24 h: {} at minutes {reads_at:?}",
+        reads_at.len()
+    );
+    let gaps: Vec<i64> = reads_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] >= g[0]),
+        "waits grow: {gaps:?}"
+    );
+    assert!(
+        gaps.iter().all(|g| *g <= 6 * 60 + 1),
+        "at most 6 h apart: {gaps:?}"
+    );
+    let rec = Repo::new(h.app.store.as_ref())
+        .order(&h.key("1080"), h.now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.psp_unreadable_since, Some(start));
+
+    // Once the payment can be read, the mark is gone.
+    h.psp.put(prepayment("s-pay-nowhere", "45.00"));
+    h.now += Duration::hours(6);
+    h.drain().await;
+    let rec = Repo::new(h.app.store.as_ref())
+        .order(&h.key("1080"), h.now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.psp_unreadable_since, None);
+}

@@ -57,6 +57,10 @@ pub struct OrderRecord {
     /// for when it is trusted instead of reading again.
     #[serde(default)]
     pub psp: Option<PspPayment>,
+    /// Since when every read of the payment at the PSP has failed (unreachable, no such
+    /// payment); `None` once a read succeeds. The evaluation is repeated after as long again.
+    #[serde(default)]
+    pub psp_unreadable_since: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
     pub version: u64,
@@ -71,6 +75,7 @@ impl OrderRecord {
             solved: Vec::new(),
             notified: Vec::new(),
             psp: None,
+            psp_unreadable_since: None,
             updated_at: now,
             version: 0,
         }
