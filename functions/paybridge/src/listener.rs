@@ -18,8 +18,9 @@
 //! At most [`Limits::max_connections`] connections are open (by default derived from the
 //! `RLIMIT_NOFILE` soft limit, leaving descriptors for SQLite and outbound HTTP). A client
 //! arriving at the cap is not turned away: the connection that has been idle or sending its head
-//! the longest is closed for it (logged at warn level, rate-limited, with a running count). Only
-//! when every connection has a request in flight does accepting pause until one finishes. Accept
+//! the longest is closed for it (logged at warn level, rate-limited, with a running count), and
+//! the new one is served as soon as that has closed. Only when every connection has a request in
+//! flight does accepting pause until one finishes. Accept
 //! errors (`EMFILE`, `ENFILE`, ...) are logged, an idle connection is given up, and accepting
 //! resumes after a short pause: the loop neither spins nor ends on them.
 //!
@@ -272,20 +273,21 @@ impl Shared {
     }
 
     /// Waits until the new connection may be served: below the cap at once; at the cap after
-    /// asking one connection without a request in flight to close (the new one is served
-    /// meanwhile: the count exceeds the cap by the connections about to close, each eviction
-    /// admitting one); when every connection is busy, until one is not. `false` when `shutdown`
-    /// resolved meanwhile.
+    /// one connection without a request in flight was asked to close and has closed (a matter
+    /// of one wake-up of its task), so the descriptors in use never exceed the cap by more than
+    /// the one accepted socket; when every connection is busy, until one is not. `false` when
+    /// `shutdown` resolved meanwhile.
     async fn make_room<F: Future<Output = ()>>(&self, shutdown: &mut Pin<&mut F>) -> bool {
         loop {
             {
                 let conns = self.lock_conns();
-                let closing = conns
-                    .values()
-                    .filter(|c| c.close_requested() && !c.busy())
-                    .count();
-                if conns.len() - closing < self.limits.max_connections || self.evict_from(&conns) {
+                if conns.len() < self.limits.max_connections {
                     return true;
+                }
+                let closing = conns.values().any(|c| c.close_requested() && !c.busy());
+                if !closing {
+                    // When none is evictable (all busy), this waits for a request to finish.
+                    self.evict_from(&conns);
                 }
             }
             tokio::select! {
