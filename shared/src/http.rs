@@ -19,6 +19,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -33,8 +34,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/problems", get(problems))
         .route(
             "/webhooks/{psp}",
-            // The largest limit `accept_webhook` enforces, applied before the body is buffered.
-            post(psp_webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+            // The largest limit `accept_webhook` enforces, applied before the body is buffered;
+            // a larger declared `Content-Length` is refused before the body is even read.
+            post(psp_webhook)
+                .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+                .layer(middleware::from_fn_with_state(
+                    MAX_WEBHOOK_BYTES,
+                    refuse_declared_oversize,
+                )),
         )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -44,6 +51,41 @@ pub fn router(app: Arc<App>) -> Router {
             )
         })
         .with_state(app)
+}
+
+/// 413 for a request whose `Content-Length` exceeds `limit` (the route's body limit), at once
+/// and with `Connection: close`: the body is never read, so a client declaring a huge body
+/// cannot make the server wait for it. Requests without the header (chunked) pass; the route's
+/// body limit still counts their bytes.
+async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            tracing::warn!(
+                declared = length,
+                limit,
+                "request refused: declared body too large"
+            );
+            let mut response = error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body too large (limit {limit} bytes)"),
+            );
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+        _ => next.run(request).await,
+    }
 }
 
 fn error(status: StatusCode, reason: impl Into<String>) -> Response {
@@ -422,6 +464,66 @@ private_key = "plain:s-priv-test"
             "{body}"
         );
         assert_eq!(stored_events(&f.app).await, 0);
+    }
+
+    #[tokio::test]
+    async fn declared_oversize_is_413_without_reading_the_body() {
+        let f = fixture();
+        // The declared length is far beyond the limit; the body itself never ends: reading it
+        // would hang the test.
+        let never = Body::new(NeverEnds);
+        let req = Request::post("/webhooks/unzer")
+            .header("content-type", "application/json")
+            .header("content-length", "1000000000000000")
+            .body(never)
+            .expect("request");
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            router(Arc::clone(&f.app)).oneshot(req),
+        )
+        .await
+        .expect("answered without reading the body")
+        .expect("router answers");
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            resp.headers().get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(
+            body,
+            json!({ "error": format!("body too large (limit {MAX_WEBHOOK_BYTES} bytes)") })
+        );
+        assert_eq!(stored_events(&f.app).await, 0);
+    }
+
+    /// A body that never yields a byte nor ends.
+    struct NeverEnds;
+
+    impl http_body::Body for NeverEnds {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn declared_length_at_the_limit_passes_to_the_handler() {
+        let f = fixture();
+        let junk = "x".repeat(MAX_WEBHOOK_BYTES);
+        let req = Request::post("/webhooks/unzer")
+            .header("content-type", "application/json")
+            .header("content-length", MAX_WEBHOOK_BYTES.to_string())
+            .body(Body::from(junk))
+            .expect("request");
+        let (status, _) = call(&f.app, req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "judged by the handler");
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! - the poller: [`App::poll_cycle`] at once and then every `server.poll_interval_secs`;
 //! - the worker: [`App::work_once`] in a loop; when the queue is empty it waits until a job is
 //!   enqueued (the embedded queue wakes it) or briefly at most;
-//! - the HTTP listener on `server.listen` ([`crate::http::router`]).
+//! - the HTTP listener on `server.listen` ([`crate::http::router`] under
+//!   [`crate::listener::Server`], which bounds slow, idle and surplus connections).
 //!
 //! On a signal every part finishes what it is doing (a poll cycle, a batch of jobs, in-flight
 //! requests) and stops; after [`SHUTDOWN_GRACE`] the process exits anyway. Nothing is lost by
@@ -17,6 +18,7 @@
 
 use crate::cli::{AwsArgs, ServeArgs};
 use crate::http;
+use crate::listener::{self, Limits};
 use crate::startup::{self, Prepared, StartError};
 use chrono::Utc;
 use paybridge_core::app::{App, Settings};
@@ -80,6 +82,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let mut app = build_app(prepared, &database)?;
     use_aws_backends(&mut app, &args).await?;
     let app = Arc::new(app);
+    let limits = Limits::default();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| StartError::Listen {
@@ -91,9 +94,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         listen = %listen,
         database = %database.display(),
         poll_interval_secs = poll_every.as_secs(),
+        max_connections = limits.max_connections,
         "paybridge serving"
     );
-    run(app, listener, poll_every, shutdown_signal()).await
+    run(app, listener, limits, poll_every, shutdown_signal()).await
 }
 
 /// `--store dynamodb` / `--queue sqs`: the AWS backends the Lambda functions use, here in one
@@ -221,7 +225,13 @@ pub fn spawn(
 ) -> std::io::Result<Background> {
     let addr = listener.local_addr()?;
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(run(app, listener, poll_every, stopped(rx)));
+    let task = tokio::spawn(run(
+        app,
+        listener,
+        Limits::default(),
+        poll_every,
+        stopped(rx),
+    ));
     Ok(Background { addr, stop, task })
 }
 
@@ -230,9 +240,10 @@ pub fn spawn(
 /// arrive over a real socket.
 pub struct HttpHandle {
     addr: SocketAddr,
+    stats: listener::Stats,
     stop: watch::Sender<bool>,
     /// Taken by [`HttpHandle::shutdown`].
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl HttpHandle {
@@ -241,21 +252,25 @@ impl HttpHandle {
         self.addr
     }
 
+    /// The listener's counters (open connections, evictions, timeouts).
+    pub fn stats(&self) -> &listener::Stats {
+        &self.stats
+    }
+
     /// `http://{addr}{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the listener to end.
+    /// Stops accepting, closes the connections without a request in flight, lets in-flight
+    /// requests finish, and waits for the listener to end.
     pub async fn shutdown(mut self) -> Result<(), ServeError> {
         self.stop.send_replace(true);
         let Some(task) = self.task.take() else {
             return Ok(());
         };
-        match task.await {
-            Ok(r) => r.map_err(|e| ServeError::Http(e.to_string())),
-            Err(e) => Err(ServeError::Http(format!("the listener task failed: {e}"))),
-        }
+        task.await
+            .map_err(|e| ServeError::Http(format!("the listener task failed: {e}")))
     }
 }
 
@@ -266,17 +281,26 @@ impl Drop for HttpHandle {
     }
 }
 
-/// Serves [`crate::http::router`] on `listener` in the background; see [`HttpHandle`].
+/// Serves [`crate::http::router`] on `listener` in the background with the listener's default
+/// [`Limits`]; see [`HttpHandle`].
 pub fn spawn_http(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<HttpHandle> {
+    spawn_http_with(app, listener, Limits::default())
+}
+
+/// [`spawn_http`] with other [`Limits`] (the listener tests shorten the timeouts).
+pub fn spawn_http_with(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+) -> std::io::Result<HttpHandle> {
     let addr = listener.local_addr()?;
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, http::router(app))
-            .with_graceful_shutdown(stopped(rx))
-            .await
-    });
+    let server = listener::Server::new(limits);
+    let stats = server.stats();
+    let task = tokio::spawn(server.run(listener, http::router(app), stopped(rx)));
     Ok(HttpHandle {
         addr,
+        stats,
         stop,
         task: Some(task),
     })
@@ -309,17 +333,21 @@ pub fn spawn_worker(app: Arc<App>) -> WorkerHandle {
 async fn run(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
+    limits: Limits,
     poll_every: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = &stop_tx;
     let server = async {
-        let r = axum::serve(listener, http::router(Arc::clone(&app)))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
+        listener::Server::new(limits)
+            .run(
+                listener,
+                http::router(Arc::clone(&app)),
+                stopped(stop_rx.clone()),
+            )
             .await;
         stop.send_replace(true);
-        r
     };
     let poller = async {
         poll_loop(&app, poll_every, stop_rx.clone()).await;
@@ -336,14 +364,15 @@ async fn run(
         }
         stop.send_replace(true);
     };
-    let all = async { tokio::join!(server, poller, worker, signal).0 };
+    let all = async {
+        tokio::join!(server, poller, worker, signal);
+    };
     let grace = async {
         stopped(stop_rx.clone()).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        r = all => {
-            r.map_err(|e| ServeError::Http(e.to_string()))?;
+        () = all => {
             tracing::info!("paybridge stopped");
             Ok(())
         }

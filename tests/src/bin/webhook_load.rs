@@ -21,6 +21,17 @@
 //!
 //! Exit code 0 when every request was acknowledged (and, with `--verify-db`, every one stored);
 //! 1 otherwise; 2 for unusable arguments.
+//!
+//! `--slow N` (slowloris mode) instead keeps N connections open for `--seconds`, each sending an
+//! endless request head one byte per `--trickle-ms` (and reconnecting when the server closes
+//! it), while once per second a fresh connection probes `GET /health` and another POSTs a valid
+//! webhook to `--url`. It prints how many slow connections were opened and closed by the
+//! server, and per probe kind how many were answered (by status), failed (by kind), and the
+//! answers' p50/max latency. Exit code 0 when every probe was answered with some HTTP status.
+//!
+//! ```text
+//! webhook-load --slow 300 --seconds 30 --url http://127.0.0.1:8080/webhooks/unzer --public-key s-pub-…
+//! ```
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -68,6 +79,13 @@ struct Args {
     /// Tenant id whose events are counted (default: asked from the server's GET /health).
     #[arg(long, value_name = "ID")]
     tenant: Option<String>,
+    /// Slowloris mode: keep this many connections trickling an endless request head while
+    /// probing /health and the webhook once per second (see the module documentation).
+    #[arg(long, value_name = "N")]
+    slow: Option<usize>,
+    /// Slow mode: milliseconds between two bytes of a slow connection's head.
+    #[arg(long, default_value_t = 1000)]
+    trickle_ms: u64,
 }
 
 /// What became of one request.
@@ -302,10 +320,201 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
+/// Counters of the slow connections.
+#[derive(Default)]
+struct SlowCounts {
+    opened: std::sync::atomic::AtomicU64,
+    closed_by_server: std::sync::atomic::AtomicU64,
+    connect_errors: std::sync::atomic::AtomicU64,
+}
+
+/// One slow connection after another (reconnecting when the server closes one) until `until`.
+async fn slow_client(
+    addr: String,
+    head: String,
+    trickle: Duration,
+    until: tokio::time::Instant,
+    counts: Arc<SlowCounts>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while tokio::time::Instant::now() < until {
+        let connect = tokio::net::TcpStream::connect(&addr);
+        let stream = match tokio::time::timeout_at(until, connect).await {
+            Err(_) => return,
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => {
+                counts.connect_errors.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        counts.opened.fetch_add(1, Relaxed);
+        let (mut r, mut w) = stream.into_split();
+        let mut bytes = head.bytes().chain(std::iter::repeat(b'a'));
+        let mut buf = [0u8; 512];
+        let closed = loop {
+            let byte = bytes.next().unwrap_or(b'a');
+            if w.write_all(&[byte]).await.is_err() {
+                break true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break false,
+                () = tokio::time::sleep(trickle) => {}
+                read = r.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break true,
+                    Ok(_) => {} // an answer to an endless head: keep going until closed
+                },
+            }
+        };
+        if closed {
+            counts.closed_by_server.fetch_add(1, Relaxed);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The outcomes of one probe kind.
+#[derive(Default)]
+struct ProbeLog {
+    answered: BTreeMap<u16, u64>,
+    latencies: Vec<Duration>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl ProbeLog {
+    fn sent(&self) -> u64 {
+        self.answered.values().sum::<u64>() + self.errors.values().sum::<u64>()
+    }
+
+    fn all_answered(&self) -> bool {
+        self.errors.is_empty() && self.sent() > 0
+    }
+
+    fn print(&mut self, what: &str) {
+        self.latencies.sort_unstable();
+        let answered: u64 = self.answered.values().sum();
+        let by_status: Vec<String> = self
+            .answered
+            .iter()
+            .map(|(s, n)| format!("{s}:{n}"))
+            .collect();
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{k}:{n}"))
+            .collect();
+        println!(
+            "probe {what}: sent={} answered={answered} [{}] failed={} [{}] latency ms p50={:.2} max={:.2}",
+            self.sent(),
+            by_status.join(" "),
+            self.errors.values().sum::<u64>(),
+            errors.join(" "),
+            ms(quantile(&self.latencies, 0.5)),
+            ms(self.latencies.last().copied().unwrap_or_default()),
+        );
+    }
+}
+
+/// Any HTTP answer (status and latency) or the kind of failure.
+async fn probe(request: reqwest::RequestBuilder) -> Result<(u16, Duration), String> {
+    let started = Instant::now();
+    let resp = request.send().await.map_err(|e| kind_of(&e))?;
+    let status = resp.status().as_u16();
+    resp.bytes().await.map_err(|e| kind_of(&e))?;
+    Ok((status, started.elapsed()))
+}
+
+/// `--slow N`: see the module documentation.
+async fn run_slow(args: Args, slow: usize) -> anyhow::Result<bool> {
+    if args.seconds == 0 || args.trickle_ms == 0 {
+        bail!("--seconds and --trickle-ms must be at least 1");
+    }
+    let url = reqwest::Url::parse(&args.url).context("--url is not a URL")?;
+    let host = url.host_str().context("--url has no host")?.to_string();
+    let port = url.port_or_known_default().context("--url has no port")?;
+    let addr = format!("{host}:{port}");
+    let health = url.join("/health").context("health URL")?;
+    let head = format!("POST {} HTTP/1.1\r\nHost: {host}\r\nX-Slow: ", url.path());
+    // A fresh connection per probe: what a new client meets.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(args.timeout_ms.max(1)))
+        .connect_timeout(Duration::from_millis(args.timeout_ms.max(1)))
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("HTTP client")?;
+    println!(
+        "webhook-load --slow: {slow} connections trickling 1 byte/{}ms to {addr} for {}s; probing {health} and POST {} once per second (timeout {}ms)",
+        args.trickle_ms, args.seconds, args.url, args.timeout_ms
+    );
+    let start = tokio::time::Instant::now();
+    let until = start + Duration::from_secs(args.seconds);
+    let counts = Arc::new(SlowCounts::default());
+    let mut slow_tasks = Vec::with_capacity(slow);
+    for _ in 0..slow {
+        slow_tasks.push(tokio::spawn(slow_client(
+            addr.clone(),
+            head.clone(),
+            Duration::from_millis(args.trickle_ms),
+            until,
+            Arc::clone(&counts),
+        )));
+    }
+    let prefix = run_prefix();
+    let mut probes = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The first probes after a second, when the slow connections are open.
+    tick.tick().await;
+    for i in 0..args.seconds {
+        tick.tick().await;
+        let get = client.get(health.as_str());
+        let post = client
+            .post(url.as_str())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body(&args, &format!("{prefix}s{i}")));
+        probes.push(tokio::spawn(async move {
+            tokio::join!(probe(get), probe(post))
+        }));
+    }
+    let mut health_log = ProbeLog::default();
+    let mut hook_log = ProbeLog::default();
+    for p in probes {
+        let (h, w) = p.await.context("probe task")?;
+        for (log, outcome) in [(&mut health_log, h), (&mut hook_log, w)] {
+            match outcome {
+                Ok((status, latency)) => {
+                    *log.answered.entry(status).or_default() += 1;
+                    log.latencies.push(latency);
+                }
+                Err(kind) => *log.errors.entry(kind).or_default() += 1,
+            }
+        }
+    }
+    for t in slow_tasks {
+        let _ = t.await;
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    println!(
+        "slow connections: opened={} closed_by_server={} connect_errors={} duration={:.1}s",
+        counts.opened.load(Relaxed),
+        counts.closed_by_server.load(Relaxed),
+        counts.connect_errors.load(Relaxed),
+        start.elapsed().as_secs_f64()
+    );
+    health_log.print("GET /health");
+    hook_log.print(&format!("POST {}", url.path()));
+    Ok(health_log.all_answered() && hook_log.all_answered())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
+    let result = match args.slow {
+        Some(n) if n > 0 => run_slow(args, n).await,
+        _ => run(args).await,
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -326,6 +535,26 @@ mod tests {
         assert_eq!(quantile(&v, 0.99), Duration::from_millis(99));
         assert_eq!(quantile(&v, 1.0), Duration::from_millis(100));
         assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_probe_kind_passes_only_when_every_probe_was_answered() {
+        let mut log = ProbeLog::default();
+        assert!(!log.all_answered(), "no probe sent is no proof");
+        *log.answered.entry(401).or_default() += 2;
+        assert!(log.all_answered(), "any HTTP status is an answer");
+        *log.errors.entry("timeout".into()).or_default() += 1;
+        assert_eq!(log.sent(), 3);
+        assert!(!log.all_answered());
+    }
+
+    #[test]
+    fn slow_mode_is_chosen_by_its_flag() {
+        let args = Args::parse_from(["webhook-load", "--public-key", "k", "--slow", "300"]);
+        assert_eq!(args.slow, Some(300));
+        assert_eq!(args.trickle_ms, 1000);
+        let args = Args::parse_from(["webhook-load", "--public-key", "k"]);
+        assert_eq!(args.slow, None);
     }
 
     #[test]
