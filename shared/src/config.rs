@@ -430,6 +430,7 @@ fn smtp_port() -> u16 {
     587
 }
 
+pub mod redact;
 mod validate;
 
 #[cfg(test)]
