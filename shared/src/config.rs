@@ -430,6 +430,7 @@ fn smtp_port() -> u16 {
     587
 }
 
+pub mod read;
 pub mod redact;
 mod validate;
 
