@@ -136,3 +136,20 @@ fn unreadable_files_are_file_level_or_located_at_the_bad_byte() {
     let e = Config::load(Path::new("/dev/zero")).unwrap_err();
     assert!(e.is_file_level() && e.message.contains("1 MiB"), "{e}");
 }
+
+#[test]
+fn zero_length_quiet_hours_and_poll_intervals_outside_a_day_are_refused() {
+    let with = |line: &str| GOOD.replace("timezone = \"Europe/Berlin\"", line);
+    let e = Config::parse(&with("quiet_hours = \"04:00-04:00\""), "q.toml").unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (4, "tenant.quiet_hours"), "{e}");
+    assert!(e.message.contains("zero length"), "{e}");
+    let server = |secs: &str| format!("{GOOD}\n[server]\npoll_interval_secs = {secs}\n");
+    for secs in ["0", "86401", "9223372036854775807"] {
+        let e = Config::parse(&server(secs), "p.toml").unwrap_err();
+        assert_eq!(e.field, "server.poll_interval_secs", "{secs}: {e}");
+    }
+    for secs in ["1", "86400"] {
+        let c = Config::parse(&server(secs), "p.toml").unwrap();
+        assert_eq!(c.server.poll_interval_secs.to_string(), secs);
+    }
+}
