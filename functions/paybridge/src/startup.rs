@@ -12,7 +12,7 @@
 //! directory.
 
 use crate::connectors::{LoggedErp, LoggedPsp};
-use paybridge_core::config::{self, Config, ConfigError, Secret, SecretRef, redact};
+use paybridge_core::config::{self, Config, ConfigError, MethodConfig, Secret, SecretRef, redact};
 use paybridge_core::erp::Erp;
 use paybridge_core::notify::Notifier;
 use paybridge_core::psp::Psp;
@@ -162,16 +162,25 @@ fn located(config: &Config, src: &Source, e: WiringError) -> StartError {
             src.error(src.erp_span(index, key), &field, &message)
         }
         WiringError::Psp { kind, message } => {
-            let i = config
-                .methods
-                .iter()
-                .position(|m| m.psp == kind && m.active)
+            // The connector names the config it refused (`method config erp/mandant/tag:`);
+            // else the first active config of the kind.
+            let named = |m: &MethodConfig| {
+                let name = format!("method config {}/{}/{}:", m.erp, m.mandant, m.erp_method);
+                message.contains(&name)
+            };
+            let of_kind: Vec<usize> = (0..config.methods.len())
+                .filter(|&i| config.methods[i].psp == kind && config.methods[i].active)
+                .collect();
+            let i = (of_kind.iter().copied())
+                .find(|&i| named(&config.methods[i]))
+                .or(of_kind.first().copied())
                 .unwrap_or(0);
-            src.error(
-                src.method_span(i, "private_key"),
-                &format!("method[{i}]"),
-                &message,
-            )
+            let field = if message.contains(": api_host ") {
+                "api_host"
+            } else {
+                "private_key"
+            };
+            src.error(src.method_span(i, field), &format!("method[{i}]"), &message)
         }
         WiringError::Smtp(message) => src.error(src.smtp_span("host"), "smtp", &message),
     }
@@ -355,6 +364,8 @@ struct SpanTable {
     private_key: Option<Spanned<toml::Value>>,
     #[serde(default)]
     host: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    api_host: Option<Spanned<toml::Value>>,
 }
 
 impl SpanTable {
@@ -367,6 +378,7 @@ impl SpanTable {
             "psp" => &self.psp,
             "private_key" => &self.private_key,
             "host" => &self.host,
+            "api_host" => &self.api_host,
             _ => &None,
         };
         f.as_ref().map(Spanned::span)

@@ -452,12 +452,9 @@ fn unzer_shapes(base: &str) -> Vec<Shape> {
         .into_iter()
         .map(|(what, r, extra)| {
             let (text, key) = unzer_method(base, &format!("private_key = \"{r}\""), &extra);
-            shape(
-                "unzer",
-                what.to_string(),
-                text,
-                Expect::Located(Some(key + 1)),
-            )
+            // An api_host error points at api_host (the line after the key), others at the key.
+            let at = Expect::Located(Some(key + 1 + extra.len()));
+            shape("unzer", what.to_string(), text, at)
         })
         .collect();
     let userinfo = format!("api_host = \"https://admin:{S_URL}@api.example.com\"");
@@ -470,8 +467,30 @@ fn unzer_shapes(base: &str) -> Vec<Shape> {
         "unzer",
         "api_host with credentials".into(),
         text,
-        Expect::Located(Some(key + 1)),
+        Expect::Located(Some(key + 2)),
     ));
+    // The first and third methods on Unzer, the third refused: the error points at the
+    // third's line, not at the first Unzer method's.
+    let psp: Vec<usize> = (base.lines().enumerate())
+        .filter(|(_, l)| *l == "psp = \"memory\"")
+        .map(|(i, _)| i)
+        .collect();
+    let mut text = base.to_string();
+    for i in [psp[0], psp[2]] {
+        text = edit(&text, i, &["psp = \"unzer\"".to_string()]);
+    }
+    let keys = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("private_key = "));
+    let (third, _) = keys.clone().nth(2).expect("third method");
+    let text = edit(
+        &text,
+        third,
+        &[format!("private_key = \"plain:{S_WRONG}\"")],
+    );
+    let name = "wrong prefix in the second of two Unzer methods".to_string();
+    out.push(shape("unzer", name, text, Expect::Located(Some(third + 1))));
     out
 }
 
