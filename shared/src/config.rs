@@ -12,15 +12,71 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// A configuration error with its location.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {field}: {message}")]
+/// A configuration error with its location: `file:line:column: field: message`, or
+/// `file: field: message` for a file-level error (line 0: the file cannot be read at all).
+/// Built with [`ConfigError::new`], which masks secrets in the field and the message; the
+/// `Display` masks again, so even a hand-built error prints no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: String,
+    /// 1-based; 0 for a file-level error (no position in the file).
     pub line: usize,
     pub column: usize,
     pub field: String,
     pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `line:column` (0:0 for a file-level error); field and message are masked
+    /// ([`redact::mask_message`]).
+    pub fn new(
+        file: &str,
+        (line, column): (usize, usize),
+        field: &str,
+        message: &str,
+    ) -> ConfigError {
+        ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            field: redact::mask_message(field, ""),
+            message: redact::mask_message(message, field),
+        }
+    }
+
+    /// Whether the error is about the file as a whole (it could not be read).
+    pub fn is_file_level(&self) -> bool {
+        self.line == 0
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = redact::mask_message(&self.field, "");
+        let message = redact::mask_message(&self.message, &self.field);
+        if self.is_file_level() {
+            write!(f, "{}: {field}: {message}", self.file)
+        } else {
+            let (file, line, column) = (&self.file, self.line, self.column);
+            write!(f, "{file}:{line}:{column}: {field}: {message}")
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads a configuration file (at most [`read::CONFIG_LIMIT`]); a file that is not text is
+/// located at its first bad byte, one that cannot be read is a file-level error.
+pub fn read_config(path: &Path) -> Result<String, ConfigError> {
+    read::read_text(path, read::CONFIG_LIMIT).map_err(|e| {
+        let file = path.display().to_string();
+        ConfigError::new(
+            &file,
+            e.position().unwrap_or((0, 0)),
+            "(file)",
+            &e.to_string(),
+        )
+    })
 }
 
 /// A resolved secret. Never printed.
@@ -90,7 +146,7 @@ impl SecretRef {
             SecretRef::Env(name) => std::env::var(name)
                 .map(Secret)
                 .map_err(|_| format!("environment variable {name} is not set")),
-            SecretRef::File(p) => std::fs::read_to_string(p)
+            SecretRef::File(p) => read::read_text(p, read::SECRET_FILE_LIMIT)
                 .map(|s| Secret(s.trim_end().to_string()))
                 .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
             SecretRef::Plain(s) => Ok(s.clone()),
@@ -254,13 +310,7 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            field: "(file)".into(),
-            message: e.to_string(),
-        })?;
+        let text = read_config(path)?;
         Config::parse(&text, &path.display().to_string())
     }
 
@@ -268,14 +318,9 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let loc = Locator { text, file };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((0, 0), |s| loc.line_col(s.start));
-            ConfigError {
-                file: file.to_string(),
-                line,
-                column,
-                field: loc.key_on_line(line),
-                message: e.message().to_string(),
-            }
+            // Without a span (rare) the error is about the document: its first line.
+            let (line, column) = e.span().map_or((1, 1), |s| loc.line_col(s.start));
+            ConfigError::new(file, (line, column), &loc.key_on_line(line), e.message())
         })?;
         raw.validate(&loc)
     }
@@ -294,24 +339,13 @@ impl Locator<'_> {
         (line, column)
     }
 
-    /// The key assigned on a line (`key = …`), else the table header, for error messages.
+    /// The key assigned on a line (`key = …`), else the table header, for error messages;
+    /// read from the masked line, so a value (or a line inside a multi-line string) never is.
     fn key_on_line(&self, line: usize) -> String {
-        let Some(l) = self.text.lines().nth(line.wrapping_sub(1)) else {
-            return "(syntax)".into();
-        };
-        let l = l.trim();
-        match l.split_once('=') {
-            Some((k, _)) if !l.starts_with('[') => k.trim().to_string(),
-            // Only the table name: the rest of the line may hold a value (a secret).
-            _ if l.starts_with('[') => l
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            _ => "(syntax)".into(),
-        }
+        redact::masked_line(self.text, line)
+            .and_then(|l| l.key())
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| "(syntax)".into())
     }
 
     fn err<T>(
@@ -320,14 +354,8 @@ impl Locator<'_> {
         field: &str,
         message: impl Into<String>,
     ) -> Result<T, ConfigError> {
-        let (line, column) = self.line_col(span.start);
-        Err(ConfigError {
-            file: self.file.to_string(),
-            line,
-            column,
-            field: field.to_string(),
-            message: message.into(),
-        })
+        let at = self.line_col(span.start);
+        Err(ConfigError::new(self.file, at, field, &message.into()))
     }
 }
 
@@ -430,6 +458,8 @@ fn smtp_port() -> u16 {
     587
 }
 
+pub mod read;
+pub mod redact;
 mod validate;
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! directory.
 
 use crate::connectors::{LoggedErp, LoggedPsp};
-use paybridge_core::config::{Config, ConfigError, Secret, SecretRef};
+use paybridge_core::config::{self, Config, ConfigError, MethodConfig, Secret, SecretRef, redact};
 use paybridge_core::erp::Erp;
 use paybridge_core::notify::Notifier;
 use paybridge_core::psp::Psp;
@@ -101,14 +101,9 @@ fn resolve_in(base: &Path, p: &Path) -> PathBuf {
 /// [`StartError::Config`] (exit code 2).
 pub fn prepare(path: &Path) -> Result<Prepared, StartError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| StartError::Config {
-        error: ConfigError {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            field: "(file)".into(),
-            message: e.to_string(),
-        },
+    // Bounded; a file that is not text is located at its first bad byte, and shown no further.
+    let text = config::read_config(path).map_err(|error| StartError::Config {
+        error,
         snippet: String::new(),
     })?;
     let src = Source::new(&file, &text);
@@ -167,16 +162,25 @@ fn located(config: &Config, src: &Source, e: WiringError) -> StartError {
             src.error(src.erp_span(index, key), &field, &message)
         }
         WiringError::Psp { kind, message } => {
-            let i = config
-                .methods
-                .iter()
-                .position(|m| m.psp == kind && m.active)
+            // The connector names the config it refused (`method config erp/mandant/tag:`);
+            // else the first active config of the kind.
+            let named = |m: &MethodConfig| {
+                let name = format!("method config {}/{}/{}:", m.erp, m.mandant, m.erp_method);
+                message.contains(&name)
+            };
+            let of_kind: Vec<usize> = (0..config.methods.len())
+                .filter(|&i| config.methods[i].psp == kind && config.methods[i].active)
+                .collect();
+            let i = (of_kind.iter().copied())
+                .find(|&i| named(&config.methods[i]))
+                .or(of_kind.first().copied())
                 .unwrap_or(0);
-            src.error(
-                src.method_span(i, "private_key"),
-                &format!("method[{i}]"),
-                &message,
-            )
+            let field = if message.contains(": api_host ") {
+                "api_host"
+            } else {
+                "private_key"
+            };
+            src.error(src.method_span(i, field), &format!("method[{i}]"), &message)
         }
         WiringError::Smtp(message) => src.error(src.smtp_span("host"), "smtp", &message),
     }
@@ -358,6 +362,10 @@ struct SpanTable {
     psp: Option<Spanned<toml::Value>>,
     #[serde(default)]
     private_key: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    host: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    api_host: Option<Spanned<toml::Value>>,
 }
 
 impl SpanTable {
@@ -369,6 +377,8 @@ impl SpanTable {
             "fixtures" => &self.fixtures,
             "psp" => &self.psp,
             "private_key" => &self.private_key,
+            "host" => &self.host,
+            "api_host" => &self.api_host,
             _ => &None,
         };
         f.as_ref().map(Spanned::span)
@@ -407,14 +417,9 @@ impl<'a> Source<'a> {
     }
 
     fn error(&self, span: Option<Range<usize>>, field: &str, message: &str) -> StartError {
-        let (line, column) = span.map_or((0, 0), |s| self.line_col(s.start));
-        self.wrap(ConfigError {
-            file: self.file.to_string(),
-            line,
-            column,
-            field: field.to_string(),
-            message: message.to_string(),
-        })
+        // Without a span (the lenient re-read failed) the error is about the file as a whole.
+        let at = span.map_or((0, 0), |s| self.line_col(s.start));
+        self.wrap(ConfigError::new(self.file, at, field, message))
     }
 
     /// Adds the offending source line under the error, compiler style.
@@ -424,14 +429,19 @@ impl<'a> Source<'a> {
     }
 }
 
+/// The offending line under an error, compiler style, with every secret masked
+/// ([`redact::masked_line`]); nothing for a file-level error.
 fn snippet(text: &str, line: usize, column: usize) -> String {
-    let Some(src) = line.checked_sub(1).and_then(|l| text.lines().nth(l)) else {
+    let Some(src) = line
+        .checked_sub(1)
+        .and_then(|_| redact::masked_line(text, line))
+    else {
         return String::new();
     };
     let num = line.to_string();
     let pad = " ".repeat(num.len());
-    let caret = " ".repeat(column.saturating_sub(1));
-    format!("\n{pad} |\n{num} | {src}\n{pad} | {caret}^")
+    let caret = " ".repeat(src.column(column).saturating_sub(1));
+    format!("\n{pad} |\n{num} | {}\n{pad} | {caret}^", src.text)
 }
 
 #[cfg(test)]
@@ -604,11 +614,24 @@ private_key = "plain:s-priv-test"
             .err()
             .expect("missing");
         assert_eq!(e.exit_code(), 2);
+        // A file-level error: the file, no made-up position.
         assert!(
             e.to_string()
-                .starts_with("/nonexistent/paybridge.toml:0:0: (file):"),
+                .starts_with("/nonexistent/paybridge.toml: (file): cannot read the file:"),
             "{e}"
         );
+        assert!(!e.to_string().contains(":0:0"), "{e}");
+    }
+
+    #[test]
+    fn the_snippet_masks_secrets_and_keeps_the_caret_on_the_value() {
+        let text = "[smtp]\npasword = \"plain:hunter2hunter2\"\n";
+        assert_eq!(
+            snippet(text, 2, 11),
+            "\n  |\n2 | pasword = \"***\"\n  |           ^"
+        );
+        assert_eq!(snippet(text, 0, 0), "", "file-level: no excerpt");
+        assert_eq!(snippet(text, 9, 1), "", "past the end");
     }
 
     #[test]

@@ -31,15 +31,20 @@ fn parse_quiet_hours(s: &str) -> Result<Option<QuietHours>, String> {
     let t = |x: &str| {
         NaiveTime::parse_from_str(x.trim(), "%H:%M").map_err(|_| format!("bad time {x:?}"))
     };
-    Ok(Some(QuietHours {
-        start: t(a)?,
-        end: t(b)?,
-    }))
+    let (start, end) = (t(a)?, t(b)?);
+    if start == end {
+        return Err(format!(
+            "a window of zero length ({s:?}); write \"off\" for no quiet hours"
+        ));
+    }
+    Ok(Some(QuietHours { start, end }))
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DATABASE: &str = "./paybridge.db";
 const DEFAULT_POLL_SECS: u64 = 60;
+/// The range of `poll_interval_secs`: one second to one day.
+const POLL_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 impl RawConfig {
     pub(super) fn validate(self, loc: &Locator<'_>) -> Result<Config, ConfigError> {
@@ -111,8 +116,9 @@ fn server(s: Option<RawServer>, loc: &Locator<'_>) -> Result<Server, ConfigError
     };
     let poll_interval_secs = match &s.poll_interval_secs {
         None => DEFAULT_POLL_SECS,
-        Some(p) if *p.get_ref() == 0 => {
-            return loc.err(p.span(), "server.poll_interval_secs", "must be at least 1");
+        Some(p) if !POLL_SECS.contains(p.get_ref()) => {
+            let m = "must be between 1 and 86400 seconds (1 s to 1 day)";
+            return loc.err(p.span(), "server.poll_interval_secs", m);
         }
         Some(p) => *p.get_ref(),
     };

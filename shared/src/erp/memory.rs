@@ -4,6 +4,7 @@
 //! file `paybridge serve` seeds it from, so a newcomer can run the whole loop without any
 //! account. Tests use it as their ERP.
 
+use crate::config::read::{FIXTURES_LIMIT, read_text};
 use crate::erp::{Changes, Erp, ErpError};
 use crate::ledger::ErpWrite;
 use crate::model::{BankDetails, ErpOrder, LineStatus, OrderLine, OrderStatus, PspPayment};
@@ -286,12 +287,9 @@ pub struct Fixtures {
 /// Loads a fixtures file into a fresh memory ERP, adding its payments to `psp` (one memory PSP
 /// can serve several memory connections).
 pub fn load_fixtures_into(path: &Path, psp: &MemoryPsp) -> Result<MemoryErp, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
-        let col = good.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-        format!("{}:{line}:{col}: not valid UTF-8", path.display())
+    let text = read_text(path, FIXTURES_LIMIT).map_err(|e| match e.position() {
+        Some((line, col)) => format!("{}:{line}:{col}: {e}", path.display()),
+        None => format!("{}: {e}", path.display()),
     })?;
     let f: Fixtures = serde_json::from_str(&text)
         .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
