@@ -212,7 +212,13 @@ pub struct Tenant {
     pub timezone: chrono_tz::Tz,
     pub quiet_hours: Option<QuietHours>,
     pub notify_email: Option<String>,
+    /// New events for payments with no known order (early or forged webhooks) accepted per
+    /// hour; more are answered 429. Events for known payments are never refused.
+    pub unverified_events_per_hour: u32,
 }
+
+/// Default of `tenant.unverified_events_per_hour`.
+pub const DEFAULT_UNVERIFIED_EVENTS_PER_HOUR: u32 = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -384,6 +390,8 @@ struct RawTenant {
     quiet_hours: Option<Spanned<String>>,
     #[serde(default)]
     notify_email: Option<String>,
+    #[serde(default)]
+    unverified_events_per_hour: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]

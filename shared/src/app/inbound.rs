@@ -8,7 +8,7 @@
 //! else a body says (event name, URLs) never makes a new one, and a repeat of an applied event
 //! re-reads its payment a second later (repeats in between coalesce). An event for a payment
 //! paybridge knows is always taken (it only makes paybridge read that payment again); one for a payment with no known order is *unverified*:
-//! it takes a unit of the tenant's hourly budget ([`super::Settings::unverified_events_per_hour`],
+//! it takes a unit of the tenant's hourly budget (`tenant.unverified_events_per_hour` of the configuration,
 //! past it: 429, a log line and [`over_budget_count`]), is kept only
 //! [`crate::store::repo::UNVERIFIED_EVENT_TTL_HOURS`], and makes no PSP request until its order is imported.
 
@@ -114,7 +114,7 @@ impl App {
 
     /// Takes a unit of the budget of unverified events, or refuses the webhook.
     async fn take_budget(&self, psp: &str, now: DateTime<Utc>) -> Result<(), WebhookError> {
-        let limit = self.settings.unverified_events_per_hour;
+        let limit = self.config.tenant.unverified_events_per_hour;
         let taken = {
             let _one_at_a_time = BUDGET_TAKES.lock().await;
             self.repo()

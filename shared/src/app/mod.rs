@@ -69,9 +69,6 @@ pub struct Settings {
     /// take effect at the PSP. A call not found by its reference is sent again only after this
     /// window: a request the PSP was still processing must not become a second movement.
     pub psp_settle: Duration,
-    /// New events for payments with no known order (early or forged webhooks) accepted per
-    /// tenant per hour; more are answered 429. Events for known payments are never refused.
-    pub unverified_events_per_hour: u32,
 }
 
 impl Default for Settings {
@@ -88,7 +85,6 @@ impl Default for Settings {
             batch: 50,
             psp_recheck: Duration::seconds(60),
             psp_settle: Duration::minutes(10),
-            unverified_events_per_hour: 2_000,
         }
     }
 }

@@ -1282,7 +1282,9 @@ async fn more_plans_than_one_commit_holds_are_saved_in_parts() {
 #[tokio::test]
 async fn a_flood_for_unknown_payments_is_bounded_and_known_payments_still_get_through() {
     let mut h = harness("expert", "off");
-    h.app.settings.unverified_events_per_hour = 25;
+    let mut config = (*h.app.config).clone();
+    config.tenant.unverified_events_per_hour = 25;
+    h.app.config = Arc::new(config);
     h.psp.put(prepayment("s-pay-70", "45.00"));
     h.erp.upsert(order("1070", "s-pay-70", &[("L1", "45.00")]));
     h.drain().await;

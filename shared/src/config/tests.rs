@@ -153,3 +153,29 @@ fn zero_length_quiet_hours_and_poll_intervals_outside_a_day_are_refused() {
         assert_eq!(c.server.poll_interval_secs.to_string(), secs);
     }
 }
+
+#[test]
+fn the_budget_of_unverified_events_has_a_default_and_a_range() {
+    let c = Config::parse(GOOD, "good.toml").unwrap();
+    assert_eq!(
+        c.tenant.unverified_events_per_hour,
+        DEFAULT_UNVERIFIED_EVENTS_PER_HOUR
+    );
+    let with = |v: &str| {
+        GOOD.replacen(
+            "timezone = \"Europe/Berlin\"",
+            &format!("timezone = \"Europe/Berlin\"\nunverified_events_per_hour = {v}"),
+            1,
+        )
+    };
+    let c = Config::parse(&with("50"), "b.toml").unwrap();
+    assert_eq!(c.tenant.unverified_events_per_hour, 50);
+    for bad in ["0", "1000001"] {
+        let e = Config::parse(&with(bad), "b.toml").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (5, "tenant.unverified_events_per_hour"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -87,11 +87,20 @@ fn tenant(t: RawTenant, loc: &Locator<'_>) -> Result<Tenant, ConfigError> {
             Err(m) => return loc.err(q.span(), "tenant.quiet_hours", m),
         },
     };
+    let unverified_events_per_hour = match &t.unverified_events_per_hour {
+        None => DEFAULT_UNVERIFIED_EVENTS_PER_HOUR,
+        Some(n) if (1..=1_000_000).contains(n.get_ref()) => *n.get_ref(),
+        Some(n) => {
+            let m = "must be between 1 and 1000000 (events per hour)";
+            return loc.err(n.span(), "tenant.unverified_events_per_hour", m);
+        }
+    };
     Ok(Tenant {
         id: t.id.into_inner(),
         timezone,
         quiet_hours,
         notify_email: t.notify_email,
+        unverified_events_per_hour,
     })
 }
 
