@@ -20,6 +20,9 @@ pub enum ReadError {
     Io(String),
     #[error("is a directory, not a file")]
     Directory,
+    /// A named pipe or socket: reading it could wait forever for a writer.
+    #[error("is a pipe or socket, not a file")]
+    NotAFile,
     #[error("is larger than {}; refused", size(*limit))]
     TooLarge { limit: u64 },
     #[error("is not UTF-8 text (invalid byte at line {line}, column {column})")]
@@ -82,8 +85,12 @@ pub fn text_of(bytes: Vec<u8>) -> Result<String, ReadError> {
 /// Reads at most `limit` bytes of text from `path`.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
     let io = |e: std::io::Error| ReadError::Io(e.to_string());
-    if std::fs::metadata(path).map_err(io)?.is_dir() {
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.is_dir() {
         return Err(ReadError::Directory);
+    }
+    if is_pipe_or_socket(&meta) {
+        return Err(ReadError::NotAFile);
     }
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
@@ -94,9 +101,33 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
     text_of(bytes)
 }
 
+#[cfg(unix)]
+fn is_pipe_or_socket(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_fifo() || meta.file_type().is_socket()
+}
+
+#[cfg(not(unix))]
+fn is_pipe_or_socket(_: &std::fs::Metadata) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_named_pipe_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        assert_eq!(read_text(&fifo, 100), Err(ReadError::NotAFile));
+    }
 
     #[test]
     fn reads_text_and_locates_bad_bytes() {
