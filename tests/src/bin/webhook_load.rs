@@ -19,6 +19,11 @@
 //! until the order appears (by design), so every acknowledged webhook must be there. The tenant
 //! whose events are counted comes from `--tenant` or from the server's `GET /health`.
 //!
+//! Every body names a payment paybridge does not know, so each one takes a unit of the tenant's
+//! budget of unverified events (`tenant.unverified_events_per_hour`, default 2,000; past it the
+//! server answers 429). To measure intake throughput, raise it in the served config (e.g.
+//! `unverified_events_per_hour = 1000000`); `scripts/webhook_flood.py` measures the budget.
+//!
 //! Exit code 0 when every request was acknowledged (and, with `--verify-db`, every one stored);
 //! 1 otherwise; 2 for unusable arguments.
 //!
