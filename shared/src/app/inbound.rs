@@ -3,7 +3,7 @@
 //! job is queued (in the same commit where the queue shares the store's database; the sweep
 //! picks it up if that fails).
 //!
-//! A PSP's account identifier (Unzer: the public key) is public, so anyone can post a body that
+//! A PSP's account identifier (a public key, for some PSPs) is public, so anyone can post a body that
 //! passes verification. The connectors keep one stored event per (account, payment), so what
 //! else a body says (event name, URLs) never makes a new one, and a repeat of an applied event
 //! re-reads its payment a second later (repeats in between coalesce). An event for a payment
