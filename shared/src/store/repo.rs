@@ -13,7 +13,7 @@
 //! pending events of one payment with one partition query, however many other events the
 //! tenant has.
 //! | poller lease, watermark | `T#{tenant}#C#{conn}` / `LEASE`, `WATERMARK#{kind}` |
-//! | budget of unverified events | `T#{tenant}#BUDGET` / `UNVERIFIED#{hour}` (TTL; [`events`]) |
+//! | budget of unverified events | `T#{tenant}#BUDGET` / `UNVERIFIED#{hour}` (TTL; `repo/events.rs`) |
 
 use super::{Item, Store, StoreError, Write};
 use crate::engine::{Flag, Severity};
