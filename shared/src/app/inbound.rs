@@ -56,6 +56,8 @@ impl App {
             .await
             .map_err(|_| WebhookError::Unavailable)?
             .is_some();
+        // A new or re-armed event is the sweep's after the grace (its job is queued now).
+        let sweep_at = now + self.settings.sweep_grace;
         let ev = EventRecord {
             psp: psp.to_string(),
             identity: event.identity,
@@ -66,7 +68,7 @@ impl App {
             received_at: now,
             applied: false,
             unverified: !known,
-            next_sweep_at: Some(now + self.settings.sweep_grace),
+            next_sweep_at: Some(sweep_at),
             sweeps: 0,
             version: 0,
         };
@@ -90,7 +92,7 @@ impl App {
                     event: ev.event.clone(),
                     ..stored
                 };
-                match repo.rearm_event(&stored, now).await {
+                match repo.rearm_event(&stored, sweep_at, now).await {
                     Ok(()) => {
                         if was_applied {
                             // A second later: repeats in between coalesce into this one job,

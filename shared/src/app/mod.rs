@@ -159,10 +159,8 @@ impl App {
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
-        let factor = 1i32
-            .checked_shl(attempts.saturating_sub(1).min(16))
-            .unwrap_or(i32::MAX);
-        (self.settings.base_backoff * factor).min(self.settings.max_backoff)
+        let s = &self.settings;
+        doubled(s.base_backoff, attempts.saturating_sub(1), s.max_backoff)
     }
 
     fn method_for(&self, key: &OrderKey, facts: &ErpOrder) -> Option<&MethodConfig> {
@@ -208,3 +206,10 @@ enum StepResult {
 
 #[cfg(test)]
 mod tests;
+
+/// `base` doubled `times` times, at most `max`: the one back-off rule (operation retries, the
+/// sweep's looks at an unapplied event).
+pub(crate) fn doubled(base: Duration, times: u32, max: Duration) -> Duration {
+    let factor = 1i32.checked_shl(times.min(16)).unwrap_or(i32::MAX);
+    base.checked_mul(factor).unwrap_or(max).min(max)
+}

@@ -147,13 +147,8 @@ impl App {
 /// The longest gap between two sweeps of one unapplied event.
 pub const MAX_EVENT_SWEEP_GAP: Duration = Duration::hours(6);
 
-/// The gap before the sweep looks at an event again after `sweeps` looks: the grace, doubled
-/// per look, at most [`MAX_EVENT_SWEEP_GAP`].
+/// The gap before the sweep looks at an event again after `sweeps` looks: the grace (at least
+/// a second), doubled per look, at most [`MAX_EVENT_SWEEP_GAP`].
 pub(crate) fn event_sweep_gap(grace: Duration, sweeps: u32) -> Duration {
-    let grace = grace.max(Duration::seconds(1));
-    let factor = 1i32.checked_shl(sweeps.min(20)).unwrap_or(i32::MAX);
-    grace
-        .checked_mul(factor)
-        .unwrap_or(MAX_EVENT_SWEEP_GAP)
-        .min(MAX_EVENT_SWEEP_GAP)
+    super::doubled(grace.max(Duration::seconds(1)), sweeps, MAX_EVENT_SWEEP_GAP)
 }

@@ -64,17 +64,19 @@ impl Repo<'_> {
         Ok(())
     }
 
-    /// The same event arrived again: it is unapplied again, received now, and any evaluation
-    /// that read it before fails to mark it applied. CAS on the version `ev` was read at.
+    /// The same event arrived again: it is unapplied again, received now, due for the sweep at
+    /// `sweep_at` (as a new event), and any evaluation that read it before fails to mark it
+    /// applied. CAS on the version `ev` was read at.
     pub async fn rearm_event(
         &self,
         ev: &EventRecord,
+        sweep_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let again = EventRecord {
             applied: false,
             received_at: now,
-            next_sweep_at: None,
+            next_sweep_at: Some(sweep_at),
             sweeps: 0,
             ..ev.clone()
         };
@@ -194,24 +196,20 @@ impl Repo<'_> {
             let mut next = Item::new(&pk, &sk, serde_json::json!({ "used": used + 1 }));
             next.expires_at = Some(ends + BUDGET_WINDOW_SECS);
             let written = match item {
-                None => self
-                    .store
-                    .insert(&next, now.timestamp())
-                    .await
-                    .map(|ok| ok.then_some(())),
+                None => self.store.insert(&next, now.timestamp()).await?,
                 Some(i) => {
                     next.version = i.version;
                     match self.store.update(&next).await {
-                        Ok(_) => Ok(Some(())),
+                        Ok(_) => true,
                         Err(e) if e.is_conflict() => {
                             last = Some(e);
-                            Ok(None)
+                            false
                         }
-                        Err(e) => Err(e),
+                        Err(e) => return Err(e),
                     }
                 }
             };
-            if written?.is_some() {
+            if written {
                 return Ok(None);
             }
         }
