@@ -246,7 +246,7 @@ fn targets(config: &Config, src: &Source) -> Result<Vec<Target>, StartError> {
         };
         out.push(Target {
             connection: c.id.clone(),
-            url: without_userinfo(url),
+            url: redact::mask_userinfo(url),
             host,
             port,
         });
@@ -313,18 +313,6 @@ pub fn host_port(url: &str) -> Option<(String, u16)> {
         return None;
     }
     Some((host.to_string(), port))
-}
-
-/// The URL without a `user:password@` part, safe to print.
-fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{}", &rest[end..]),
-        None => url.to_string(),
-    }
 }
 
 // ---------------------------------------------------------------------------------- locations
@@ -660,11 +648,11 @@ private_key = "plain:s-priv-test"
     #[test]
     fn printed_urls_hide_credentials() {
         assert_eq!(
-            without_userinfo("https://api:pw@pixi.example/soap"),
+            redact::mask_userinfo("https://api:pw@pixi.example/soap"),
             "https://***@pixi.example/soap"
         );
         assert_eq!(
-            without_userinfo("https://pixi.example/a@b"),
+            redact::mask_userinfo("https://pixi.example/a@b"),
             "https://pixi.example/a@b"
         );
     }
