@@ -252,6 +252,11 @@ pub struct MethodConfig {
     pub return_event: String,
     /// Largest difference absorbed as rounding, in minor units.
     pub rounding_tolerance: u32,
+    /// How long the PSP holds an authorization, in days; `None`: the family's default
+    /// ([`crate::engine::authorization`]).
+    pub authorization_validity_days: Option<u32>,
+    /// How long a payment may stay pending at import before the hint becomes an error.
+    pub pending_error_after_hours: u32,
     /// The account at the PSP: read by the PSP's connector only, never by the engine.
     pub account: PspAccount,
 }
@@ -436,6 +441,10 @@ struct RawMethod {
     return_event: Spanned<String>,
     #[serde(default)]
     rounding_tolerance: u32,
+    #[serde(default)]
+    authorization_validity_days: Option<Spanned<u32>>,
+    #[serde(default)]
+    pending_error_after_hours: Option<Spanned<u32>>,
     public_key: Spanned<String>,
     private_key: SecretRef,
     #[serde(default)]

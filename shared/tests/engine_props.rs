@@ -270,6 +270,8 @@ impl World {
                 invoice_event: "ZE".into(),
                 return_event: "RE".into(),
                 rounding_tolerance: c.tolerance,
+                authorization_validity_days: None,
+                pending_error_after_hours: 24,
                 account: PspAccount {
                     public_key: "s-pub-x".into(),
                     private_key: SecretRef::Plain(Secret::new("s-priv-x")),

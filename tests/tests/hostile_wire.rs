@@ -302,6 +302,8 @@ fn account(base: &str) -> MethodConfig {
         invoice_event: "ZE".into(),
         return_event: "RE".into(),
         rounding_tolerance: 0,
+        authorization_validity_days: None,
+        pending_error_after_hours: 24,
         account: PspAccount {
             public_key: PUB.into(),
             private_key: SecretRef::Env("UNUSED_IN_WIRE_TESTS".into()),

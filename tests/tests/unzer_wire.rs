@@ -40,6 +40,8 @@ fn account(sim: &UnzerSim, public: &str) -> MethodConfig {
         invoice_event: "ZE".into(),
         return_event: "RE".into(),
         rounding_tolerance: 0,
+        authorization_validity_days: None,
+        pending_error_after_hours: 24,
         account: PspAccount {
             public_key: public.into(),
             private_key: SecretRef::Env("UNZER_UNUSED_IN_WIRE_TESTS".into()),

@@ -237,6 +237,10 @@ fn methods(
             invoice_event: m.invoice_event.into_inner(),
             return_event: m.return_event.into_inner(),
             rounding_tolerance: m.rounding_tolerance,
+            authorization_validity_days: m.authorization_validity_days.map(Spanned::into_inner),
+            pending_error_after_hours: m
+                .pending_error_after_hours
+                .map_or(DEFAULT_PENDING_ERROR_HOURS, Spanned::into_inner),
             account: PspAccount {
                 public_key: m.public_key.into_inner(),
                 private_key: m.private_key,
@@ -246,6 +250,13 @@ fn methods(
     }
     Ok(methods)
 }
+
+/// Default of `pending_error_after_hours`: a payment pending for a day needs a human.
+pub const DEFAULT_PENDING_ERROR_HOURS: u32 = 24;
+/// Range of `authorization_validity_days` (a year at most).
+const VALIDITY_DAYS: std::ops::RangeInclusive<u32> = 1..=365;
+/// Range of `pending_error_after_hours` (a month at most).
+const PENDING_HOURS: std::ops::RangeInclusive<u32> = 1..=720;
 
 /// The rules of one `[[method]]` on its own.
 fn method_rules(
@@ -270,6 +281,20 @@ fn method_rules(
             let msg = "booking event code must not be empty";
             return loc.err(v.span(), &format!("method[{i}].{name}"), msg);
         }
+    }
+    if let Some(d) = &m.authorization_validity_days
+        && !VALIDITY_DAYS.contains(d.get_ref())
+    {
+        let msg = "must be between 1 and 365 days";
+        let field = format!("method[{i}].authorization_validity_days");
+        return loc.err(d.span(), &field, msg);
+    }
+    if let Some(h) = &m.pending_error_after_hours
+        && !PENDING_HOURS.contains(h.get_ref())
+    {
+        let msg = "must be between 1 and 720 hours (30 days)";
+        let field = format!("method[{i}].pending_error_after_hours");
+        return loc.err(h.span(), &field, msg);
     }
     let key = m.public_key.get_ref();
     if m.psp == PspKind::Unzer && !(key.starts_with("s-pub-") || key.starts_with("p-pub-")) {

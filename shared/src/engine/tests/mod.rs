@@ -70,6 +70,8 @@ fn config(mode: Mode) -> MethodConfig {
         invoice_event: INVOICE_EVENT.into(),
         return_event: RETURN_EVENT.into(),
         rounding_tolerance: 2,
+        authorization_validity_days: None,
+        pending_error_after_hours: 24,
         account: PspAccount {
             public_key: "s-pub-test".into(),
             private_key: SecretRef::Plain(Secret::new("s-priv-test")),
