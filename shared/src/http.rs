@@ -597,6 +597,7 @@ private_key = "plain:s-priv-test"
             method: PaymentMethod::Card,
             currency: eur,
             transactions: vec![PspTransaction {
+                at: None,
                 id: "s-aut-1".into(),
                 kind: TxKind::Authorize,
                 status: TxStatus::Success,

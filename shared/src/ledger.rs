@@ -104,6 +104,10 @@ pub enum Purpose {
     RefundCredit,
     /// An ERP comment + error mark for a problem (written once per problem code).
     Problem,
+    /// An ERP comment: the order was taken out of automation (document `{order}:{since}`).
+    HandsOff,
+    /// An ERP comment: the order is back in automation (the same document as its `HandsOff`).
+    HandsOn,
 }
 
 /// One PSP money movement (or shipment report).
@@ -223,11 +227,17 @@ pub enum OpStatus {
     Done,
     /// Needs a human.
     Failed,
+    /// Never started, and never will: its order was taken out of automation. The engine treats
+    /// it as never planned, so the same plan can be made again once the order is back.
+    Cancelled,
 }
 
 impl OpStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, OpStatus::Done | OpStatus::Failed)
+        matches!(
+            self,
+            OpStatus::Done | OpStatus::Failed | OpStatus::Cancelled
+        )
     }
 }
 
@@ -352,7 +362,7 @@ impl Operation {
         lease: chrono::Duration,
     ) -> Result<(), TransitionError> {
         match self.status {
-            OpStatus::Done | OpStatus::Failed => {
+            OpStatus::Done | OpStatus::Failed | OpStatus::Cancelled => {
                 return Err(TransitionError::Finished(self.id.clone()));
             }
             OpStatus::Running => {
@@ -494,6 +504,27 @@ impl Operation {
 
     /// Stop and ask a human. Only for outcomes known not to have moved money, or after money
     /// moved but a later step is impossible.
+    /// Whether anything of it may have left the process: a call sent or in flight, an ERP
+    /// write done.
+    pub fn started(&self) -> bool {
+        self.psp_done || self.erp_done > 0 || self.inflight.is_some()
+    }
+
+    /// Cancels an operation that has not started ([`Operation::started`]); `false` (and
+    /// nothing changed) when it has, or when it is finished.
+    pub fn cancel(&mut self, why: &str, now: DateTime<Utc>) -> bool {
+        if self.started() || self.status.is_terminal() {
+            return false;
+        }
+        self.status = OpStatus::Cancelled;
+        self.lease_until = None;
+        self.next_attempt_at = None;
+        self.last_error = Some(why.to_string());
+        self.updated_at = now;
+        self.record(now, format!("cancelled: {why}"), None);
+        true
+    }
+
     pub fn fail(&mut self, error: String, now: DateTime<Utc>) {
         self.status = OpStatus::Failed;
         self.follow_up = true;

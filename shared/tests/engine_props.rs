@@ -299,6 +299,7 @@ impl World {
                 method,
                 currency: cur,
                 transactions: vec![PspTransaction {
+                    at: None,
                     id: "s-init".into(),
                     kind,
                     status,
@@ -348,6 +349,8 @@ impl World {
             ledger: &ops,
             config: Some(&self.cfg),
             now: self.now,
+            first_seen: self.now,
+            hands_off: None,
         })
     }
 
@@ -410,6 +413,7 @@ impl World {
             PspCall::Shipment { .. } => (TxKind::Shipment, self.money(0)),
         };
         self.psp.transactions.push(PspTransaction {
+            at: None,
             id: id.clone(),
             kind,
             status: TxStatus::Success,
@@ -581,6 +585,7 @@ impl World {
         }
         self.tx_seq += 1;
         self.psp.transactions.push(PspTransaction {
+            at: None,
             id: format!("s-rcv-{}", self.tx_seq),
             kind: TxKind::Charge,
             status: TxStatus::Success,

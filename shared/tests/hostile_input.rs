@@ -1443,6 +1443,7 @@ fn valid_fixtures() -> String {
         method: PaymentMethod::Card,
         currency: Currency::EUR,
         transactions: vec![PspTransaction {
+            at: None,
             id: "s-aut-1".into(),
             kind: TxKind::Authorize,
             status: TxStatus::Success,

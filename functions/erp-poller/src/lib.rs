@@ -28,6 +28,7 @@ pub async fn handler(app: &App, event: LambdaEvent<Value>) -> Result<Value, Erro
         "held_quiet_hours": r.held_quiet_hours,
         "held_lease": r.held_lease,
         "swept_ops": r.swept_ops,
+        "swept_rechecks": r.swept_rechecks,
         "swept_events": r.swept_events,
     }))
 }

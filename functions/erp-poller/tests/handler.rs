@@ -89,7 +89,7 @@ async fn assert_cycle(app: &App, report: &Value, orders_seen: u64) {
         report,
         &json!({
             "orders_seen": orders_seen, "ops_planned": planned, "held_quiet_hours": 0,
-            "held_lease": 0, "swept_ops": 0, "swept_events": 0
+            "held_lease": 0, "swept_ops": 0, "swept_events": 0, "swept_rechecks": 0
         })
     );
     let depth = app.queue.depth().await.expect("depth") as u64;

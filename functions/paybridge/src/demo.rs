@@ -479,7 +479,8 @@ impl Expect {
         self.commented = false;
         self
     }
-    /// The prepayment transfer data of the order's payment are in the customer-service fields.
+    /// The transfer data of the order's payment (prepayment, invoice) are in the customer-service
+    /// fields.
     pub fn transfer(mut self) -> Expect {
         self.transfer = true;
         self
@@ -862,6 +863,7 @@ pub fn catalogue() -> Vec<Scenario> {
         .then(vec![Ship(vec![])])
         .ends_as(
             Expect::closed()
+                .transfer()
                 .remaining(10000)
                 .shipped()
                 .booked("RGS", 10000),
@@ -1021,6 +1023,7 @@ pub fn catalogue() -> Vec<Scenario> {
         .then(vec![Ship(vec![0]), Cancel(vec![1])])
         .ends_as(
             Expect::closed()
+                .transfer()
                 .reversed(4000)
                 .remaining(6000)
                 .shipped()

@@ -438,7 +438,14 @@ async fn poll_loop(app: &App, every: Duration, stop: watch::Receiver<bool>) {
             _ => {}
         }
         match app.poll_cycle(now).await {
-            Ok(r) if r.orders_seen + r.ops_planned + r.swept_ops + r.swept_events > 0 => {
+            Ok(r)
+                if r.orders_seen
+                    + r.ops_planned
+                    + r.swept_ops
+                    + r.swept_events
+                    + r.swept_rechecks
+                    > 0 =>
+            {
                 tracing::info!(
                     orders_seen = r.orders_seen,
                     ops_planned = r.ops_planned,

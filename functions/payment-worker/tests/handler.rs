@@ -84,6 +84,7 @@ fn harness() -> Harness {
         method: PaymentMethod::Card,
         currency: Currency::EUR,
         transactions: vec![PspTransaction {
+            at: None,
             id: "s-aut-1".into(),
             kind: TxKind::Authorize,
             status: TxStatus::Success,

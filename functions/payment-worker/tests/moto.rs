@@ -135,6 +135,7 @@ async fn worker_batch_on_dynamodb_and_sqs_reports_only_the_poisoned_message() {
         method: PaymentMethod::Card,
         currency: Currency::EUR,
         transactions: vec![PspTransaction {
+            at: None,
             id: "s-aut-1".into(),
             kind: TxKind::Authorize,
             status: TxStatus::Success,
@@ -277,6 +278,7 @@ async fn the_cold_start_path_builds_an_app_that_polls_and_works_on_moto() {
             method: PaymentMethod::Card,
             currency: Currency::EUR,
             transactions: vec![PspTransaction {
+                at: None,
                 id: "s-aut-1".into(),
                 kind: TxKind::Authorize,
                 status: TxStatus::Success,

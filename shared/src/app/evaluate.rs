@@ -130,6 +130,7 @@ impl App {
             )
             .await?;
         track_unreadable(&mut rec, psp_view.is_some(), pid.is_some(), now);
+        let first_seen = *rec.first_seen_at.get_or_insert(now);
         let decision = engine::decide(&Input {
             key,
             order: &facts,
@@ -137,14 +138,12 @@ impl App {
             ledger: &ops,
             config: Some(cfg),
             now,
+            first_seen,
+            hands_off: rec.hands_off_since,
         });
+        rec.recheck_at = decision.recheck_at;
         let changed = set_flags(&mut rec, before.as_ref(), decision.flags, now);
-        let new_ops: Vec<Operation> = decision
-            .plans
-            .into_iter()
-            .map(|plan| Operation::new(key, plan, now))
-            .filter(|op| !ops.iter().any(|o| o.id == op.id))
-            .collect();
+        let new_ops = new_operations(key, decision.plans, &ops, now);
         let commit = Commit {
             key,
             rec: changed.then_some(&rec),
@@ -266,7 +265,12 @@ impl App {
         for op in c.new_ops {
             let what = format!("planned {:?}", op.plan.purpose);
             let entry = line(now, Some(&op.id), what, None);
-            planned.push(Repo::op_insert(op)?);
+            // A revived operation (over a cancelled one) is an update at its version.
+            planned.push(if op.version == 0 {
+                Repo::op_insert(op)?
+            } else {
+                Repo::op_update(op)?
+            });
             planned.push(Write::Insert(Repo::history_item(c.key, &entry)?));
         }
         if writes.len() + planned.len() > MAX_COMMIT_WRITES {
@@ -390,6 +394,30 @@ struct Commit<'a> {
     rider: Option<&'a mut Operation>,
 }
 
+/// The decision's plans as operations, less those in the ledger already. A plan whose
+/// operation was cancelled (never started, the order was out of automation) takes its place:
+/// it is written over the cancelled one (at its version), as if that had never been.
+fn new_operations(
+    key: &OrderKey,
+    plans: Vec<crate::ledger::Plan>,
+    ledger: &[Operation],
+    now: DateTime<Utc>,
+) -> Vec<Operation> {
+    let mut out = Vec::new();
+    for plan in plans {
+        let mut op = Operation::new(key, plan, now);
+        match ledger.iter().find(|o| o.id == op.id) {
+            None => {}
+            Some(old) if old.status == crate::ledger::OpStatus::Cancelled => {
+                op.version = old.version
+            }
+            Some(_) => continue,
+        }
+        out.push(op);
+    }
+    out
+}
+
 /// Sets the decision's flags on the record (an error that went away, or was marked solved, is
 /// told again when it comes back); `true` when the record changed since `before`, then its
 /// `updated_at` is now.
@@ -439,6 +467,9 @@ fn same_content(a: &OrderRecord, b: &OrderRecord) -> bool {
         && a.solved == b.solved
         && a.notified == b.notified
         && a.psp_unreadable_since == b.psp_unreadable_since
+        && a.first_seen_at == b.first_seen_at
+        && a.hands_off_since == b.hands_off_since
+        && a.recheck_at == b.recheck_at
 }
 
 /// Remembers since when the order's payment has been unreadable (`read`: a view was had).

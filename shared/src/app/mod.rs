@@ -107,6 +107,9 @@ pub struct PollReport {
     pub held_lease: usize,
     pub swept_ops: usize,
     pub swept_events: usize,
+    /// Orders evaluated again because their recheck time came (pending deadline,
+    /// authorization hint or expiry).
+    pub swept_rechecks: usize,
 }
 
 /// Answer to an accepted webhook.

@@ -1,8 +1,8 @@
-//! What an operator does to an order: mark its problem solved; list the orders with open
-//! errors (dashboard, error page).
+//! What an operator does to an order: mark its problem solved; take it out of automation and
+//! put it back (hands-off); list the orders with open errors (dashboard, error page).
 
 use super::{App, AppError};
-use crate::ledger::OrderKey;
+use crate::ledger::{OpStatus, OrderKey, Purpose};
 use crate::store::repo::OrderRecord;
 use chrono::{DateTime, Utc};
 
@@ -19,6 +19,56 @@ impl App {
         self.history(key, now, None, "problem marked solved".into(), None)
             .await?;
         Ok(true)
+    }
+
+    /// Takes the order out of automation (`off = true`) or puts it back. Out: operations that
+    /// have not started are cancelled now (a worker that claimed one first lets it finish), and
+    /// the evaluation comments the switch and plans nothing else. Back: the evaluation comments
+    /// it and plans what the order needs now. `false` when the order is unknown or already in
+    /// that state.
+    pub async fn set_hands_off(
+        &self,
+        key: &OrderKey,
+        off: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AppError> {
+        let repo = self.repo();
+        let Some(mut rec) = repo.order(key, now).await? else {
+            return Ok(false);
+        };
+        if rec.hands_off_since.is_some() == off {
+            return Ok(false);
+        }
+        // Whole seconds: the switch's comment operation is named by them.
+        let since = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+        rec.hands_off_since = off.then_some(since);
+        rec.updated_at = now;
+        repo.save_order(&rec, now).await?;
+        let what = if off {
+            "taken out of automation by an operator (hands-off)"
+        } else {
+            "put back into automation by an operator"
+        };
+        self.history(key, now, None, what.into(), None).await?;
+        if off {
+            self.cancel_unstarted(key, now).await?;
+        }
+        self.evaluate(key, None, now).await?;
+        Ok(true)
+    }
+
+    /// Cancels every operation of the order that has not started and is not claimed.
+    async fn cancel_unstarted(&self, key: &OrderKey, now: DateTime<Utc>) -> Result<(), AppError> {
+        for mut op in self.repo().ops(key, now).await? {
+            let claimed = op.status == OpStatus::Running && op.lease_until.is_some_and(|u| u > now);
+            let switch = matches!(op.plan.purpose, Purpose::HandsOff | Purpose::HandsOn);
+            if claimed || switch || !op.cancel("the order is out of automation (hands-off)", now) {
+                continue;
+            }
+            // `false`: a worker claimed it meanwhile; it cancels it itself if it had not started.
+            self.save(&mut op, now).await?;
+        }
+        Ok(())
     }
 
     /// Orders with open errors (dashboard / error page).

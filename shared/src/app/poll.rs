@@ -108,6 +108,11 @@ impl App {
             .await?;
             report.swept_ops += 1;
         }
+        for key in self.repo().due_rechecks(&tenant, now, 500).await? {
+            let job = Job::Evaluate { order_pk: key.pk() };
+            self.enqueue(job, now).await?;
+            report.swept_rechecks += 1;
+        }
         self.sweep_events(&tenant, now, report).await
     }
 

@@ -100,6 +100,7 @@ pub(super) fn known_view(
             PspCall::Reverse { .. } | PspCall::Shipment { .. } => return None,
         };
         view.transactions.push(PspTransaction {
+            at: None,
             id: tx_id.clone(),
             kind,
             status: TxStatus::Success,
@@ -129,6 +130,7 @@ mod tests {
             method: PaymentMethod::Card,
             currency: Currency::EUR,
             transactions: vec![PspTransaction {
+                at: None,
                 id: "aut-1".into(),
                 kind: TxKind::Authorize,
                 status: TxStatus::Success,

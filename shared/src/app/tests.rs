@@ -155,6 +155,7 @@ fn card_authorized(pid: &str, amount: &str) -> PspPayment {
         method: PaymentMethod::Card,
         currency: Currency::EUR,
         transactions: vec![PspTransaction {
+            at: None,
             id: "s-aut-1".into(),
             kind: TxKind::Authorize,
             status: TxStatus::Success,
@@ -479,6 +480,7 @@ async fn unknown_outcome_applied_late_by_the_psp_is_found_not_sent_again() {
     // The PSP applies the call late (it carries our reference).
     let mut p = h.psp.payment("s-pay-14").unwrap();
     p.transactions.push(PspTransaction {
+        at: None,
         id: "s-chg-late".into(),
         kind: TxKind::Charge,
         status: TxStatus::Success,
@@ -633,6 +635,7 @@ fn prepayment(pid: &str, amount: &str) -> PspPayment {
         method: PaymentMethod::Prepayment,
         currency: Currency::EUR,
         transactions: vec![PspTransaction {
+            at: None,
             id: "s-chg-1".into(),
             kind: TxKind::Charge,
             status: TxStatus::Pending,

@@ -3,7 +3,7 @@
 //! its end recorded, with the follow-up evaluation that plans what comes next.
 
 use super::{App, AppError, JobOutcome, StepResult};
-use crate::ledger::{Operation, OrderKey, TransitionError};
+use crate::ledger::{Operation, OrderKey, Purpose, TransitionError};
 use crate::queue::{Delivery, Job, QueueError};
 use crate::store::StoreError;
 use crate::store::repo::HistoryEntry;
@@ -175,6 +175,15 @@ impl App {
                 tracing::error!(op = %op.id, error = %e, "cannot claim");
                 return Ok(JobOutcome::Done);
             }
+        }
+        // Hands-off: what has not started never will (the engine may plan it again once the
+        // order is back); what has started finishes. The switch comments themselves run.
+        if rec.hands_off_since.is_some()
+            && !matches!(op.plan.purpose, Purpose::HandsOff | Purpose::HandsOn)
+            && op.cancel("the order is out of automation (hands-off)", now)
+        {
+            self.save(&mut op, now).await?;
+            return Ok(JobOutcome::Done);
         }
         // With a call in flight the steps reconcile first and give up only where they would
         // send again: never while the outcome of a call is unknown.

@@ -46,7 +46,7 @@ impl Cx<'_, '_> {
             in_progress: false,
         };
         for op in self.input.ledger {
-            if op.psp_done || op.status == OpStatus::Failed {
+            if op.psp_done || matches!(op.status, OpStatus::Failed | OpStatus::Cancelled) {
                 continue; // visible in the PSP position already, or never sent
             }
             match &op.plan.psp {

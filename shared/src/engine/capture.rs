@@ -2,7 +2,10 @@
 //! mode, Paylater), marked captured in the ERP with the invoice event in the same operation; in
 //! expert mode the payment is closed after the last delivery so the rest cannot be captured.
 //! Invoices of families captured up front are verified and booked instead ([`super::booking`]).
+//! An invoice the ERP already marks paid that paybridge did not capture is left alone with a
+//! hint; after an authorization expired no capture is planned ([`super::authorization`]).
 
+use super::authorization::Lifetime;
 use super::budget::Budget;
 use super::{Cx, Facts, Problem};
 use crate::config::Mode;
@@ -18,12 +21,18 @@ impl Cx<'_, '_> {
             .any(|p| self.has_op(DocKind::Invoice, invoice_id, p))
     }
 
+    /// Marked captured in the ERP, and not by paybridge.
+    pub(super) fn captured_elsewhere(&self, inv: &Invoice) -> bool {
+        inv.captured && !self.invoice_ours(&inv.invoice_id)
+    }
+
     /// §3.3: capture / verify / book each invoice, then close the payment if it is time.
     pub(super) fn invoices(
         &mut self,
         f: &Facts<'_>,
         pos: &Position,
         budget: &mut Budget,
+        lifetime: Lifetime,
     ) -> Result<(), MoneyError> {
         let o = self.order();
         let invoiced = Money::sum(o.total.currency(), o.invoices.iter().map(|i| &i.amount))?;
@@ -33,9 +42,19 @@ impl Cx<'_, '_> {
         ) || (f.family == MethodFamily::AuthorizeCapture
             && f.mode == Mode::Expert);
         for inv in &o.invoices {
-            if self.invoice_ours(&inv.invoice_id) || inv.captured {
-                // captured by someone else before paybridge: left alone (a later return is refused)
+            if self.invoice_ours(&inv.invoice_id) {
                 continue;
+            }
+            if inv.captured {
+                // Captured by someone else (before paybridge, by hand): left alone, said so; a
+                // later return of it is refused.
+                self.problem(Problem::CapturedElsewhere {
+                    invoice: inv.invoice_id.clone(),
+                });
+                continue;
+            }
+            if per_invoice && lifetime == Lifetime::Expired {
+                continue; // the authorization_expired error names it
             }
             let mark = ErpWrite::MarkInvoiceCaptured {
                 invoice_id: inv.invoice_id.clone(),
@@ -105,9 +124,10 @@ impl Cx<'_, '_> {
             && !o.fully_cancelled()
             && !budget.in_progress
             && budget.open.is_positive()
-            && o.invoices
-                .iter()
-                .all(|i| self.done(DocKind::Invoice, &i.invoice_id, Purpose::CaptureInvoice));
+            && o.invoices.iter().all(|i| {
+                self.done(DocKind::Invoice, &i.invoice_id, Purpose::CaptureInvoice)
+                    || self.captured_elsewhere(i)
+            });
         if !due {
             return Ok(());
         }

@@ -44,11 +44,10 @@ impl Cx<'_, '_> {
             return;
         }
         // A release with shipping lock stays an error until an operator marks it solved.
-        if let Some(op) = self
-            .input
-            .ledger
-            .iter()
-            .find(|o| o.plan.purpose == Purpose::ReleaseLocked)
+        if let Some(op) =
+            self.input.ledger.iter().find(|o| {
+                o.plan.purpose == Purpose::ReleaseLocked && o.status != OpStatus::Cancelled
+            })
         {
             let reason = op
                 .plan

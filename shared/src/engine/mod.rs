@@ -24,13 +24,17 @@
 //! | [`comments`] | §4 one ERP comment per action, errors that stay until solved |
 //! | [`problems`] | §4 the problem codes, their texts and the operator's action |
 //! | [`budget`] | money still free to move after everything in progress |
+//! | [`authorization`] | authorizations expire: hint before, error after, no capture then |
+//! | [`hands_off`] | an order an operator took out of automation: nothing planned |
 
+pub mod authorization;
 mod booking;
 mod budget;
 mod cancellation;
 mod capture;
 mod comments;
 mod credit_note;
+mod hands_off;
 mod prepayment;
 pub mod problems;
 mod release;
@@ -56,6 +60,10 @@ pub struct Input<'a> {
     /// The active payment-method config for the order, if any.
     pub config: Option<&'a MethodConfig>,
     pub now: DateTime<Utc>,
+    /// When paybridge first saw the order (a pending payment's wait is counted from it).
+    pub first_seen: DateTime<Utc>,
+    /// Since when an operator has taken the order out of automation, if so.
+    pub hands_off: Option<DateTime<Utc>>,
 }
 
 /// What the engine decided.
@@ -67,6 +75,10 @@ pub struct Decision {
     pub flags: Vec<Flag>,
     /// Facts worth recording in the order history (e.g. a rounding difference absorbed).
     pub notes: Vec<String>,
+    /// When the decision may change by the clock alone (a pending payment's deadline, an
+    /// authorization's hint or expiry): the order is to be evaluated again then. Always after
+    /// `now`.
+    pub recheck_at: Option<DateTime<Utc>>,
 }
 
 impl Decision {
@@ -81,8 +93,13 @@ pub fn decide(input: &Input<'_>) -> Decision {
         input,
         out: Decision::default(),
     };
-    if let Err(e) = cx.run() {
-        cx.problem(Problem::Money(e.to_string()));
+    if let Some(since) = input.hands_off {
+        cx.hands_off(since);
+    } else {
+        cx.back_on();
+        if let Err(e) = cx.run() {
+            cx.problem(Problem::Money(e.to_string()));
+        }
     }
     cx.failed_ops();
     cx.out
@@ -107,10 +124,21 @@ impl<'a> Cx<'_, 'a> {
         self.input.order
     }
 
-    /// The ledger's operation for (doc, purpose), if planned before.
+    /// The ledger's operation for (doc, purpose), if planned before. A cancelled one (never
+    /// started: the order was taken out of automation) counts as never planned.
     fn op(&self, kind: DocKind, doc_id: &str, purpose: Purpose) -> Option<&'a Operation> {
         let id = crate::ledger::op_id(self.input.key, kind, doc_id, purpose);
-        self.input.ledger.iter().find(|o| o.id == id)
+        self.input
+            .ledger
+            .iter()
+            .find(|o| o.id == id && o.status != OpStatus::Cancelled)
+    }
+
+    /// Asks to be evaluated again at `at` (the earliest such time wins; never now or before).
+    fn recheck(&mut self, at: DateTime<Utc>) {
+        if at > self.input.now && self.out.recheck_at.is_none_or(|r| at < r) {
+            self.out.recheck_at = Some(at);
+        }
     }
 
     /// Planned before (in the ledger) or in this decision.
@@ -166,7 +194,8 @@ impl<'a> Cx<'_, 'a> {
             self.prepayment(f.p)?;
         }
         let mut budget = self.budget(&pos)?;
-        self.invoices(&f, &pos, &mut budget)?;
+        let lifetime = self.lifetime(&f, budget.open);
+        self.invoices(&f, &pos, &mut budget, lifetime)?;
         self.cancellations(&f, &mut budget)?;
         self.credit_notes(&f, &mut budget)?;
         if matches!(f.p.state, PaymentState::Chargeback) {

@@ -7,6 +7,7 @@
 
 use crate::ledger::Purpose;
 use crate::money::Money;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +50,11 @@ pub enum Code {
     CreditSettled,
     ForeignCapture,
     OpFailed,
+    AuthorizationExpiring,
+    AuthorizationExpired,
+    PendingTooLong,
+    CapturedElsewhere,
+    HandsOff,
 }
 
 const LOOK: &str =
@@ -135,6 +141,36 @@ const CODES: &[(Code, &str, Severity, &str)] = &[
         "op_failed",
         Severity::Error,
         "See the order history; fix the cause and mark the problem solved.",
+    ),
+    (
+        Code::AuthorizationExpiring,
+        "authorization_expiring",
+        Severity::Hint,
+        "Ship and invoice before the authorization expires, or ask the customer for a new payment.",
+    ),
+    (
+        Code::AuthorizationExpired,
+        "authorization_expired",
+        Severity::Error,
+        "Ask the customer for a new payment (or capture by hand if the PSP portal still allows it); mark the problem solved when done.",
+    ),
+    (
+        Code::PendingTooLong,
+        "pending_too_long",
+        Severity::Error,
+        "Check the payment in the PSP portal; cancel the order or release it by hand when the payment is clear.",
+    ),
+    (
+        Code::CapturedElsewhere,
+        "captured_elsewhere",
+        Severity::Hint,
+        "Nothing to do if the invoice was captured by hand; otherwise capture it in the PSP portal.",
+    ),
+    (
+        Code::HandsOff,
+        "hands_off",
+        Severity::Hint,
+        "The order is out of automation: handle it by hand, then put it back with `paybridge order hands-on`.",
     ),
 ];
 
@@ -226,9 +262,34 @@ pub enum Problem {
     CreditSettled {
         credit: String,
     },
+    /// A credit note returning money paybridge did not capture: `invoice` names what it
+    /// returns (the linked invoice, or the invoices captured before paybridge).
     ForeignCapture {
         credit: String,
         invoice: String,
+    },
+    AuthorizationExpiring {
+        at: DateTime<Utc>,
+        expires: DateTime<Utc>,
+        open: Money,
+    },
+    /// Expired with `open` still to capture; `invoices` were not captured because of it.
+    AuthorizationExpired {
+        at: DateTime<Utc>,
+        expired: DateTime<Utc>,
+        open: Money,
+        invoices: Vec<String>,
+    },
+    PendingTooLong {
+        since: DateTime<Utc>,
+        hours: u32,
+    },
+    /// An invoice the ERP marks captured/paid that paybridge did not capture.
+    CapturedElsewhere {
+        invoice: String,
+    },
+    HandsOff {
+        since: DateTime<Utc>,
     },
     /// An operation failed for good; `op` names it (`doc@purpose` of its id).
     OpFailed {
@@ -262,6 +323,11 @@ impl Problem {
             Problem::CreditSettled { .. } => Code::CreditSettled,
             Problem::ForeignCapture { .. } => Code::ForeignCapture,
             Problem::OpFailed { .. } => Code::OpFailed,
+            Problem::AuthorizationExpiring { .. } => Code::AuthorizationExpiring,
+            Problem::AuthorizationExpired { .. } => Code::AuthorizationExpired,
+            Problem::PendingTooLong { .. } => Code::PendingTooLong,
+            Problem::CapturedElsewhere { .. } => Code::CapturedElsewhere,
+            Problem::HandsOff { .. } => Code::HandsOff,
         }
     }
 
@@ -272,9 +338,9 @@ impl Problem {
     /// The document a per-document code names after its `:`.
     fn subject(&self) -> Option<&str> {
         match self {
-            Problem::CaptureExceeds { invoice, .. } | Problem::ShippedBeforeReceipt { invoice } => {
-                Some(invoice)
-            }
+            Problem::CaptureExceeds { invoice, .. }
+            | Problem::ShippedBeforeReceipt { invoice }
+            | Problem::CapturedElsewhere { invoice } => Some(invoice),
             Problem::RefundExceeds { doc, .. } => Some(doc),
             Problem::RefundWaits { credit }
             | Problem::CreditSettled { credit }
@@ -305,7 +371,9 @@ impl Problem {
             Problem::Pending(why) => {
                 format!("{why}; the order stays on HOLD and is checked again")
             }
-            Problem::NoBankDetails => "the PSP gave no transfer details for the prepayment".into(),
+            Problem::NoBankDetails => {
+                "the PSP gave no transfer details for the customer's payment".into()
+            }
             Problem::PartlyPaid => "the prepayment is only partly received".into(),
             Problem::Chargeback => "the customer charged the payment back".into(),
             Problem::CaptureExceeds {
@@ -342,7 +410,29 @@ impl Problem {
                 "credit note {credit} is already settled in the ERP (set \"no DTAUS\"); nothing was refunded"
             ),
             Problem::ForeignCapture { credit, invoice } => format!(
-                "credit note {credit} returns invoice {invoice}, which was captured before paybridge handled this order: refund it by hand"
+                "credit note {credit} returns money of {invoice}, captured before or outside paybridge: nothing was refunded, refund it by hand"
+            ),
+            Problem::AuthorizationExpiring { at, expires, open } => format!(
+                "the authorization of {} expires on {}: {open} is still to capture",
+                day(at),
+                day(expires)
+            ),
+            Problem::AuthorizationExpired {
+                at,
+                expired,
+                open,
+                invoices,
+            } => expired_text(at, expired, *open, invoices),
+            Problem::PendingTooLong { since, hours } => format!(
+                "the payment has been pending since {} (more than {hours} h): the order stays on HOLD",
+                minute(since)
+            ),
+            Problem::CapturedElsewhere { invoice } => format!(
+                "invoice {invoice} is marked paid in the ERP already: paybridge did not capture it"
+            ),
+            Problem::HandsOff { since } => format!(
+                "taken out of automation by an operator on {}: paybridge plans nothing for this order",
+                minute(since)
             ),
             Problem::OpFailed {
                 purpose, doc, why, ..
@@ -360,6 +450,31 @@ impl Problem {
             message: self.text(),
         }
     }
+}
+
+fn day(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+fn minute(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn expired_text(
+    at: &DateTime<Utc>,
+    expired: &DateTime<Utc>,
+    open: Money,
+    inv: &[String],
+) -> String {
+    let held = match inv {
+        [] => String::new(),
+        _ => format!("; no capture sent for invoice {}", inv.join(", ")),
+    };
+    format!(
+        "the authorization of {} expired on {} with {open} not captured (the PSP refuses a capture now){held}",
+        day(at),
+        day(expired)
+    )
 }
 
 #[cfg(test)]

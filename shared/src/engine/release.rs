@@ -1,6 +1,8 @@
 //! behaviour.md §3.1: is the payment accepted and does it match the order? Then release the
 //! order (standard mode: capture the whole amount first), keep it on HOLD while the payment is
-//! pending, or release it with a shipping lock and an error.
+//! pending (an error once it has been pending too long), or release it with a shipping lock and
+//! an error. Prepayment and the legacy Unzer Invoice / Invoice Secured get the transfer details
+//! written at release (seed 000: the customer-service fields).
 
 use super::{Cx, Facts, Problem, comments::LOCKED};
 use crate::config::Mode;
@@ -95,17 +97,67 @@ impl Cx<'_, '_> {
 
     /// Releases the order as the check, the family and the mode say.
     pub(super) fn release(&mut self, f: &Facts<'_>, pos: &Position) -> Result<(), MoneyError> {
-        match self.check(f.p, f.family, f.cfg.rounding_tolerance)? {
-            Check::Hold(why) => self.problem(Problem::Pending(why)),
+        let check = match self.check(f.p, f.family, f.cfg.rounding_tolerance)? {
+            Check::Accept => match self.expired_at_release(f, pos)? {
+                Some(why) => Check::Reject(why),
+                None => Check::Accept,
+            },
+            other => other,
+        };
+        match check {
+            Check::Hold(why) => self.pending(f, why),
             Check::Reject(why) => self.release_locked(&why),
             Check::Accept if f.family == MethodFamily::Prepayment => {
                 self.release_prepayment(f.p)?
+            }
+            Check::Accept if f.family == MethodFamily::InvoiceLegacy => {
+                self.release_invoice(f.p)?
             }
             Check::Accept if f.mode == Mode::Standard && pos.remaining()?.is_positive() => {
                 self.capture_before_release(pos)?
             }
             Check::Accept => self.release_plain("authorization checked, order released"),
         }
+        Ok(())
+    }
+
+    /// Still pending: a hint while the wait is short, an error once it has lasted
+    /// `pending_error_after_hours` since paybridge first saw the order. HOLD either way.
+    fn pending(&mut self, f: &Facts<'_>, why: String) {
+        let since = self.input.first_seen;
+        let hours = f.cfg.pending_error_after_hours;
+        let deadline = since + chrono::Duration::hours(i64::from(hours));
+        if self.input.now >= deadline {
+            self.problem(Problem::PendingTooLong { since, hours });
+        } else {
+            self.problem(Problem::Pending(why));
+            self.recheck(deadline);
+        }
+    }
+
+    /// The transfer details for the customer, or a hint that the PSP gave none.
+    fn transfer_details(&mut self, p: &PspPayment) -> Option<ErpWrite> {
+        match &p.bank_details {
+            Some(d) => Some(ErpWrite::TransferDetails { details: d.clone() }),
+            None => {
+                self.problem(Problem::NoBankDetails);
+                None
+            }
+        }
+    }
+
+    /// Legacy Unzer Invoice / Invoice Secured: released (the customer pays after delivery)
+    /// with the transfer details the customer pays to, unless paid already.
+    fn release_invoice(&mut self, p: &PspPayment) -> Result<(), MoneyError> {
+        if p.received_in_full()? {
+            self.release_plain("invoice payment received, order released");
+            return Ok(());
+        }
+        let mut w: Vec<ErpWrite> = self.transfer_details(p).into_iter().collect();
+        w.push(ErpWrite::Release);
+        w.push(self.comment("authorization checked, order released with the transfer details"));
+        let id = self.order().order_id.clone();
+        self.plan(DocKind::Order, &id, Purpose::Release, None, w);
         Ok(())
     }
 
@@ -129,11 +181,7 @@ impl Cx<'_, '_> {
             self.release_plain("prepayment received, order released");
             return Ok(());
         }
-        let mut w = Vec::new();
-        match &p.bank_details {
-            Some(d) => w.push(ErpWrite::TransferDetails { details: d.clone() }),
-            None => self.problem(Problem::NoBankDetails),
-        }
+        let mut w: Vec<ErpWrite> = self.transfer_details(p).into_iter().collect();
         w.push(ErpWrite::SetShippingLock);
         w.push(ErpWrite::Release);
         w.push(self.comment("released with shipping lock until the prepayment is received"));

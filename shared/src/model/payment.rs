@@ -8,6 +8,7 @@
 //! outcome is resolved by fetching the payment.
 
 use crate::money::{Currency, Money, MoneyError};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Payment state.
@@ -54,6 +55,10 @@ pub struct PspTransaction {
     pub amount: Money,
     /// Our operation id, when the transaction was made by paybridge.
     pub reference: Option<String>,
+    /// When the PSP made the transaction, where it says (the authorization's age decides
+    /// whether it can still be captured).
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// The 17 payment methods of seed 000 (the PSP's type code in the comment).

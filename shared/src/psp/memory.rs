@@ -75,6 +75,7 @@ impl MemoryPsp {
         let n = s.tx_seq;
         if let Some(p) = s.payments.get_mut(payment_id) {
             p.transactions.push(PspTransaction {
+                at: None,
                 id: format!("s-chg-r{n}"),
                 kind: TxKind::Charge,
                 status: TxStatus::Success,
@@ -131,6 +132,7 @@ impl MemoryPsp {
         }
         let id = format!("{prefix}-{n}");
         p.transactions.push(PspTransaction {
+            at: None,
             id: id.clone(),
             kind,
             status: TxStatus::Success,

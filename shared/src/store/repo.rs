@@ -64,6 +64,17 @@ pub struct OrderRecord {
     /// payment); `None` once a read succeeds. The evaluation is repeated after as long again.
     #[serde(default)]
     pub psp_unreadable_since: Option<DateTime<Utc>>,
+    /// When paybridge first saw the order (records from before this field: their first
+    /// evaluation after the upgrade).
+    #[serde(default)]
+    pub first_seen_at: Option<DateTime<Utc>>,
+    /// Since when an operator has taken the order out of automation ("hands-off"), if so.
+    #[serde(default)]
+    pub hands_off_since: Option<DateTime<Utc>>,
+    /// When the last decision may change by the clock alone: the record is in the recheck
+    /// index until then (unless it has open errors), and the sweep evaluates it when due.
+    #[serde(default)]
+    pub recheck_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
     pub version: u64,
@@ -79,6 +90,9 @@ impl OrderRecord {
             notified: Vec::new(),
             psp: None,
             psp_unreadable_since: None,
+            first_seen_at: Some(now),
+            hands_off_since: None,
+            recheck_at: None,
             updated_at: now,
             version: 0,
         }
@@ -217,9 +231,14 @@ impl<'s> Repo<'s> {
 
     fn order_item(rec: &OrderRecord) -> Result<Item, StoreError> {
         let mut item = Item::new(rec.key.pk(), "ORDER", body(rec)?);
+        // One index entry per item: an order with open errors is listed as a problem (the
+        // operator looks at it); otherwise one that waits for the clock is listed by when.
         if rec.open_errors().next().is_some() {
             item.gsi_pk = Some(format!("T#{}#PROBLEM", rec.key.tenant));
             item.gsi_sk = Some(format!("{}#{}", ts(rec.updated_at), rec.key.pk()));
+        } else if let Some(at) = rec.recheck_at {
+            item.gsi_pk = Some(format!("T#{}#RECHECK", rec.key.tenant));
+            item.gsi_sk = Some(format!("{}#{}", ts(at), rec.key.pk()));
         }
         item.version = rec.version;
         Ok(item)
@@ -391,6 +410,35 @@ impl<'s> Repo<'s> {
             .collect()
     }
 
+    /// Items of an index whose sort time has come by `now`, oldest first.
+    async fn due_items(
+        &self,
+        gsi: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let max = format!("{}#\u{10FFFF}", ts(now));
+        self.store
+            .query_index(gsi, Some(&max), limit, now.timestamp())
+            .await
+    }
+
+    /// Orders whose recheck time has come by `now` (the sweep evaluates them again).
+    pub async fn due_rechecks(
+        &self,
+        tenant: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OrderKey>, StoreError> {
+        let items = self
+            .due_items(&format!("T#{tenant}#RECHECK"), now, limit)
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| OrderKey::from_pk(&i.pk))
+            .collect())
+    }
+
     /// Operations due by `now` (the outbox sweep: planned but never enqueued, whose job was
     /// lost, or finished without their follow-up evaluation).
     pub async fn due_ops(
@@ -399,15 +447,8 @@ impl<'s> Repo<'s> {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(OrderKey, String)>, StoreError> {
-        let max = format!("{}#\u{10FFFF}", ts(now));
         let items = self
-            .store
-            .query_index(
-                &format!("T#{tenant}#OPEN"),
-                Some(&max),
-                limit,
-                now.timestamp(),
-            )
+            .due_items(&format!("T#{tenant}#OPEN"), now, limit)
             .await?;
         Ok(items
             .iter()

@@ -19,7 +19,7 @@ fn spec_3_4_whole_order_cancelled_per_mode() {
         let d = s.step();
         assert_eq!(purposes(&d), [purpose], "{mode:?}");
         assert_eq!(d.plans[0].psp, call);
-        assert_eq!(s.decide(), Decision::default(), "sent once");
+        assert_eq!(idle(s.decide()), Decision::default(), "sent once");
         let pos = s.psp.as_ref().unwrap().position().unwrap();
         assert!(pos.remaining().unwrap().is_zero() && pos.refundable().unwrap().is_zero());
     }
@@ -99,7 +99,7 @@ fn spec_3_4_whole_order_cancelled_paylater_cancels_before_the_term_and_nothing_a
         s.invoice("R1", "60.00", &["L1"]);
         s.settle();
         s.cancel(&["L1", "L2", "L3"], STO);
-        assert_eq!(s.decide_any_mode(), Decision::default(), "{method:?}");
+        assert_eq!(idle(s.decide_any_mode()), Decision::default(), "{method:?}");
     }
 }
 
@@ -142,7 +142,7 @@ fn spec_3_4_lines_cancelled_standard_refunded_once_closed() {
         );
         assert_eq!(d.plans[0].psp, refund(eur("30.00"), RefundReason::Cancel));
         assert_eq!(d.plans[1].psp, refund(eur("10.00"), RefundReason::Cancel));
-        assert_eq!(s.decide(), Decision::default(), "refunded once");
+        assert_eq!(idle(s.decide()), Decision::default(), "refunded once");
     }
 }
 
@@ -151,7 +151,7 @@ fn spec_3_4_lines_cancelled_expert_sends_nothing_but_closes_after_the_last_deliv
     let mut s = S::new(PM::Card, Expert, LINES).released();
     s.cancel(&["L2"], STO);
     assert_eq!(
-        s.decide(),
+        idle(s.decide()),
         Decision::default(),
         "no refund, no reversal per line"
     );
@@ -160,7 +160,7 @@ fn spec_3_4_lines_cancelled_expert_sends_nothing_but_closes_after_the_last_deliv
     s.invoice("R2", "10.00", &["L3"]);
     s.step();
     assert_eq!(
-        s.decide(),
+        idle(s.decide()),
         Decision::default(),
         "not before the order is CLOSED"
     );
@@ -177,7 +177,7 @@ fn spec_3_4_lines_cancelled_prepayment_aggregated_once_closed_or_received() {
     s.cancel(&["L2"], STO);
     s.cancel(&["L3"], NLB);
     assert_eq!(
-        s.decide_any_mode(),
+        idle(s.decide_any_mode()),
         Decision::default(),
         "OPEN and nothing received: wait"
     );
@@ -226,7 +226,7 @@ fn spec_3_4_later_cancelled_lines_form_a_new_aggregate_and_are_never_resent() {
         (purposes(&d), d.plans[0].doc_id.as_str()),
         (vec![P::CancelLines], "L2+L3")
     );
-    assert_eq!(s.decide(), Decision::default());
+    assert_eq!(idle(s.decide()), Decision::default());
     s.cancel(&["L4"], NLB);
     let d = s.step();
     assert_eq!(purposes(&d), [P::CancelLines]);
@@ -234,7 +234,7 @@ fn spec_3_4_later_cancelled_lines_form_a_new_aggregate_and_are_never_resent() {
         (d.plans[0].doc_id.as_str(), d.plans[0].psp.clone()),
         ("L4", reverse(eur("5.00")))
     );
-    assert_eq!(s.decide(), Decision::default());
+    assert_eq!(idle(s.decide()), Decision::default());
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn spec_3_4_lines_cancelled_legacy_invoice_aggregated_once_closed() {
     for method in [PM::Invoice, PM::InvoiceSecured] {
         let mut s = S::new(method, Standard, LINES).released();
         s.cancel(&["L2", "L3"], STO);
-        assert_eq!(s.decide_any_mode(), Decision::default(), "{method:?}");
+        assert_eq!(idle(s.decide_any_mode()), Decision::default(), "{method:?}");
         s.order.status = OrderStatus::Closed;
         let d = s.decide_any_mode();
         assert_eq!(purposes(&d), [P::CancelLines]);
@@ -259,7 +259,7 @@ fn spec_3_4_lines_cancelled_paylater_invoice_aggregated_once_the_term_started() 
         let mut s = S::new(method, Expert, LINES).released();
         s.cancel(&["L2", "L3"], STO);
         assert_eq!(
-            s.decide_any_mode(),
+            idle(s.decide_any_mode()),
             Decision::default(),
             "{method:?}: term not started"
         );
@@ -297,10 +297,10 @@ fn spec_3_4_lines_cancelled_paylater_debit_sends_nothing() {
         s.invoice("R1", "60.00", &["L1"]);
         s.settle();
         s.cancel(&["L2", "L3"], STO);
-        assert_eq!(s.decide_any_mode(), Decision::default(), "{method:?}");
+        assert_eq!(idle(s.decide_any_mode()), Decision::default(), "{method:?}");
         s.order.status = OrderStatus::Closed;
         assert_eq!(
-            s.decide_any_mode(),
+            idle(s.decide_any_mode()),
             Decision::default(),
             "{method:?}: the remainder expires"
         );

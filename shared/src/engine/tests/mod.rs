@@ -91,6 +91,7 @@ fn bank() -> BankDetails {
 
 fn tx(kind: TxKind, status: TxStatus, amount: Money) -> PspTransaction {
     PspTransaction {
+        at: None,
         id: format!("s-{kind:?}-shop"),
         kind,
         status,
@@ -125,7 +126,8 @@ fn payment(method: PM, kind: TxKind, status: TxStatus, amount: Money) -> PspPaym
         method,
         currency: amount.currency(),
         transactions: vec![tx(kind, status, amount)],
-        bank_details: (method == PM::Prepayment).then(bank),
+        bank_details: matches!(method, PM::Prepayment | PM::Invoice | PM::InvoiceSecured)
+            .then(bank),
     }
 }
 
@@ -136,6 +138,20 @@ struct S {
     psp: Option<PspPayment>,
     ledger: Vec<Operation>,
     cfg: MethodConfig,
+    /// When paybridge first saw the order (default: [`now`]).
+    first_seen: DateTime<Utc>,
+    hands_off: Option<DateTime<Utc>>,
+    /// The decision's clock (default: [`now`]).
+    at: DateTime<Utc>,
+}
+
+/// The decision without its recheck time: "nothing to do now" whether or not a later
+/// evaluation is asked for (the lifetime tests assert the recheck themselves).
+fn idle(d: Decision) -> Decision {
+    Decision {
+        recheck_at: None,
+        ..d
+    }
 }
 
 impl S {
@@ -169,6 +185,9 @@ impl S {
             psp: Some(payment(method, kind, status, total)),
             ledger: vec![],
             cfg: config(mode),
+            first_seen: now(),
+            hands_off: None,
+            at: now(),
         }
     }
 
@@ -188,7 +207,9 @@ impl S {
             psp: self.psp.as_ref(),
             ledger: &self.ledger,
             config: Some(&self.cfg),
-            now: now(),
+            now: self.at,
+            first_seen: self.first_seen,
+            hands_off: self.hands_off,
         })
     }
 
@@ -245,6 +266,7 @@ impl S {
             };
             let id = format!("s-tx-{}", p.transactions.len());
             p.transactions.push(PspTransaction {
+                at: None,
                 id: id.clone(),
                 kind,
                 status: TxStatus::Success,

@@ -162,6 +162,7 @@ impl Psp for UnzerPsp {
                 )));
             }
             return Ok(Some(PspTransaction {
+                at: None,
                 id: tx.id.clone(),
                 kind,
                 status: tx_status_of(&reply, tx),

@@ -48,6 +48,7 @@ impl UnzerPsp {
             .cmp_to(&amount)
             .map_err(|e| PspError::BadReply(e.to_string()))?;
         let tx = |id: &str, status| PspTransaction {
+            at: None,
             id: id.to_string(),
             kind: TxKind::CancelCharge,
             status,

@@ -467,6 +467,20 @@ pub fn pending_initial_charge(m: PaymentMethod) -> bool {
     )
 }
 
+/// A transaction's `date` (`yyyy-MM-dd HH:mm:ss`, no zone: reference unzer.md §fetch; the
+/// zone is not documented). Read as German local time, the earlier of the two plausible
+/// readings (UTC would be up to two hours later), so an authorization's age is never
+/// underestimated. `None` for a missing or unreadable date.
+pub fn tx_date(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let local = chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    let berlin = |t: chrono::NaiveDateTime| t.and_local_timezone(chrono_tz::Europe::Berlin);
+    // A time inside the spring-forward gap does not exist locally: read it an hour earlier.
+    berlin(local)
+        .earliest()
+        .or_else(|| berlin(local - chrono::Duration::hours(1)).earliest())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// One transaction of a fetched payment, with the parts of its url the connector needs.
 #[derive(Debug, Clone)]
 pub struct TxRef {
@@ -478,6 +492,8 @@ pub struct TxRef {
     pub url: url::Url,
     /// For a charge cancel on one charge (`…/charges/{chgId}/cancels/{cnlId}`): that charge id.
     pub parent_charge: Option<String>,
+    /// The entry's `date`, when present and readable ([`tx_date`]).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A fetched payment: the model view plus the url-level detail behind it.
@@ -508,6 +524,7 @@ impl TryFrom<WirePayment> for PaymentView {
             transactions: txs
                 .iter()
                 .map(|t| PspTransaction {
+                    at: t.at,
                     id: t.id.clone(),
                     kind: t.kind,
                     status: t.status,
@@ -604,6 +621,7 @@ impl TxRef {
             id,
             url,
             parent_charge,
+            at: e.date.as_deref().and_then(tx_date),
         }))
     }
 }

@@ -237,6 +237,8 @@ pub fn check(f: &Final) -> Findings {
             ledger: &f.ops,
             config: Some(&f.cfg),
             now: f.now,
+            first_seen: f.now,
+            hands_off: None,
         });
         for p in &d.plans {
             out.lost.push(format!(

@@ -280,7 +280,7 @@ pub async fn poll(sim: &Arc<Sim>, parts: &Parts, prefix: &str) -> PollSeen {
     let died = sim.end();
     PollSeen {
         busy: r.as_ref().map_or(true, |r| {
-            r.ops_planned > 0 || r.swept_ops > 0 || r.swept_events > 0
+            r.ops_planned > 0 || r.swept_ops > 0 || r.swept_events > 0 || r.swept_rechecks > 0
         }),
         planned: r.as_ref().is_ok_and(|r| r.ops_planned > 0),
         read: !died
@@ -394,6 +394,7 @@ fn initial_payment(o: &OrderDraw) -> PspPayment {
         method,
         currency: o.currency,
         transactions: vec![PspTransaction {
+            at: None,
             id: "s-init-1".into(),
             kind,
             status,

@@ -138,3 +138,28 @@ fn all_seventeen_methods_but_the_piv_alias_come_from_type_ids() {
     assert_eq!(method_from_type_id("s-kla-x"), None);
     assert!(is_paylater(InvoicePaylater));
 }
+
+#[test]
+fn transaction_dates_are_read_as_german_local_time() {
+    let utc = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    // Winter (UTC+1), summer (UTC+2), the autumn hour that exists twice (the earlier one),
+    // the spring hour that does not exist (read an hour earlier).
+    assert_eq!(
+        tx_date("2026-01-15 10:00:00"),
+        Some(utc("2026-01-15T09:00:00Z"))
+    );
+    assert_eq!(
+        tx_date("2026-07-15 10:00:00"),
+        Some(utc("2026-07-15T08:00:00Z"))
+    );
+    assert_eq!(
+        tx_date("2026-10-25 02:30:00"),
+        Some(utc("2026-10-25T00:30:00Z"))
+    );
+    assert_eq!(
+        tx_date("2026-03-29 02:30:00"),
+        Some(utc("2026-03-29T00:30:00Z"))
+    );
+    assert_eq!(tx_date("15.01.2026 10:00"), None);
+    assert_eq!(tx_date(""), None);
+}
