@@ -142,7 +142,6 @@ const FULL_CONFIG: &str = r#"[tenant]
 id = "acme"
 timezone = "Europe/Berlin"
 quiet_hours = "00:00-04:00"
-notify_email = "ops@example.com"
 
 [server]
 listen = "127.0.0.1:8080"
