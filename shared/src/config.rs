@@ -211,7 +211,6 @@ pub struct Tenant {
     pub id: String,
     pub timezone: chrono_tz::Tz,
     pub quiet_hours: Option<QuietHours>,
-    pub notify_email: Option<String>,
     /// New events for payments with no known order (early or forged webhooks) accepted per
     /// hour; more are answered 429. Events for known payments are never refused.
     pub unverified_events_per_hour: u32,
@@ -331,10 +330,29 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             // Without a span (rare) the error is about the document: its first line.
             let (line, column) = e.span().map_or((1, 1), |s| loc.line_col(s.start));
-            ConfigError::new(file, (line, column), &loc.key_on_line(line), e.message())
+            let message = removed_key(e.message()).unwrap_or(e.message());
+            ConfigError::new(file, (line, column), &loc.key_on_line(line), message)
         })?;
         raw.validate(&loc)
     }
+}
+
+/// Keys an earlier version of the file had, each with what to write instead: a file that still
+/// has one gets this message at the key rather than serde's generic "unknown field".
+const REMOVED_KEYS: &[(&str, &str)] = &[(
+    "notify_email",
+    "`notify_email` is no longer read: problem e-mails go to `smtp.to`; \
+     remove it and set `to` in the [smtp] section instead",
+)];
+
+/// The message for an "unknown field" error about a removed key.
+fn removed_key(message: &str) -> Option<&'static str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, _) = rest.split_once('`')?;
+    REMOVED_KEYS
+        .iter()
+        .find(|(removed, _)| *removed == key)
+        .map(|(_, instead)| *instead)
 }
 
 struct Locator<'a> {
@@ -393,8 +411,6 @@ struct RawTenant {
     /// `"00:00-04:00"`, or `"off"`.
     #[serde(default)]
     quiet_hours: Option<Spanned<String>>,
-    #[serde(default)]
-    notify_email: Option<String>,
     #[serde(default)]
     unverified_events_per_hour: Option<Spanned<u32>>,
 }

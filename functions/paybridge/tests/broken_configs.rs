@@ -16,7 +16,9 @@
 //!   non-loopback and credential-carrying `api_host`, inline method tables, URLs with a password,
 //!   junk after a table header, zero-length quiet hours, out-of-range poll intervals, unreadable
 //!   configuration files (missing, a directory, `/dev/zero`, too large, binary, not UTF-8) and
-//!   unreadable fixtures.
+//!   unreadable fixtures;
+//! - the limits: a third `[[erp]]`, the removed `tenant.notify_email` (pointing at `smtp.to`),
+//!   pixi booking event codes longer than 3 characters (the example's own codes on pixi pass).
 //!
 //! Each must exit with code 2 and name `file:line:col` with line ≥ 1 (the exact line where the
 //! shape knows it), or — for a configuration file that cannot be read at all — a file-level
@@ -153,6 +155,8 @@ enum Expect {
     Located(Option<usize>),
     /// Exit code 2 at exactly this line and column.
     At(usize, usize),
+    /// Exit code 2 at this line, the error saying this.
+    Says(usize, &'static str),
     /// Exit code 2 and `file: (file): …`, no position.
     FileLevel,
     /// Exit code 0: an optional field removed (proves the list of required fields).
@@ -626,6 +630,60 @@ fn finding_shapes(base: &str) -> Vec<Shape> {
         .collect()
 }
 
+/// The limits of the file: a third connection, a removed key, pixi's event codes.
+fn limit_shapes(base: &str) -> Vec<Shape> {
+    let mut out = Vec::new();
+    let third = format!(
+        "{base}\n[[erp]]\nid = \"third\"\nkind = \"memory\"\nfixtures = \"examples/orders.json\"\n"
+    );
+    let header = base.lines().count() + 2;
+    out.push(shape(
+        "limit",
+        "a third [[erp]]".into(),
+        third,
+        Expect::Says(header, "at most two ERP connections per tenant"),
+    ));
+    let quiet = "quiet_hours = \"00:00-04:00\"";
+    let i = base.lines().position(|l| l == quiet).expect(quiet);
+    let with = [
+        quiet.to_string(),
+        "notify_email = \"ops@example.com\"".into(),
+    ];
+    out.push(shape(
+        "limit",
+        "tenant.notify_email".into(),
+        edit(base, i, &with),
+        Expect::Says(i + 2, "smtp.to"),
+    ));
+    // The first method on the (inactive) pixi connection: the example's codes are pixi's.
+    let erp = base
+        .lines()
+        .position(|l| l == "erp = \"demo\"")
+        .expect("method erp");
+    let on_pixi = edit(base, erp, &["erp = \"later\"".to_string()]);
+    out.push(shape(
+        "limit",
+        "the example's event codes on pixi".into(),
+        on_pixi.clone(),
+        Expect::Accepted,
+    ));
+    for key in ["invoice_event", "return_event"] {
+        let j = (on_pixi.lines().enumerate())
+            .skip(erp)
+            .find(|(_, l)| l.starts_with(&format!("{key} = ")))
+            .map(|(j, _)| j)
+            .expect("event line");
+        let text = edit(&on_pixi, j, &[format!("{key} = \"ZE-CARD\"")]);
+        out.push(shape(
+            "limit",
+            format!("pixi {key} of 7 characters"),
+            text,
+            Expect::Says(j + 1, "at most 3 characters"),
+        ));
+    }
+    out
+}
+
 /// Configuration files that cannot be read: file-level errors, or the bad byte's position.
 fn unreadable_shapes(base: &str, dir: &Path) -> Vec<Shape> {
     let file = |name: &str, input: Input, expect: Expect| Shape {
@@ -769,6 +827,13 @@ fn location_problems(expect: &Expect, path: &Path, stderr: &str) -> Vec<String> 
             _ => vec![],
         },
         (Some(l), Some(c), Expect::At(wl, wc)) if (l, c) == (*wl, *wc) => vec![],
+        (Some(l), Some(c), Expect::Says(wl, text)) if l == *wl && c >= 1 => {
+            if error.contains(text) {
+                vec![]
+            } else {
+                vec![format!("the error does not say {text:?}: {error}")]
+            }
+        }
         _ => vec![format!(
             "no line:col ≥ 1 (or not the expected one): {error}"
         )],
@@ -792,6 +857,7 @@ fn broken_configs_are_located_and_print_no_secret() {
     shapes.extend(unzer_shapes(&base));
     shapes.extend(inline_shapes(&base));
     shapes.extend(finding_shapes(&base));
+    shapes.extend(limit_shapes(&base));
     shapes.extend(unreadable_shapes(&base, dir.path()));
     let mut failures = Vec::new();
     let mut kinds = std::collections::BTreeMap::<&str, usize>::new();

@@ -46,7 +46,7 @@ const KNOWN_KEYS: &[&str] = &[
     "id",
     "timezone",
     "quiet_hours",
-    "notify_email",
+    "unverified_events_per_hour",
     "listen",
     "database",
     "poll_interval_secs",
@@ -63,6 +63,8 @@ const KNOWN_KEYS: &[&str] = &[
     "invoice_event",
     "return_event",
     "rounding_tolerance",
+    "authorization_validity_days",
+    "pending_error_after_hours",
     "public_key",
     "private_key",
     "api_host",
@@ -96,9 +98,19 @@ fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
+/// Keys of the configuration that contain a secret-looking part ([`SECRET_PARTS`]) but hold
+/// none: spelt exactly, they are ordinary fields (a misspelling of one is still judged by its
+/// parts).
+const NOT_SECRET_KEYS: &[&str] = &["authorization_validity_days"];
+
 /// Whether a field name is (or is a misspelling of) one that holds a secret. Dotted and indexed
 /// names (`method[0].private_key`) are judged by all their parts.
 pub fn is_secret_field(name: &str) -> bool {
+    let (head, last) = name.rsplit_once('.').unwrap_or(("", name));
+    if NOT_SECRET_KEYS.contains(&last) {
+        // Still secret under a secret-bearing table or dotted key (`pasword.…`).
+        return !head.is_empty() && is_secret_field(head);
+    }
     let lower = name.to_ascii_lowercase();
     let compact: String = lower.chars().filter(char::is_ascii_alphanumeric).collect();
     if SECRET_PARTS.iter().any(|p| compact.contains(p)) {

@@ -1,5 +1,6 @@
 //! Unit tests of configuration loading and its located errors.
 
+use super::validate::DEFAULT_PENDING_ERROR_HOURS;
 use super::*;
 
 const GOOD: &str = r#"
@@ -178,4 +179,340 @@ fn the_budget_of_unverified_events_has_a_default_and_a_range() {
             "{bad}: {e}"
         );
     }
+}
+
+/// [`GOOD`] with its connection switched to `kind = "memory"`.
+fn good_on_memory() -> String {
+    GOOD.replace(
+        "kind = \"pixi\"\nurl = \"https://pixi.example/soap\"\nuser = \"api\"\npassword = \"env:PIXI_PW\"",
+        "kind = \"memory\"\nfixtures = \"orders.json\"",
+    )
+}
+
+#[test]
+fn pixi_event_codes_longer_than_three_characters_are_located() {
+    for (line, from, to) in [
+        (19, "invoice_event = \"ZE\"", "invoice_event = \"ZE-CARD\""),
+        (20, "return_event = \"RE\"", "return_event = \"REKX\""),
+    ] {
+        let bad = GOOD.replace(from, to);
+        let e = Config::parse(&bad, "ev.toml").unwrap_err();
+        let field = format!("method[0].{}", from.split(' ').next().unwrap());
+        assert_eq!(
+            (e.line, e.column, e.field.as_str()),
+            (line, to.find('"').unwrap() + 1, field.as_str()),
+            "{e}"
+        );
+        assert!(e.message.contains("pixi event codes"), "{e}");
+        assert!(e.message.contains("at most 3 characters"), "{e}");
+    }
+    // Three characters (counted as characters, not bytes) are fine.
+    for code in ["ZEK", "ÄÖÜ", "Z"] {
+        let ok = GOOD.replace(
+            "invoice_event = \"ZE\"",
+            &format!("invoice_event = \"{code}\""),
+        );
+        let c = Config::parse(&ok, "ev.toml").unwrap();
+        assert_eq!(c.methods[0].invoice_event, code);
+    }
+    // The limit is pixi's: a memory connection takes longer codes.
+    let memory = good_on_memory().replace("invoice_event = \"ZE\"", "invoice_event = \"ZE-CARD\"");
+    assert_ne!(memory, GOOD);
+    let c = Config::parse(&memory, "ev.toml").unwrap();
+    assert_eq!(c.methods[0].invoice_event, "ZE-CARD");
+}
+
+#[test]
+fn a_pixi_connection_that_is_inactive_still_checks_its_event_codes() {
+    let bad = GOOD
+        .replace("kind = \"pixi\"", "kind = \"pixi\"\nactive = false")
+        .replace("return_event = \"RE\"", "return_event = \"RE-PREPAY\"");
+    let e = Config::parse(&bad, "ev.toml").unwrap_err();
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (21, "method[0].return_event"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_third_erp_connection_is_refused_at_its_table() {
+    let conn =
+        |id: &str| format!("\n[[erp]]\nid = \"{id}\"\nkind = \"memory\"\nfixtures = \"o.json\"\n");
+    let two = format!("{GOOD}{}", conn("second"));
+    let c = Config::parse(&two, "erp.toml").unwrap();
+    assert_eq!(c.erp.len(), 2);
+    let three = format!("{two}{}", conn("third"));
+    let header = three.lines().count() - 3;
+    assert_eq!(three.lines().nth(header - 1), Some("[[erp]]"));
+    let e = Config::parse(&three, "erp.toml").unwrap_err();
+    assert_eq!(e.field, "erp", "{e}");
+    assert_eq!(e.message, "at most two ERP connections per tenant", "{e}");
+    assert_eq!(
+        (e.line, e.column),
+        (header, 1),
+        "at the third [[erp]] (line {header}): {e}"
+    );
+}
+
+#[test]
+fn notify_email_is_refused_with_a_pointer_to_smtp_to() {
+    let bad = GOOD.replace(
+        "timezone = \"Europe/Berlin\"",
+        "timezone = \"Europe/Berlin\"\nnotify_email = \"ops@example.com\"",
+    );
+    let e = Config::parse(&bad, "n.toml").unwrap_err();
+    assert_eq!(
+        (e.line, e.column, e.field.as_str()),
+        (5, 1, "notify_email"),
+        "{e}"
+    );
+    assert!(e.message.contains("smtp.to"), "{e}");
+    assert!(!e.message.contains("unknown field"), "{e}");
+    assert!(!e.to_string().contains("ops@example.com"), "{e}");
+    // Any other unknown key keeps serde's message, which no longer offers notify_email.
+    let bad = GOOD.replace("timezone = ", "time_zone = ");
+    let e = Config::parse(&bad, "n.toml").unwrap_err();
+    assert!(e.message.contains("unknown field `time_zone`"), "{e}");
+    assert!(!e.message.contains("notify_email"), "{e}");
+}
+
+#[test]
+fn method_validity_and_pending_hours_have_defaults() {
+    let c = Config::parse(GOOD, "m.toml").unwrap();
+    assert_eq!(c.methods[0].authorization_validity_days, None);
+    assert_eq!(
+        c.methods[0].pending_error_after_hours,
+        DEFAULT_PENDING_ERROR_HOURS
+    );
+    assert_eq!(DEFAULT_PENDING_ERROR_HOURS, 24);
+    let with = GOOD.replace(
+        "rounding_tolerance = 2",
+        "rounding_tolerance = 2\nauthorization_validity_days = 29\npending_error_after_hours = 48",
+    );
+    let c = Config::parse(&with, "m.toml").unwrap();
+    assert_eq!(c.methods[0].authorization_validity_days, Some(29));
+    assert_eq!(c.methods[0].pending_error_after_hours, 48);
+}
+
+#[test]
+fn method_validity_and_pending_hours_are_range_checked_at_the_value() {
+    let with = |line: &str| {
+        GOOD.replace(
+            "rounding_tolerance = 2",
+            &format!("rounding_tolerance = 2\n{line}"),
+        )
+    };
+    for (key, value, ok) in [
+        ("authorization_validity_days", "0", false),
+        ("authorization_validity_days", "1", true),
+        ("authorization_validity_days", "365", true),
+        ("authorization_validity_days", "366", false),
+        ("pending_error_after_hours", "0", false),
+        ("pending_error_after_hours", "1", true),
+        ("pending_error_after_hours", "720", true),
+        ("pending_error_after_hours", "721", false),
+    ] {
+        let line = format!("{key} = {value}");
+        let text = with(&line);
+        match Config::parse(&text, "m.toml") {
+            Ok(c) if ok => {
+                let m = &c.methods[0];
+                let got = match key {
+                    "authorization_validity_days" => m.authorization_validity_days.unwrap(),
+                    _ => m.pending_error_after_hours,
+                };
+                assert_eq!(got.to_string(), value, "{line}");
+            }
+            Ok(_) => panic!("{line} accepted"),
+            Err(e) if !ok => {
+                let column = key.len() + 4;
+                assert_eq!(
+                    (e.line, e.column, e.field.clone()),
+                    (22, column, format!("method[0].{key}")),
+                    "{line}: {e}"
+                );
+                assert!(e.message.contains("must be between 1 and"), "{line}: {e}");
+                let shown = e.to_string();
+                assert!(shown.contains(key), "the field name is readable: {shown}");
+            }
+            Err(e) => panic!("{line} refused: {e}"),
+        }
+    }
+    // A negative value is a type error, located at the same line.
+    let e = Config::parse(&with("pending_error_after_hours = -1"), "m.toml").unwrap_err();
+    assert_eq!(e.line, 22, "{e}");
+}
+
+/// `paybridge.example.toml` of the repository.
+fn example() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../paybridge.example.toml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_example_config_parses_with_its_methods() {
+    let c = Config::parse(&example(), "paybridge.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.tenant.id, "demo-shop");
+    assert_eq!(c.erp.len(), 1);
+    assert_eq!(
+        (c.erp[0].id.as_str(), c.erp[0].kind),
+        ("demo", ErpKind::Memory)
+    );
+    let methods: Vec<_> = c
+        .methods
+        .iter()
+        .map(|m| {
+            (
+                m.key(),
+                m.psp,
+                m.mode,
+                m.invoice_event.as_str(),
+                m.return_event.as_str(),
+                m.rounding_tolerance,
+            )
+        })
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            (
+                ("demo", "01", "UNZER_CARD"),
+                PspKind::Memory,
+                Mode::Expert,
+                "ZEK",
+                "REK",
+                2
+            ),
+            (
+                ("demo", "01", "UNZER_CARD_STD"),
+                PspKind::Memory,
+                Mode::Standard,
+                "ZEK",
+                "REK",
+                2
+            ),
+            (
+                ("demo", "01", "UNZER_PREPAYMENT"),
+                PspKind::Memory,
+                Mode::Expert,
+                "ZEV",
+                "REV",
+                0
+            ),
+        ]
+    );
+    for m in &c.methods {
+        assert!(m.active);
+        assert_eq!(m.authorization_validity_days, None);
+        assert_eq!(m.pending_error_after_hours, DEFAULT_PENDING_ERROR_HOURS);
+        // Parsed, not resolved: the reference is kept as written.
+        assert!(matches!(m.account.private_key, SecretRef::Plain(_)));
+    }
+    assert!(c.smtp.is_none());
+}
+
+/// Every commented-out `key = value` line and `[table]` header of the example, uncommented,
+/// still parses: the documented optional fields (the `[smtp]` section included) are real.
+#[test]
+fn the_example_config_parses_with_every_commented_field_uncommented() {
+    let is_key = |s: &str| {
+        s.split_once(" = ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+    };
+    let is_table = |s: &str| {
+        s.strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .is_some_and(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    };
+    let mut uncommented = Vec::new();
+    let text: Vec<String> = example()
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if is_key(rest) || is_table(rest) => {
+                uncommented.push(rest.split(" = ").next().unwrap_or(rest).to_string());
+                rest.to_string()
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    for key in [
+        "unverified_events_per_hour",
+        "url",
+        "authorization_validity_days",
+        "pending_error_after_hours",
+        "[smtp]",
+        "host",
+        "port",
+        "user",
+        "password",
+        "from",
+        "to",
+        "starttls",
+    ] {
+        assert!(
+            uncommented.iter().any(|k| k == key),
+            "{key} not among {uncommented:?}"
+        );
+    }
+    let c = Config::parse(&(text.join("\n") + "\n"), "example-all.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.tenant.unverified_events_per_hour, 2000);
+    assert_eq!(c.methods[0].authorization_validity_days, Some(7));
+    assert_eq!(c.methods[0].pending_error_after_hours, 24);
+    let smtp = c.smtp.expect("[smtp] uncommented");
+    assert_eq!(
+        (
+            smtp.host.as_str(),
+            smtp.port,
+            smtp.from.as_str(),
+            smtp.to.as_str(),
+            smtp.starttls
+        ),
+        (
+            "smtp.example.com",
+            587,
+            "paybridge@example.com",
+            "ops@example.com",
+            true
+        )
+    );
+    assert_eq!(smtp.user.as_deref(), Some("paybridge"));
+    assert_eq!(smtp.password, Some(SecretRef::Env("SMTP_PASSWORD".into())));
+}
+
+/// The example's event codes are valid for pixi too (the example runs on a memory connection,
+/// where any code is taken; an operator copies them into a pixi config).
+#[test]
+fn the_example_event_codes_are_valid_for_pixi() {
+    let text = example().replacen(
+        "kind = \"memory\"",
+        "kind = \"pixi\"\nurl = \"https://pixi.example/soap\"\nuser = \"api\"\npassword = \"env:PIXI_PW\"",
+        1,
+    );
+    let c = Config::parse(&text, "example-pixi.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.erp[0].kind, ErpKind::Pixi);
+    assert_eq!(c.methods.len(), 3);
+}
+
+/// `authorization_validity_days` holds "auth" but no secret: its errors and its source line
+/// stay readable; under a secret-bearing key it is masked as before.
+#[test]
+fn authorization_validity_days_is_not_masked_as_a_secret() {
+    assert!(!redact::is_secret_field("authorization_validity_days"));
+    assert!(!redact::is_secret_field(
+        "method[0].authorization_validity_days"
+    ));
+    assert!(redact::is_secret_field(
+        "pasword.authorization_validity_days"
+    ));
+    assert!(redact::is_secret_field("authorisation_validity_days"));
+    let text = GOOD.replace(
+        "rounding_tolerance = 2",
+        "rounding_tolerance = 2\nauthorization_validity_days = 400",
+    );
+    let e = Config::parse(&text, "m.toml").unwrap_err();
+    let shown = redact::masked_line(&text, e.line).expect("line").text;
+    assert_eq!(shown, "authorization_validity_days = 400");
 }

@@ -3,6 +3,7 @@
 //! secret).
 
 use super::*;
+use std::collections::HashMap;
 
 /// What ids may contain: they become parts of store keys, where `#` and `/` separate parts.
 const ID_RULE: &str = "1 to 64 characters: letters, digits, '_', '-' or '.'";
@@ -50,8 +51,8 @@ impl RawConfig {
     pub(super) fn validate(self, loc: &Locator<'_>) -> Result<Config, ConfigError> {
         let tenant = tenant(self.tenant.into_inner(), loc)?;
         let server = server(self.server.map(Spanned::into_inner), loc)?;
-        let (erp, ids) = erp_connections(self.erp, loc)?;
-        let methods = methods(self.method, &ids, loc)?;
+        let (erp, kinds) = erp_connections(self.erp, loc)?;
+        let methods = methods(self.method, &kinds, loc)?;
         let smtp = match self.smtp {
             None => None,
             Some(s) => Some(smtp(s.into_inner(), loc)?),
@@ -99,7 +100,6 @@ fn tenant(t: RawTenant, loc: &Locator<'_>) -> Result<Tenant, ConfigError> {
         id: t.id.into_inner(),
         timezone,
         quiet_hours,
-        notify_email: t.notify_email,
         unverified_events_per_hour,
     })
 }
@@ -140,16 +140,16 @@ fn server(s: Option<RawServer>, loc: &Locator<'_>) -> Result<Server, ConfigError
     })
 }
 
-/// The ERP connections, and their ids (for the methods' `erp`).
+/// The ERP connections, and the kind of each by id (for the methods' `erp`).
 fn erp_connections(
     raw: Vec<Spanned<RawErp>>,
     loc: &Locator<'_>,
-) -> Result<(Vec<ErpConnection>, HashSet<String>), ConfigError> {
+) -> Result<(Vec<ErpConnection>, HashMap<String, ErpKind>), ConfigError> {
     if raw.len() > 2 {
         let m = "at most two ERP connections per tenant";
         return loc.err(raw[2].span(), "erp", m);
     }
-    let mut ids = HashSet::new();
+    let mut kinds = HashMap::new();
     let mut erp = Vec::new();
     for (i, e) in raw.into_iter().enumerate() {
         let span = e.span();
@@ -157,7 +157,7 @@ fn erp_connections(
         if !valid_id(e.id.get_ref()) {
             return loc.err(e.id.span(), &format!("erp[{i}].id"), ID_RULE);
         }
-        if !ids.insert(e.id.get_ref().clone()) {
+        if kinds.insert(e.id.get_ref().clone(), e.kind).is_some() {
             let m = format!("duplicate connection id {:?}", e.id.get_ref());
             return loc.err(e.id.span(), &format!("erp[{i}].id"), m);
         }
@@ -172,7 +172,7 @@ fn erp_connections(
             fixtures: e.fixtures,
         });
     }
-    Ok((erp, ids))
+    Ok((erp, kinds))
 }
 
 /// The fields each ERP kind needs.
@@ -210,14 +210,14 @@ fn erp_kind_fields(
 
 fn methods(
     raw: Vec<Spanned<RawMethod>>,
-    erp_ids: &HashSet<String>,
+    erp_kinds: &HashMap<String, ErpKind>,
     loc: &Locator<'_>,
 ) -> Result<Vec<MethodConfig>, ConfigError> {
     let mut keys = HashSet::new();
     let mut methods = Vec::new();
     for (i, m) in raw.into_iter().enumerate() {
         let m = m.into_inner();
-        method_rules(&m, i, erp_ids, loc)?;
+        method_rules(&m, i, erp_kinds, loc)?;
         let key = (
             m.erp.get_ref().clone(),
             m.mandant.clone(),
@@ -257,18 +257,20 @@ pub const DEFAULT_PENDING_ERROR_HOURS: u32 = 24;
 const VALIDITY_DAYS: std::ops::RangeInclusive<u32> = 1..=365;
 /// Range of `pending_error_after_hours` (a month at most).
 const PENDING_HOURS: std::ops::RangeInclusive<u32> = 1..=720;
+/// Longest booking event code pixi takes: its `EventID` column is `varchar(3)`.
+pub const PIXI_EVENT_CODE_MAX: usize = 3;
 
-/// The rules of one `[[method]]` on its own.
+/// The rules of one `[[method]]` on its own (and against the kind of its connection).
 fn method_rules(
     m: &RawMethod,
     i: usize,
-    erp_ids: &HashSet<String>,
+    erp_kinds: &HashMap<String, ErpKind>,
     loc: &Locator<'_>,
 ) -> Result<(), ConfigError> {
-    if !erp_ids.contains(m.erp.get_ref()) {
+    let Some(&kind) = erp_kinds.get(m.erp.get_ref()) else {
         let msg = format!("no [[erp]] connection with id {:?}", m.erp.get_ref());
         return loc.err(m.erp.span(), &format!("method[{i}].erp"), msg);
-    }
+    };
     if !valid_tag(m.erp_method.get_ref()) {
         let msg = "an XML tag name: letters, digits, _ or -, no special characters";
         return loc.err(m.erp_method.span(), &format!("method[{i}].erp_method"), msg);
@@ -279,6 +281,14 @@ fn method_rules(
     ] {
         if v.get_ref().trim().is_empty() {
             let msg = "booking event code must not be empty";
+            return loc.err(v.span(), &format!("method[{i}].{name}"), msg);
+        }
+        let len = v.get_ref().chars().count();
+        if kind == ErpKind::Pixi && len > PIXI_EVENT_CODE_MAX {
+            let msg = format!(
+                "pixi event codes (EventID) are at most {PIXI_EVENT_CODE_MAX} characters; \
+                 this one has {len}"
+            );
             return loc.err(v.span(), &format!("method[{i}].{name}"), msg);
         }
     }

@@ -216,10 +216,6 @@ struct HookBody {
 }
 
 impl IncomingWebhook for MemoryWebhook {
-    fn content_type(&self) -> &'static str {
-        "application/json"
-    }
-
     fn verify(&self, config: &Config, body: &[u8]) -> Result<PspEvent, WebhookError> {
         let malformed = |why: String| {
             WebhookError::Malformed(format!("body is not a valid memory webhook: {why}"))

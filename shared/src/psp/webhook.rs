@@ -47,9 +47,6 @@ pub struct PspEvent {
 
 /// A PSP's incoming webhooks.
 pub trait IncomingWebhook: Send + Sync {
-    /// The media type the PSP posts (a request declaring another is refused with 415).
-    fn content_type(&self) -> &'static str;
-
     /// Largest body accepted, at most [`MAX_WEBHOOK_BYTES`].
     fn max_body(&self) -> usize {
         MAX_WEBHOOK_BYTES

@@ -1,5 +1,6 @@
 //! Unzer's webhooks: `{event, publicKey, retrieveUrl, paymentId?}` posted as JSON
-//! (docs.unzer.com "Notifications"; php-sdk `Webhook` resource). They are not signed, so a
+//! (docs.unzer.com "Notifications"; php-sdk `Webhook` resource). The docs promise no
+//! `Content-Type`, so none is required: the body is parsed as JSON whatever the header says. They are not signed, so a
 //! body is accepted only for a public key of a configured Unzer method, and nothing in it is
 //! trusted beyond naming which payment to re-fetch: `retrieveUrl` is never fetched, the worker
 //! reads the payment from the configured API host with that account's private key.
@@ -29,10 +30,6 @@ fn malformed(why: impl std::fmt::Display) -> WebhookError {
 }
 
 impl IncomingWebhook for UnzerWebhook {
-    fn content_type(&self) -> &'static str {
-        "application/json"
-    }
-
     fn verify(&self, config: &Config, body: &[u8]) -> Result<PspEvent, WebhookError> {
         let hook: Body = serde_json::from_slice(body).map_err(malformed)?;
         if !config.has_public_key(PspKind::Unzer, &hook.public_key) {
