@@ -78,6 +78,9 @@ pub struct SimOrder {
     /// Reasons given with pixiSetOrderShippingLock, in order.
     pub lock_reasons: Vec<String>,
     pub ship_cost: Decimal,
+    /// Discount of the whole order (a voucher), a positive amount taken off the total
+    /// (pixiGetOrderTotals `Discount`, "Discount of the order").
+    pub discount: Decimal,
     pub lines: Vec<SimLine>,
     /// pixiPaySetAuthorizationStatus Success=1 was received.
     pub authorized: bool,
@@ -89,14 +92,19 @@ pub struct SimOrder {
 }
 
 impl SimOrder {
-    /// What pixiGetOrderTotals reports: lines not cancelled (STO/NLB) plus shipping.
-    pub fn total(&self) -> Decimal {
+    /// The lines pixiGetOrderTotals has a row for: those an invoice would carry, i.e. not
+    /// cancelled (STO) or undeliverable (NLB) — an inference from the page's "totals equal to
+    /// what the invoice would produce" (it does not say which lines count).
+    pub fn invoiced_lines(&self) -> impl Iterator<Item = &SimLine> {
         self.lines
             .iter()
             .filter(|l| !matches!(l.status.as_str(), "STO" | "NLB"))
-            .map(SimLine::total)
-            .sum::<Decimal>()
-            + self.ship_cost
+    }
+
+    /// The order total pixiGetOrderTotals' rows add up to: the invoiced lines plus shipping
+    /// minus the order's discount.
+    pub fn total(&self) -> Decimal {
+        self.invoiced_lines().map(SimLine::total).sum::<Decimal>() + self.ship_cost - self.discount
     }
 
     fn all_final(&self) -> bool {
@@ -119,6 +127,8 @@ pub struct SimInvoice {
     pub paid_amount: Decimal,
     pub paid: bool,
     pub pay_id: Option<String>,
+    /// `PayCode` of the last pixiPaySetInvoiceCapture.
+    pub pay_code: Option<String>,
     pub fail_tries: u32,
     pub created: NaiveDateTime,
 }
@@ -292,6 +302,7 @@ pub struct NewOrder {
     pub currency: String,
     pub hold: bool,
     pub ship_cost: Decimal,
+    pub discount: Decimal,
     /// (quantity, gross unit price)
     pub lines: Vec<(Decimal, Decimal)>,
 }
@@ -308,6 +319,7 @@ impl NewOrder {
             currency: "EUR".into(),
             hold: true,
             ship_cost: Decimal::ZERO,
+            discount: Decimal::ZERO,
             lines: Vec::new(),
         }
     }
@@ -318,6 +330,11 @@ impl NewOrder {
     }
     pub fn ship_cost(mut self, c: &str) -> NewOrder {
         self.ship_cost = dec(c);
+        self
+    }
+    /// A discount on the whole order (decimal string, positive).
+    pub fn discount(mut self, d: &str) -> NewOrder {
+        self.discount = dec(d);
         self
     }
     pub fn pay_id(mut self, id: &str) -> NewOrder {
@@ -454,6 +471,7 @@ impl PixiSim {
                     shipping_lock: false,
                     lock_reasons: Vec::new(),
                     ship_cost: n.ship_cost,
+                    discount: n.discount,
                     lines,
                     authorized: false,
                     fail_tries: 0,
@@ -477,7 +495,7 @@ impl PixiSim {
     }
 
     /// Ships lines (all open ones when `line_keys` is empty) and creates their invoice; the first
-    /// invoice of an order carries the shipping cost. Closes the order when nothing is left.
+    /// invoice of an order carries the shipping cost and the discount. Closes the order when nothing is left.
     /// Returns the invoice number.
     pub fn ship_lines(&self, order_nr: i64, line_keys: &[i64]) -> String {
         self.with(|s| {
@@ -505,7 +523,8 @@ impl PixiSim {
                 }
             }
             if first {
-                total += o.ship_cost;
+                // The first invoice carries the order's shipping and its discount.
+                total += o.ship_cost - o.discount;
             }
             if o.status == "HOLD" {
                 o.status = "OPEN".into();
@@ -519,6 +538,7 @@ impl PixiSim {
                 paid_amount: Decimal::ZERO,
                 paid: false,
                 pay_id: None,
+                pay_code: None,
                 fail_tries: 0,
                 created: t,
             });
@@ -561,6 +581,7 @@ impl PixiSim {
                 paid_amount: Decimal::ZERO,
                 paid: false,
                 pay_id: None,
+                pay_code: None,
                 fail_tries: 0,
                 created: t,
             });

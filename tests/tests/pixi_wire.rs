@@ -1,7 +1,9 @@
-//! The pixi connector against the pixi SOAP simulator: work lists and cursor, batch reads mapped
-//! to the cent, every write as it lands in pixi's state, error mapping (SOAP fault, ERROR return
+//! The pixi connector against the pixi SOAP simulator, whose replies are built from the public
+//! call pages (https://pixi-api-docs.de/api/<CallName>, named beside each test): work lists and
+//! cursor, orders mapped to the cent from the per-item pixiGetOrderTotals rows (discount and
+//! freight), every write as it lands in pixi's state, error mapping (SOAP fault, ERROR return
 //! codes, 503, refused connections, bad credentials), unknown outcomes resolved by read-back
-//! without double booking, call counts of batch reads, and XML escaping of hostile text.
+//! without double booking, call counts of reads, and XML escaping of hostile text.
 
 use paybridge_core::config::{Config, Secret};
 use paybridge_core::erp::pixi::{PixiErp, PixiTimeouts, soap};
@@ -61,8 +63,103 @@ fn call_names(sim: &PixiSim) -> Vec<String> {
     sim.requests().into_iter().map(|r| r.call).collect()
 }
 
+/// https://pixi-api-docs.de/api/pixiGetOrderTotals: a multi-line order with a discount and
+/// freight, read from the page's per-item rows (no `Total` column), reconciles to the cent: the
+/// release compares the right amount, so no shipping lock, no mismatch.
 #[tokio::test]
-async fn a_batch_is_read_with_one_get_order_plus_header_and_invoices_per_order() {
+async fn a_multi_line_order_with_discount_and_freight_reconciles_to_the_cent() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(
+        NewOrder::new(330, "K")
+            .pay_id("s-pay-330")
+            .line(2, "19.99")
+            .line(1, "49.90")
+            .line(3, "0.3333")
+            .ship_cost("4.95")
+            .discount("10.00"),
+    );
+    let pixi = erp(&sim, &["K"]);
+    sim.clear_log();
+    let o = pixi
+        .orders(&[nr.to_string()])
+        .await
+        .expect("orders")
+        .remove(0);
+    // 39.98 + 49.90 + 1.00 + 4.95 − 10.00
+    assert_eq!(o.total, eur("85.83"));
+    assert_eq!(o.total.amount(), sim.order(nr).expect("order").total());
+    assert_eq!(o.status, OrderStatus::Hold);
+    assert!(!o.shipping_lock);
+    assert_eq!(o.payment_method, "K");
+    // The simulator answered with the page's shape: a row per item, order-level columns on each.
+    let raw = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.call == "pixiGetOrderTotals")
+        .expect("asked");
+    assert_eq!(raw.params, [("OrderNr".to_string(), nr.to_string())]);
+    let reply = totals_reply(&sim, nr).await;
+    assert_eq!(reply.rows().len(), 3, "one row per item");
+    assert!(reply.rows().iter().all(|r| r.get("Total").is_none()
+        && r.get("Discount") == Some("10.0000")
+        && r.get("ShipCost") == Some("4.9500")));
+
+    // Released at the reconciled amount: no lock is set, no comment is needed.
+    pixi.apply(&o, &ErpWrite::Release, "op-330")
+        .await
+        .expect("release");
+    let after = sim.order(nr).expect("order");
+    assert!(!after.shipping_lock && after.lock_reasons.is_empty());
+    assert!(sim.comments(nr).is_empty());
+    // The invoice of the whole order equals the order total (the first invoice carries freight
+    // and discount), and the capture books that amount.
+    let inv = sim.ship_lines(nr, &[]);
+    let read = pixi
+        .orders(&[nr.to_string()])
+        .await
+        .expect("orders")
+        .remove(0);
+    assert_eq!(read.invoices[0].amount, o.total);
+    assert_eq!(read.total, o.total, "shipped lines still count");
+    let w = ErpWrite::MarkInvoiceCaptured {
+        invoice_id: inv.clone(),
+        event_code: "ZE".into(),
+        amount: o.total,
+    };
+    pixi.apply(&read, &w, "op-330c").await.expect("capture");
+    assert_eq!(
+        sim.invoice(&inv).expect("invoice").paid_amount,
+        dec("85.83")
+    );
+}
+
+/// The raw pixiGetOrderTotals reply for `nr`, as the simulator sends it.
+async fn totals_reply(sim: &PixiSim, nr: i64) -> soap::Reply {
+    let body = soap::envelope(
+        &sim.url(),
+        "pixiGetOrderTotals",
+        &[soap::Param::int("OrderNr", nr)],
+    );
+    let text = reqwest::Client::new()
+        .post(sim.url())
+        .basic_auth(sim.user(), Some(sim.password()))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", format!("\"{}pixiGetOrderTotals\"", sim.url()))
+        .body(body)
+        .send()
+        .await
+        .expect("http")
+        .text()
+        .await
+        .expect("body");
+    soap::parse_reply(&text).expect("reply")
+}
+
+/// Orders are read with the four listed calls (pixiGetOrderHeader, pixiGetOrderline,
+/// pixiGetOrderTotals, pixiGetInvoice); pixiGetOrder, not in seed 000's list and without order
+/// lines or a total on its page, is never asked.
+#[tokio::test]
+async fn orders_are_read_with_the_four_listed_calls() {
     let sim = PixiSim::start().await;
     let a = sim.add_order(NewOrder::new(300, "U").line(2, "10.00").pay_id("s-pay-300"));
     let b = sim.add_order(
@@ -82,24 +179,11 @@ async fn a_batch_is_read_with_one_get_order_plus_header_and_invoices_per_order()
         "unknown ids are left out, the order of the ids is kept"
     );
     let calls = call_names(&sim);
-    assert_eq!(calls[0], "pixiGetOrder");
-    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrder").count(), 1);
-    assert_eq!(
-        calls.iter().filter(|c| *c == "pixiGetOrderHeader").count(),
-        2
-    );
-    assert_eq!(calls.iter().filter(|c| *c == "pixiGetInvoice").count(), 2);
-    assert_eq!(calls.len(), 5, "no per-order lines or totals: {calls:?}");
-    let asked = sim.requests()[0]
-        .param("OrderNrXML")
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(
-        asked,
-        format!(
-            "<OrderNrs><OrderNr>{a}</OrderNr><OrderNr>404</OrderNr><OrderNr>{b}</OrderNr></OrderNrs>"
-        )
-    );
+    assert!(!calls.iter().any(|c| c == "pixiGetOrder"), "{calls:?}");
+    assert_eq!(sim.calls("pixiGetOrderHeader"), 3);
+    for call in ["pixiGetOrderline", "pixiGetOrderTotals", "pixiGetInvoice"] {
+        assert_eq!(sim.calls(call), 2, "{call}");
+    }
     assert_eq!(got[0].total, eur("20.00"));
     assert_eq!(
         got[0].customer_key,
@@ -107,22 +191,6 @@ async fn a_batch_is_read_with_one_get_order_plus_header_and_invoices_per_order()
     );
     assert_eq!(got[1].total, eur("9.95"));
     assert_eq!(got[1].invoices.len(), 1);
-
-    // Without pixiGetOrder (not in the seed's list of installed calls): one refused batch call,
-    // then the per-order calls, with the same facts.
-    sim.uninstall("pixiGetOrder");
-    let fallback = erp(&sim, &["U"]);
-    sim.clear_log();
-    assert_eq!(fallback.orders(&ids).await.expect("orders"), got);
-    let calls = call_names(&sim);
-    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrder").count(), 1);
-    assert_eq!(calls.iter().filter(|c| *c == "pixiGetOrderline").count(), 2);
-    sim.clear_log();
-    fallback.orders(&ids[..1]).await.expect("orders");
-    assert!(
-        !call_names(&sim).iter().any(|c| c == "pixiGetOrder"),
-        "the missing call is not asked again"
-    );
 }
 
 #[tokio::test]
@@ -184,86 +252,68 @@ async fn release_and_booking_take_the_header_facts_from_the_order_facts() {
     );
 }
 
+/// https://pixi-api-docs.de/api/pixiGetOrderTotals: replies that do not fit the page's rows
+/// are refused, never guessed from.
 #[tokio::test]
-async fn a_bad_batch_reply_is_refused_not_guessed() {
+async fn a_bad_totals_reply_is_refused_not_guessed() {
     let sim = PixiSim::start().await;
-    let nr = sim.add_order(NewOrder::new(320, "U").line(1, "1.00"));
+    let nr = sim.add_order(NewOrder::new(320, "U").line(1, "1.00").line(1, "2.00"));
     let pixi = erp(&sim, &["U"]);
-    let body = |row: &str| {
+    let body = |rows: &str| {
         format!(
-            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:pixiGetOrderResponse xmlns:m="urn:m"><m:pixiGetOrderResult><SqlRowSet><diffgram><SqlRowSet1>{row}</SqlRowSet1></diffgram></SqlRowSet><SqlResultCode>0</SqlResultCode></m:pixiGetOrderResult></m:pixiGetOrderResponse></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
+            r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:pixiGetOrderTotalsResponse xmlns:m="urn:m"><m:pixiGetOrderTotalsResult><SqlRowSet><diffgram><SqlRowSet1>{rows}</SqlRowSet1></diffgram></SqlRowSet><SqlResultCode>0</SqlResultCode></m:pixiGetOrderTotalsResult></m:pixiGetOrderTotalsResponse></SOAP-ENV:Body></SOAP-ENV:Envelope>"#
         )
     };
-    let line = "<row><OrderlineKey>1</OrderlineKey><Status>HAL</Status><Qty>1</Qty><Price>1.0000</Price><OrderCurrency>EUR</OrderCurrency></row>";
-    for (row, why) in [
+    let item = |sub: &str, ship: &str| {
+        format!(
+            "<row><Qty>1</Qty><OrderNr>{nr}</OrderNr><ShipCost>{ship}</ShipCost><Discount>0.0000</Discount><Subtotal>{sub}</Subtotal></row>"
+        )
+    };
+    for (rows, why) in [
         (
-            format!(
-                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}<row></Orderlines></row>"
-            ),
-            "malformed line XML",
+            item("1.0000", "1.0000") + &item("2.0000", "2.0000"),
+            "ShipCost differs between rows",
+        ),
+        (item("1e3", "0.0000"), "a Subtotal that is not a decimal"),
+        (
+            format!("<row><OrderNr>{nr}</OrderNr><Total>3.0000</Total></row>"),
+            "only an undocumented Total",
         ),
         (
-            format!(
-                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>&lt;row&gt;&lt;Qty&gt;1</Orderlines></row>"
-            ),
-            "malformed escaped line XML",
-        ),
-        (
-            format!(
-                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines><line/></Orderlines></row>"
-            ),
-            "not a row",
-        ),
-        (
-            format!("<row><OrderNr>{nr}</OrderNr><Orderlines>{line}</Orderlines></row>"),
-            "no OrderTotal",
-        ),
-        (
-            format!("<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal></row>"),
-            "no Orderlines",
-        ),
-        (
-            format!(
-                "<row><OrderNr>999</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
-            ),
-            "an order not asked for",
-        ),
-        (
-            format!(
-                "<row><OrderNr>x{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
-            ),
-            "OrderNr not a number",
-        ),
-        (
-            format!(
-                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row><row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{line}</Orderlines></row>"
-            ),
-            "an order twice",
-        ),
-        (
-            format!(
-                "<row><OrderNr>{nr}</OrderNr><OrderTotal>1e3</OrderTotal><Orderlines>{line}</Orderlines></row>"
-            ),
-            "a total that is not a decimal",
+            item("1.0000", "0.0000").replace(&format!(">{nr}<"), ">999<"),
+            "a row of another order",
         ),
     ] {
-        sim.respond_raw_once("pixiGetOrder", body(&row));
+        sim.respond_raw_once("pixiGetOrderTotals", body(&rows));
         match pixi.orders(&[nr.to_string()]).await {
             Err(ErpError::BadReply(m)) => assert!(!m.is_empty(), "{why}"),
             other => panic!("{why}: {other:?}"),
         }
     }
-    // The same rows as escaped text instead of elements are read like elements.
-    let escaped = quick_xml::escape::escape(line).into_owned();
+    // A reply without any row set says nothing about the order.
     sim.respond_raw_once(
-        "pixiGetOrder",
-        body(&format!("<row><OrderNr>{nr}</OrderNr><OrderTotal>1.0000</OrderTotal><Orderlines>{escaped}</Orderlines></row>")),
+        "pixiGetOrderTotals",
+        body("").replace(
+            "<SqlRowSet><diffgram><SqlRowSet1></SqlRowSet1></diffgram></SqlRowSet>",
+            "",
+        ),
     );
-    let got = pixi.orders(&[nr.to_string()]).await.expect("escaped rows");
-    assert_eq!(got[0].lines.len(), 1);
-    assert_eq!(got[0].total, eur("1.00"));
+    assert!(matches!(
+        pixi.orders(&[nr.to_string()]).await,
+        Err(ErpError::BadReply(_))
+    ));
+    // The page's rows: shipping counted once.
+    sim.respond_raw_once(
+        "pixiGetOrderTotals",
+        body(&(item("1.0000", "4.9500") + &item("2.0000", "4.9500"))),
+    );
+    let got = pixi.orders(&[nr.to_string()]).await.expect("page rows");
+    assert_eq!(got[0].total, eur("7.95"));
 }
 
+/// Pages: pixiPayGetOrdersToAuthorize, pixiPayGetInvoicesToCapture (`PaymentCode` char,
+/// `RowCount`, `FromInvoiceId`), pixiGetChangedOrders (`DateTimeFrom`, `DateTimeTo` cursor,
+/// `PaymentType`).
 #[tokio::test]
 async fn changes_finds_work_lists_and_changed_orders_and_advances_the_cursor() {
     let sim = PixiSim::start().await;
@@ -469,7 +519,7 @@ async fn orders_maps_every_field_to_the_cent() {
 }
 
 #[tokio::test]
-async fn batch_reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() {
+async fn reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() {
     let sim = PixiSim::start().await;
     for nr in 1..=10 {
         sim.add_order(NewOrder::new(nr, "U").line(1, "9.99").open());
@@ -482,20 +532,17 @@ async fn batch_reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() 
     sim.clear_log();
     let got = pixi.orders(&ids).await.expect("orders");
     assert_eq!(got.len(), 6);
-    // One pixiGetOrder for the batch, then header and invoices per order found; none for an id
-    // pixi does not know (pixiGetOrder leaves it out) or one that cannot be an order number.
+    // Four calls per order found; one header read for an id pixi does not know; none for one
+    // that cannot be an order number.
     assert_eq!(
         sim.request_count(),
-        1 + 2 * 6,
+        4 * 6 + 1,
         "{:?}",
         sim.requests().iter().map(|r| &r.call).collect::<Vec<_>>()
     );
-    assert_eq!(sim.calls("pixiGetOrder"), 1);
-    for call in ["pixiGetOrderHeader", "pixiGetInvoice"] {
+    assert_eq!(sim.calls("pixiGetOrderHeader"), 7);
+    for call in ["pixiGetOrderline", "pixiGetOrderTotals", "pixiGetInvoice"] {
         assert_eq!(sim.calls(call), 6, "{call}");
-    }
-    for call in ["pixiGetOrderline", "pixiGetOrderTotals"] {
-        assert_eq!(sim.calls(call), 0, "{call}");
     }
 
     // A poll after the cursor reads only what changed.
@@ -510,22 +557,15 @@ async fn batch_reads_cost_a_bounded_number_of_calls_and_skip_unchanged_orders() 
     assert_eq!(read[0].total, eur("11.99"));
     assert_eq!(
         sim.request_count(),
-        3 + 1 + 2 * 2,
-        "3 list calls for one payment code + 1 batch read + 2 per changed order"
+        3 + 4 * 2,
+        "3 list calls for one payment code + 4 per changed order"
     );
-
-    // A pixi without pixiGetOrder: 4 calls per order, 1 for an unknown id, as before.
-    sim.uninstall("pixiGetOrder");
-    let per_order = erp(&sim, &["U"]);
-    sim.clear_log();
-    assert_eq!(per_order.orders(&ids).await.expect("orders").len(), 6);
-    assert_eq!(sim.request_count(), 1 + 4 * 6 + 1);
-    assert_eq!(sim.calls("pixiGetOrderHeader"), 7);
-    for call in ["pixiGetOrderline", "pixiGetOrderTotals", "pixiGetInvoice"] {
-        assert_eq!(sim.calls(call), 6, "{call}");
-    }
 }
 
+/// Pages (https://pixi-api-docs.de/api/<call>): pixiPaySetAuthorizationStatus, pixiReleaseOrder,
+/// pixiSetOrderShippingLock, pixiCanChangeAddress, pixiChangeAddress, pixiGetAddress,
+/// pixiPaySetInvoiceCapture, pixiGetInvoice (read-back by `OrderNR`), pixiCACreateManualBooking,
+/// pixiCAGetInvoiceMatch, pixiGetOrderComments; pixiCreateOrderComment has no page.
 #[tokio::test]
 async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
     let sim = PixiSim::start().await;
@@ -606,6 +646,12 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
     assert_eq!(bank.bic.as_deref(), Some("COBADEFFXXX"));
     assert_eq!(bank.bank_name.as_deref(), Some("4711.1234.5678"));
     assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(true)));
+    // https://pixi-api-docs.de/api/pixiCanChangeAddress was asked first, with one of its two
+    // (mutually exclusive) parameters.
+    let names = call_names(&sim);
+    let can = names.iter().position(|c| c == "pixiCanChangeAddress");
+    let change = names.iter().position(|c| c == "pixiChangeAddress");
+    assert!(can.is_some() && can < change, "{names:?}");
 
     let op = "acme/main/200/order:200/clear_lock";
     pixi.apply(&bare(&id), &ErpWrite::ClearShippingLock, op)
@@ -632,6 +678,9 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
     assert!(inv.paid);
     assert_eq!(inv.paid_amount, dec("55.00"));
     assert_eq!(inv.pay_id.as_deref(), Some(psp_reference(&op).as_str()));
+    // https://pixi-api-docs.de/api/pixiPaySetInvoiceCapture: PayCode is the order's payment
+    // code (read from the header: the bare facts do not carry it).
+    assert_eq!(inv.pay_code.as_deref(), Some("U"));
     let b = sim.bookings_for_order(nr);
     assert_eq!(b.len(), 1);
     assert_eq!(
@@ -686,6 +735,55 @@ async fn every_write_lands_in_pixi_as_expected_and_reads_back() {
         )]
     );
     assert_eq!(pixi.was_applied(&id, &w, op).await, Ok(Some(true)));
+}
+
+/// https://pixi-api-docs.de/api/pixiCanChangeAddress answers `return` 0 once the order is past
+/// the stage where addresses change: the transfer data are refused, pixiChangeAddress is not
+/// called. The capture's PayCode comes from the order facts when they carry the payment code.
+#[tokio::test]
+async fn transfer_data_are_refused_when_pixi_says_the_address_cannot_change() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(340, "V").line(1, "10.00").open());
+    let inv = sim.ship_lines(nr, &[]);
+    let pixi = erp(&sim, &["V"]);
+    let facts = pixi
+        .orders(&[nr.to_string()])
+        .await
+        .expect("orders")
+        .remove(0);
+    sim.clear_log();
+    let w = ErpWrite::TransferDetails {
+        details: BankDetails {
+            holder: "Unzer E-Com GmbH".into(),
+            iban: "DE89370400440532013000".into(),
+            bic: "COBADEFFXXX".into(),
+            descriptor: "4711.1234.5678".into(),
+        },
+    };
+    match pixi.apply(&facts, &w, "op-t").await {
+        Err(ErpError::Refused(m)) => assert!(m.contains("can no longer be changed"), "{m}"),
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_eq!(call_names(&sim), ["pixiCanChangeAddress"]);
+    assert_eq!(sim.transfer_fields(nr), Some(Default::default()));
+
+    sim.clear_log();
+    let capture = ErpWrite::MarkInvoiceCaptured {
+        invoice_id: inv.clone(),
+        event_code: "VK".into(),
+        amount: eur("10.00"),
+    };
+    pixi.apply(&facts, &capture, "op-c").await.expect("capture");
+    assert_eq!(
+        call_names(&sim),
+        ["pixiPaySetInvoiceCapture"],
+        "no header read"
+    );
+    assert_eq!(sim.requests()[0].param("PayCode"), Some("V"));
+    assert_eq!(
+        sim.invoice(&inv).and_then(|i| i.pay_code).as_deref(),
+        Some("V")
+    );
 }
 
 #[tokio::test]
@@ -854,7 +952,7 @@ async fn timeout_after_applying_is_unknown_and_read_back_prevents_a_double_booki
     let comment = ErpWrite::Comment {
         text: "refunded".into(),
     };
-    sim.fail_next_call("pixiAddOrderComment", SimFault::HangAfterApply, 1);
+    sim.fail_next_call("pixiCreateOrderComment", SimFault::HangAfterApply, 1);
     assert!(matches!(
         pixi.apply(&bare(&id), &comment, "c1").await,
         Err(ErpError::Unknown(_))
@@ -900,7 +998,7 @@ async fn hostile_comment_text_is_escaped() {
     let req = sim
         .requests()
         .into_iter()
-        .find(|r| r.call == "pixiAddOrderComment")
+        .find(|r| r.call == "pixiCreateOrderComment")
         .expect("logged");
     assert_eq!(
         req.params.len(),

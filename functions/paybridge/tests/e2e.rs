@@ -324,7 +324,7 @@ async fn e2e_3_1_manual_order_is_left_alone() {
     for call in [
         "pixiPaySetAuthorizationStatus",
         "pixiSetOrderShippingLock",
-        "pixiAddOrderComment",
+        "pixiCreateOrderComment",
     ] {
         assert_eq!(pixi_calls(&h, call, order), 0, "{call}");
     }

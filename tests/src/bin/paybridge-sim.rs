@@ -55,35 +55,35 @@ struct Method {
 
 const METHODS: &[Method] = &[
     Method {
-        code: "CC-EXP",
+        code: "K",
         what: "card, expert mode",
         public_key: "s-pub-sim-card-expert",
         private_key: "s-priv-sim-card-expert-not-a-real-key",
         unzer_type: "crd",
     },
     Method {
-        code: "CC-STD",
+        code: "C",
         what: "card, standard mode",
         public_key: "s-pub-sim-card-standard",
         private_key: "s-priv-sim-card-standard-not-a-real-key",
         unzer_type: "crd",
     },
     Method {
-        code: "VORKASSE",
+        code: "V",
         what: "prepayment",
         public_key: "s-pub-sim-prepayment",
         private_key: "s-priv-sim-prepayment-not-a-real-key",
         unzer_type: "ppy",
     },
     Method {
-        code: "PL-INV",
+        code: "R",
         what: "Paylater invoice",
         public_key: "s-pub-sim-paylater",
         private_key: "s-priv-sim-paylater-not-a-real-key",
         unzer_type: "piv",
     },
     Method {
-        code: "SOFORT",
+        code: "S",
         what: "Sofort (charged in the shop)",
         public_key: "s-pub-sim-sofort",
         private_key: "s-priv-sim-sofort-not-a-real-key",
@@ -93,11 +93,11 @@ const METHODS: &[Method] = &[
 
 /// Orders created at start: (order number, payment code, line prices).
 const SEED: &[(i64, &str, &[&str])] = &[
-    (20001, "CC-EXP", &["60.00", "40.00"]),
-    (20002, "CC-STD", &["120.00"]),
-    (20003, "VORKASSE", &["49.90", "10.00"]),
-    (20004, "PL-INV", &["75.00", "25.00"]),
-    (20005, "SOFORT", &["19.99"]),
+    (20001, "K", &["60.00", "40.00"]),
+    (20002, "C", &["120.00"]),
+    (20003, "V", &["49.90", "10.00"]),
+    (20004, "R", &["75.00", "25.00"]),
+    (20005, "S", &["19.99"]),
 ];
 
 const HELP: &str = "\
@@ -505,7 +505,7 @@ mod tests {
             webhook: "http://127.0.0.1:9/webhooks/unzer".into(),
             orders: Vec::new(),
         };
-        let out = sims.command("new cc-exp 60.00 40.00").await.expect("new");
+        let out = sims.command("new k 60.00 40.00").await.expect("new");
         assert!(
             out.contains("order 20001") && out.contains("100.00 EUR"),
             "{out}"
@@ -532,10 +532,7 @@ mod tests {
         assert!(sims.command("new NOPE 1.00").await.is_err());
         assert!(sims.command("ship 99999").await.is_err());
         assert!(sims.command("credit 20001 1.234").await.is_err());
-        let out = sims
-            .command("new vorkasse 10.00")
-            .await
-            .expect("prepayment");
+        let out = sims.command("new v 10.00").await.expect("prepayment");
         assert!(out.contains("order 20002"), "{out}");
         let out = sims.command("pay 20002").await.expect("pay");
         assert!(out.contains("could not be sent"), "{out}");

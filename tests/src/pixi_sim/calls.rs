@@ -79,13 +79,11 @@ fn spec(call: &str) -> Option<Spec> {
             &[],
             false,
         ),
-        // [doc] pixi-api-docs.de/api/pixiGetOrder: the OrderNrXML parameter sample. Whether it is
-        // required and whether the call has more parameters is not in the stored page (guess: it
-        // is the only one, not enforced as required).
-        "pixiGetOrder" => s(&["OrderNrXML"], &[], true),
-        // [doc] OrderNr, OrderNrExternal, CustKey.
-        "pixiGetOrderTotals" => s(&["OrderNr", "OrderNrExternal", "CustKey"], &[], false),
-        // [doc] ShopID, OrderNR, RowCount, StartKey, InvDateFrom/To; [code] modomoto get_invoice.rb: InvoiceNr.
+        // [doc] request example: OrderNr, OrderNrExternal, CustKey.
+        "pixiGetOrderTotals" => s(&["OrderNr", "OrderNrExternal", "CustKey"], &[], true),
+        // [doc] ShopID, OrderNR, RowCount, StartKey, InvDateFrom/To (the stored table is cut
+        // off there: further parameters, e.g. an invoice number filter, are not shown, so the
+        // simulator has none).
         "pixiGetInvoice" => s(
             &[
                 "ShopID",
@@ -94,7 +92,6 @@ fn spec(call: &str) -> Option<Spec> {
                 "StartKey",
                 "InvDateFrom",
                 "InvDateTo",
-                "InvoiceNr",
             ],
             &[],
             false,
@@ -182,8 +179,12 @@ fn spec(call: &str) -> Option<Spec> {
         ),
         // [doc] AddrKey required.
         "pixiGetAddress" => s(&["AddrKey"], &["AddrKey"], true),
-        // [code] modomoto add_comment_to_order.rb: OrderNr, Comment.
-        "pixiAddOrderComment" => s(&["OrderNr", "Comment"], &["OrderNr", "Comment"], true),
+        // [doc] request example: OrderNr, OrderNrExternal (both optional, use only one).
+        "pixiCanChangeAddress" => s(&["OrderNr", "OrderNrExternal"], &[], true),
+        // Seed 000 lists pixiCreateOrderComment; no public page. [code] modomoto
+        // add_comment_to_order.rb sends OrderNr, Comment to pixiAddOrderComment (no public page
+        // either): the simulator takes those two, both required (a guess).
+        "pixiCreateOrderComment" => s(&["OrderNr", "Comment"], &["OrderNr", "Comment"], true),
         // [doc] Since, OrderNr, RowCount, OrderNrShop (table only).
         "pixiGetOrderComments" => s(&["Since", "OrderNr", "RowCount", "OrderNrShop"], &[], false),
         _ => None,
@@ -340,7 +341,6 @@ pub(super) fn dispatch(s: &mut State, req: &Request) -> Outcome {
         "pixiGetChangedOrders" => changed_orders(s, &a),
         "pixiGetOrderHeader" => order_header(s, &a),
         "pixiGetOrderline" => orderlines(s, &a),
-        "pixiGetOrder" => get_order(s, &a),
         "pixiGetOrderTotals" => order_totals(s, &a),
         "pixiGetInvoice" => get_invoice(s, &a),
         "pixiPaySetAuthorizationStatus" => set_authorization(s, &a),
@@ -351,7 +351,8 @@ pub(super) fn dispatch(s: &mut State, req: &Request) -> Outcome {
         "pixiCAGetInvoiceMatch" => invoice_match(s, &a),
         "pixiChangeAddress" => change_address(s, &a),
         "pixiGetAddress" => get_address(s, &a),
-        "pixiAddOrderComment" => add_comment(s, &a),
+        "pixiCanChangeAddress" => can_change_address(s, &a),
+        "pixiCreateOrderComment" => add_comment(s, &a),
         "pixiGetOrderComments" => get_comments(s, &a),
         other => Err(Outcome::client_fault(format!(
             "Could not find stored procedure '{other}'."
@@ -537,110 +538,14 @@ fn order_header(s: &mut State, a: &Args<'_>) -> R<Outcome> {
     Ok(Outcome::rows(set))
 }
 
-/// pixiGetOrder — https://pixi-api-docs.de/api/pixiGetOrder ("API Call to get all information
-/// about an order"). What that page shows (its stored copy ends after the customer sample):
-/// - the `OrderNrXML` parameter: `<OrderNrs><OrderNr>…</OrderNr><OrderNrExternal>…
-///   </OrderNrExternal></OrderNrs>`;
-/// - "XML output samples": billing and shipping address as `<row AddrKey=".." AddrType="B|S">`
-///   with child elements (`ShopID`, `Name`, `PaymentCode`, …) and the customer as
-///   `<row CustKey="..">` (its children are cut off in the stored page).
-///
-/// Not on the page, taken from `lars85/pixi-client` GetOrders/Order.php and Item.php [code]:
-/// one row per order in the first result set; the scalar columns `OrderNr`, `OrderNrExternal`,
-/// `OrderStatus`, `OhSLocked`, `OrderLinesTotal`, `OrderTotal`; the XML columns
-/// `BillingAddress`, `ShippingAddress`, `Customer`, `Orderlines` holding those `<row>`s as
-/// elements; line rows with `OrderlineKey`, `Status`, `ItemNrInt`, `Qty`, `Price`,
-/// `Price_OrderCurr`, `OrderCurrency` as child elements.
-///
-/// Guesses (no public source): `OrderTotal` equals pixiGetOrderTotals' total (lines not
-/// cancelled plus shipping); `OrderLinesTotal` is that without shipping; the address
-/// `PaymentCode` is the order's; an order number pixi does not know gives no row; a malformed
-/// `OrderNrXML` is a client fault (SQL Server XML parsing error wording).
-fn get_order(s: &mut State, a: &Args<'_>) -> R<Outcome> {
-    let xml = a.raw("OrderNrXML").unwrap_or_default();
-    let doc = roxmltree::Document::parse(xml)
-        .map_err(|e| Outcome::client_fault(format!("XML parsing: {e} (parameter @OrderNrXML).")))?;
-    let mut nrs = Vec::new();
-    let mut externals = Vec::new();
-    for n in doc.root_element().children().filter(|n| n.is_element()) {
-        let v = n.text().unwrap_or_default().trim().to_string();
-        match n.tag_name().name() {
-            "OrderNr" => nrs.push(
-                v.parse::<i64>()
-                    .map_err(|_| a.convert_error("OrderNrXML", "int"))?,
-            ),
-            "OrderNrExternal" => externals.push(v),
-            _ => {}
-        }
-    }
-    let mut set = RowSet::new(&[
-        ("OrderNr", SqlType::Int),
-        ("OrderNrExternal", SqlType::Varchar),
-        ("OrderStatus", SqlType::Varchar),
-        ("OhSLocked", SqlType::Varchar),
-        ("OrderLinesTotal", SqlType::Money),
-        ("OrderTotal", SqlType::Money),
-        ("BillingAddress", SqlType::Xml),
-        ("ShippingAddress", SqlType::Xml),
-        ("Customer", SqlType::Xml),
-        ("Orderlines", SqlType::Xml),
-    ]);
-    let esc = |t: &str| quick_xml::escape::escape(t).into_owned();
-    for o in s
-        .orders
-        .values()
-        .filter(|o| nrs.contains(&o.order_nr) || externals.contains(&o.order_nr_external))
-    {
-        let address = |kind: &str, pay: &str| {
-            format!(
-                r#"<row AddrKey="{}" AddrType="{kind}"><ShopID>{}</ShopID><Name>Sim Customer</Name><PaymentCode>{}</PaymentCode><Locked>N</Locked></row>"#,
-                o.addr_ref,
-                esc(&o.shop_id),
-                esc(pay)
-            )
-        };
-        let mut lines = String::new();
-        for l in &o.lines {
-            lines.push_str(&format!(
-                "<row><OrderlineKey>{}</OrderlineKey><Status>{}</Status><ItemNrInt>{}</ItemNrInt><Qty>{}</Qty><Price>{}</Price><Price_OrderCurr>{}</Price_OrderCurr><OrderCurrency>{}</OrderCurrency></row>",
-                l.key,
-                esc(&l.status),
-                esc(&l.item),
-                qty_val(l.qty).render(),
-                Val::Money(l.price).render(),
-                Val::Money(l.price).render(),
-                esc(&o.currency)
-            ));
-        }
-        set.push(vec![
-            ("OrderNr", Some(Val::Int(o.order_nr))),
-            ("OrderNrExternal", text(&o.order_nr_external)),
-            ("OrderStatus", text(&o.status)),
-            ("OhSLocked", text(if o.shipping_lock { "Y" } else { "N" })),
-            ("OrderLinesTotal", Some(Val::Money(o.total() - o.ship_cost))),
-            ("OrderTotal", Some(Val::Money(o.total()))),
-            (
-                "BillingAddress",
-                Some(Val::Xml(address("B", &o.payment_type))),
-            ),
-            ("ShippingAddress", Some(Val::Xml(address("S", "")))),
-            (
-                "Customer",
-                Some(Val::Xml(format!(r#"<row CustKey="{}"/>"#, o.cust_key))),
-            ),
-            ("Orderlines", Some(Val::Xml(lines))),
-        ]);
-    }
-    Ok(Outcome::rows(set))
-}
-
 fn orderlines(s: &mut State, a: &Args<'_>) -> R<Outcome> {
     let nr = a.int("OrderNR")?;
     let key = a.int("OrderlineKey")?;
     let status = a.str("Status");
     let inv = a.str("InvoiceNr");
     let rows = a.int("RowCount")?.unwrap_or(1000).max(0) as usize; // [doc] default 1000
-    // Columns of the pixiGetOrder line rows [code] lars85 Item.php: OrderlineKey, Status,
+    // [doc] https://pixi-api-docs.de/api/pixiGetOrderline: the response table is not in the
+    // stored page. Columns of the pixiGetOrder line rows [code] lars85 Item.php: OrderlineKey, Status,
     // ItemNrInt, Qty, Price, Price_OrderCurr, OrderCurrency; OrderNr, InvoiceNr [inferred].
     let mut set = RowSet::new(&[
         ("OrderlineKey", SqlType::Int),
@@ -690,19 +595,34 @@ fn qty_val(q: Decimal) -> Val {
     }
 }
 
+/// pixiGetOrderTotals — https://pixi-api-docs.de/api/pixiGetOrderTotals. The page's result set
+/// is one row per item: `Qty`, `Price` ("price of one item"), `EanUpc`, `ArtName`, `OrderNr`,
+/// `ItemNote`, `Subtotal` ("Totalprice these items in this order"), and on every row the
+/// order-level `VATLow`, `VATHigh`, `VATTotal`, `Discount` ("Discount of the order"),
+/// `ShipCost` ("total shipping costs of the whole order"). The stored page is cut off after
+/// `VATTotal`: no order total column is shown, so the simulator sends none.
+///
+/// Not on the page, chosen here: only lines an invoice would carry get a row (not STO/NLB);
+/// prices are gross and `Subtotal` = Qty × Price rounded to cents; `Discount` is a positive
+/// amount; all VAT is at the high rate of 19 % and included in the gross prices; the page types
+/// `Price`/`Subtotal` as int, the simulator prints them as SQL money like its sibling calls.
 fn order_totals(s: &mut State, a: &Args<'_>) -> R<Outcome> {
-    let nr = a.int("OrderNr")?;
+    let nr = a.int("OrderNr")?.filter(|n| *n != 0); // [doc] default 0
     let ext = a.str("OrderNrExternal");
     let cust = a.int("CustKey")?;
-    // [doc] Qty, Price, EanUpc, VATLow, ArtName, OrderNr, VATHigh, Discount, ItemNote, ShipCost,
-    // Subtotal, VATTotal, … ; [inferred] Total, OrderCurrency.
     let mut set = RowSet::new(&[
+        ("Qty", SqlType::Int),
+        ("Price", SqlType::Money),
+        ("EanUpc", SqlType::Varchar),
+        ("VATLow", SqlType::Money),
+        ("ArtName", SqlType::Varchar),
         ("OrderNr", SqlType::Int),
+        ("VATHigh", SqlType::Money),
+        ("Discount", SqlType::Money),
+        ("ItemNote", SqlType::Varchar),
         ("ShipCost", SqlType::Money),
         ("Subtotal", SqlType::Money),
         ("VATTotal", SqlType::Money),
-        ("Total", SqlType::Money),
-        ("OrderCurrency", SqlType::Varchar),
     ]);
     if nr.is_none() && ext.is_none() && cust.is_none() {
         return Ok(Outcome::rows(set));
@@ -712,25 +632,39 @@ fn order_totals(s: &mut State, a: &Args<'_>) -> R<Outcome> {
             && ext.as_deref().is_none_or(|e| e == o.order_nr_external)
             && cust.is_none_or(|c| c == o.cust_key);
         if wanted {
-            let total = o.total();
-            // Gross prices with 19 % VAT included (the VAT is informational here).
-            let vat = (total - total / Decimal::new(119, 2)).round_dp(2);
-            set.push(vec![
-                ("OrderNr", Some(Val::Int(o.order_nr))),
-                ("ShipCost", Some(Val::Money(o.ship_cost))),
-                ("Subtotal", Some(Val::Money(total - o.ship_cost))),
-                ("VATTotal", Some(Val::Money(vat))),
-                ("Total", Some(Val::Money(total))),
-                ("OrderCurrency", text(&o.currency)),
-            ]);
+            push_total_rows(&mut set, o);
         }
     }
     Ok(Outcome::rows(set))
 }
 
+/// The item rows of one order for pixiGetOrderTotals.
+fn push_total_rows(set: &mut RowSet, o: &super::SimOrder) {
+    let total = o.total();
+    let vat = (total - total / Decimal::new(119, 2)).round_dp(2);
+    for (i, l) in o.invoiced_lines().enumerate() {
+        set.push(vec![
+            ("Qty", Some(qty_val(l.qty))),
+            ("Price", Some(Val::Money(l.price))),
+            ("EanUpc", text(format!("40{:011}", l.key))),
+            ("VATLow", Some(Val::Money(Decimal::ZERO))),
+            (
+                "ArtName",
+                text(format!("Item {} of order {}", i + 1, o.order_nr)),
+            ),
+            ("OrderNr", Some(Val::Int(o.order_nr))),
+            ("VATHigh", Some(Val::Money(vat))),
+            ("Discount", Some(Val::Money(o.discount))),
+            ("ItemNote", None),
+            ("ShipCost", Some(Val::Money(o.ship_cost))),
+            ("Subtotal", Some(Val::Money(l.total()))),
+            ("VATTotal", Some(Val::Money(vat))),
+        ]);
+    }
+}
+
 fn get_invoice(s: &mut State, a: &Args<'_>) -> R<Outcome> {
     let nr = a.int("OrderNR")?;
-    let inv = a.str("InvoiceNr");
     let shop = a.str("ShopID");
     let start = a.int("StartKey")?.unwrap_or(0); // [doc] InvoiceKey > StartKey
     let rows = a.int("RowCount")?.unwrap_or(1000).max(0) as usize; // [doc] default 1000
@@ -756,7 +690,6 @@ fn get_invoice(s: &mut State, a: &Args<'_>) -> R<Outcome> {
         .iter()
         .filter(|i| i.key > start)
         .filter(|i| nr.is_none_or(|n| n == i.order_nr))
-        .filter(|i| inv.as_deref().is_none_or(|x| x == i.nr))
         .filter_map(|i| s.orders.get(&i.order_nr).map(|o| (i, o)))
         .filter(|(_, o)| shop.as_deref().is_none_or(|x| code_eq(x, &o.shop_id)))
         .collect();
@@ -891,6 +824,7 @@ fn invoice_capture(s: &mut State, a: &Args<'_>) -> R<Outcome> {
     let message = a.text("Message").unwrap_or_default();
     let success = a.bit("Success")?.unwrap_or(false);
     let nr = a.str("InvoiceNr").unwrap_or_default();
+    let pay_code = a.str("PayCode");
     let sum = a.money("CaptureSum")?.unwrap_or_default();
     let to_hal = a.bit("SetRemainingOrdersToHAL")?.unwrap_or(false);
     let Some(idx) = s.invoices.iter().position(|i| i.nr == nr) else {
@@ -915,6 +849,7 @@ fn invoice_capture(s: &mut State, a: &Args<'_>) -> R<Outcome> {
         inv.paid_amount += sum;
         inv.paid = inv.paid_amount >= inv.total.abs();
         inv.pay_id = Some(pay_id);
+        inv.pay_code = pay_code;
         // [doc] "IF yes(@Success = 1), the call will create manual booking event in Customer Account."
         s.bookings.push(SimBooking {
             cust_key: cust,
@@ -1051,7 +986,7 @@ fn change_address(s: &mut State, a: &Args<'_>) -> R<Outcome> {
         return Ok(Outcome::sql_error("Order does not exist."));
     };
     // [doc] pixiCanChangeAddress semantics, re-checked by pixiChangeAddress: not once shipped.
-    if o.status == "CLOSED" || o.lines.iter().all(|l| l.status == "AUS") {
+    if address_frozen(o) {
         return Ok(Outcome::sql_error(format!(
             "The address of order {} can not be changed anymore.",
             o.order_nr
@@ -1102,6 +1037,25 @@ fn get_address(s: &mut State, a: &Args<'_>) -> R<Outcome> {
         ]);
     }
     Ok(Outcome::rows(set))
+}
+
+/// pixiCanChangeAddress — [doc] "whether a given order is at a stage when billing and shipping
+/// addresses can still be changed"; response `return` int 1/0. Which stage ends it is not on
+/// the page: here an order CLOSED or with every line shipped (AUS), the rule pixiChangeAddress
+/// re-checks below.
+fn can_change_address(s: &mut State, a: &Args<'_>) -> R<Outcome> {
+    let nr = a.int("OrderNr")?.filter(|n| *n != 0);
+    let ext = a.str("OrderNrExternal");
+    let order = s.orders.values().find(|o| {
+        nr.is_some_and(|n| n == o.order_nr)
+            || ext.as_deref().is_some_and(|e| e == o.order_nr_external)
+    });
+    let can = order.is_some_and(|o| !address_frozen(o));
+    Ok(Outcome::scalar("return", if can { "1" } else { "0" }))
+}
+
+fn address_frozen(o: &super::SimOrder) -> bool {
+    o.status == "CLOSED" || o.lines.iter().all(|l| l.status == "AUS")
 }
 
 fn add_comment(s: &mut State, a: &Args<'_>) -> R<Outcome> {

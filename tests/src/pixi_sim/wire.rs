@@ -102,6 +102,8 @@ impl RowSet {
 pub enum Outcome {
     Result {
         sets: Vec<RowSet>,
+        /// Scalar result elements after the row sets (pixiCanChangeAddress' `return`).
+        scalars: Vec<(&'static str, String)>,
         /// (class, message) T-SQL messages.
         messages: Vec<(i32, String)>,
         code: i64,
@@ -114,6 +116,17 @@ impl Outcome {
     pub fn sets(sets: Vec<RowSet>) -> Outcome {
         Outcome::Result {
             sets,
+            scalars: Vec::new(),
+            messages: Vec::new(),
+            code: 0,
+        }
+    }
+    /// One scalar result element and SqlResultCode 0, e.g. `<return>1</return>` as in the
+    /// response example of https://pixi-api-docs.de/api/pixiCanChangeAddress.
+    pub fn scalar(name: &'static str, value: impl Into<String>) -> Outcome {
+        Outcome::Result {
+            sets: Vec::new(),
+            scalars: vec![(name, value.into())],
             messages: Vec::new(),
             code: 0,
         }
@@ -141,6 +154,7 @@ impl Outcome {
     pub fn sql_error(message: impl Into<String>) -> Outcome {
         Outcome::Result {
             sets: Vec::new(),
+            scalars: Vec::new(),
             messages: vec![(16, message.into())],
             code: 1,
         }
@@ -195,6 +209,7 @@ pub fn render(namespace: &str, call: &str, outcome: &Outcome) -> (u16, String) {
         Outcome::Fault { code, message } => (500, fault_xml(code, message, call)),
         Outcome::Result {
             sets,
+            scalars,
             messages,
             code,
         } => {
@@ -231,6 +246,12 @@ pub fn render(namespace: &str, call: &str, outcome: &Outcome) -> (u16, String) {
                 }
                 s.push_str(&format!(
                     "</SqlRowSet{n}></diffgr:diffgram></sqlresultstream:SqlRowSet>"
+                ));
+            }
+            for (name, v) in scalars {
+                s.push_str(&format!(
+                    "<method:{name}>{}</method:{name}>",
+                    escape(v.as_str())
                 ));
             }
             for (class, m) in messages {

@@ -6,18 +6,21 @@
 //! here. Each wire fact carries a comment naming its public source; where the public sources are
 //! silent or contradict each other the choice is documented on [`PixiErp`] (see "Choices").
 //!
-//! Calls used (all pages under https://pixi-api-docs.de/api/<call> unless noted):
+//! Calls used, each beside its page https://pixi-api-docs.de/api/<call> (what the page does
+//! not show is said next to the code that relies on it). All but the four marked "extra" are in
+//! seed 000's list of calls a merchant's pixi must have installed; the README's pixi set-up
+//! section says why each extra one is needed.
 //!
 //! | purpose | call |
 //! |---|---|
 //! | work lists | `pixiPayGetOrdersToAuthorize`, `pixiPayGetInvoicesToCapture`, `pixiGetChangedOrders` |
-//! | order facts | `pixiGetOrder` (batch: lines, total), `pixiGetOrderHeader`, `pixiGetInvoice`; without pixiGetOrder also `pixiGetOrderline`, `pixiGetOrderTotals` |
-//! | release | `pixiPaySetAuthorizationStatus` + `pixiReleaseOrder` |
+//! | order facts | `pixiGetOrderHeader`, `pixiGetOrderline`, `pixiGetOrderTotals`, `pixiGetInvoice` |
+//! | release | `pixiPaySetAuthorizationStatus` + `pixiReleaseOrder` (extra) |
 //! | shipping lock | `pixiSetOrderShippingLock` (per order; `pixiSetShippingLock` locks the customer) |
 //! | capture mark + booking | `pixiPaySetInvoiceCapture` |
-//! | refund booking | `pixiCACreateManualBooking`, read back with `pixiCAGetInvoiceMatch` |
-//! | transfer data | `pixiChangeAddress`, read back with `pixiGetAddress` |
-//! | comments | `pixiAddOrderComment` (`modomoto/pixi_client`), read back with `pixiGetOrderComments` |
+//! | refund booking | `pixiCACreateManualBooking`, read back with `pixiCAGetInvoiceMatch` (extra) |
+//! | transfer data | `pixiCanChangeAddress`, then `pixiChangeAddress` (extra), read back with `pixiGetAddress` |
+//! | comments | `pixiCreateOrderComment` (no public page), read back with `pixiGetOrderComments` (extra) |
 
 mod read;
 pub mod soap;
@@ -35,9 +38,8 @@ use crate::money::{Currency, Money};
 use async_trait::async_trait;
 use rust_decimal::{Decimal, RoundingStrategy};
 use soap::{Param, Reply, ReplyError, Row};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Timeouts of the connector's HTTP client.
@@ -84,16 +86,23 @@ pub enum PixiSetupError {
 ///   `pixiReleaseOrder(ShopId, OrderNrExternal)`, which is documented to release order lines
 ///   (`AffectedRows`). Nothing public says whether `Success=1` alone flips `HAL` lines to `ANG`;
 ///   calling both is safe either way (a second release affects 0 rows). Alternative: only one of
-///   the two, once a customer test database shows which one flips the lines.
-/// - **Order comment**: `pixiAddOrderComment(OrderNr, Comment)` (used by
-///   `modomoto/pixi_client:lib/pixi_client/requests/add_comment_to_order.rb`), read back with the
-///   documented `pixiGetOrderComments`. The seed's `pixiCreateOrderComment` has no public trace;
-///   if a customer database has it instead, only [`CALL_ADD_COMMENT`] changes.
+///   the two, once a customer test database shows which one flips the lines. The
+///   pixiPaySetAuthorizationStatus page shows no response columns and says nothing about lines;
+///   pixiReleaseOrder is not in seed 000's list (README, pixi set-up).
+/// - **Order comment**: `pixiCreateOrderComment(OrderNr, Comment)`, the call seed 000 lists.
+///   It has no public page (nor has `pixiAddOrderComment`, which
+///   `modomoto/pixi_client:lib/pixi_client/requests/add_comment_to_order.rb` sends with these
+///   two parameters): the parameter names are that client's and unverified. Read back with the
+///   documented `pixiGetOrderComments` (not in seed 000's list). Only [`CALL_ADD_COMMENT`]
+///   changes if a customer database names it otherwise.
 /// - **Prepayment transfer data ("Kundenservice" fields Kontoinhaber/IBAN/BIC/Bank)**: written to
 ///   the order's billing address with `pixiChangeAddress(OrderNr, AddrType=B, IBAN, BIC,
 ///   BankName, CardHolderName)`. `IBAN`/`BIC` are documented parameters of pixiChangeAddress;
 ///   `BankName`/`CardHolderName` are the address bank columns shown in the pixiGetOrder billing
-///   address sample (pixi-api-docs.de/api/pixiGetOrder) — their parameter names are inferred.
+///   address sample (pixi-api-docs.de/api/pixiGetOrder) — their parameter names are inferred
+///   (the pixiChangeAddress parameter table is cut off in the stored page after `Note`).
+///   `pixiCanChangeAddress` (listed, documented scalar `return` 1/0) is asked first, as the
+///   pixiChangeAddress page recommends; 0 refuses the write without calling pixiChangeAddress.
 ///   Holder = recipient, Bank = payment reference (seed 000). Alternatives: `pixiUpdateOrder`
 ///   (no bank parameters in its public page) or a customer-specific procedure.
 /// - **Credit notes** are the rows of `pixiGetInvoice` with a negative total (pixi keeps credits
@@ -107,19 +116,12 @@ pub enum PixiSetupError {
 /// - **Shipping lock** is read from the header column `OrderLocked` (Y/N; documented on
 ///   pixiGetChangedOrders), else `OhSLocked` (`lars85/pixi-client` pixiGetOrder mapping).
 /// - **Mandant** = `ShopID` (payment types are configured per shop in pixi).
-/// - **Order total** = the `Total` of `pixiGetOrderTotals` ("totals equal to what the invoice
-///   would produce, in order currency"); the column name after `VATTotal` is truncated in the
-///   stored page, so `Total` is inferred, with `Subtotal + ShipCost` as the fallback.
-/// - **Batch reads**: `pixiGetOrder(OrderNrXML)` reads the lines and the order total of a whole
-///   batch in one call (the `OrderNrs` parameter sample on pixi-api-docs.de; columns `OrderNr`,
-///   `OrderTotal`, `Orderlines` from `lars85/pixi-client` GetOrders/Order.php, Item.php).
-///   `OrderTotal` is taken to be the same total `pixiGetOrderTotals` gives (unverified: no
-///   public source compares them). Per order found, `pixiGetOrderHeader` (for `ccpPayID`,
-///   `PaymentType`, `OrderCurrency`, `AddrRef`: no public source shows them in pixiGetOrder)
-///   and `pixiGetInvoice` (no public sample of invoices in pixiGetOrder) follow, in parallel:
-///   2 calls per order plus 1 per batch. pixiGetOrder is **not** in the seed's list of
-///   installed calls: when pixi answers that the procedure is not found, the connector reads
-///   every order with the 4 per-order calls (header, lines, totals, invoices) from then on.
+/// - **Order total** = Σ `Subtotal` + `ShipCost` − |`Discount`| over the per-item rows of
+///   `pixiGetOrderTotals` (see [`read::order_total`] for what that page does and does not show).
+/// - **Payment code = method tag**: the order's `PaymentType` (a single character on every page
+///   that types it) is the `erp_method` of paybridge's `[[method]]`, the `PaymentCode` of the
+///   work lists and the `PayCode` of pixiPaySetInvoiceCapture. A configured code of more than
+///   one character can never match a real pixi order; the connector logs a warning for it.
 /// - **Write references**: pixi fields are short (`PayID` varchar(50), `EventID` varchar(3)), so
 ///   each write carries `[pb…]` = [`psp_reference`] of the operation id (26 characters) in its
 ///   message/comment/reason; read-backs look for that tag.
@@ -132,18 +134,12 @@ pub struct PixiErp {
     password: Secret,
     payment_codes: Vec<String>,
     user_name: String,
-    pay_code: String,
     initial_lookback: chrono::Duration,
     list_rows: i64,
-    /// pixi answered that it has no `pixiGetOrder`: orders are read one by one.
-    no_batch_call: AtomicBool,
 }
 
-/// The batch read of orders (see "Batch reads" on [`PixiErp`]).
-pub const CALL_GET_ORDER: &str = "pixiGetOrder";
-
 /// The order comment call (see "Choices" on [`PixiErp`]).
-pub const CALL_ADD_COMMENT: &str = "pixiAddOrderComment";
+pub const CALL_ADD_COMMENT: &str = "pixiCreateOrderComment";
 
 const INVOICE_PAGE: i64 = 1000;
 
@@ -201,6 +197,10 @@ impl PixiErp {
         let mut codes: Vec<String> = Vec::new();
         for c in payment_codes {
             let c = c.trim().to_string();
+            if c.chars().count() > 1 {
+                // PaymentCode is `char` on the pixiPay* pages, PaymentType `char`/varchar(1).
+                tracing::warn!(code = %c, "pixi payment codes are single characters");
+            }
             if !c.is_empty() && !codes.iter().any(|x| x.eq_ignore_ascii_case(&c)) {
                 codes.push(c);
             }
@@ -213,10 +213,8 @@ impl PixiErp {
             password,
             payment_codes: codes,
             user_name: "paybridge".into(),
-            pay_code: "paybridge".into(),
             initial_lookback: chrono::Duration::days(1),
             list_rows: 500,
-            no_batch_call: AtomicBool::new(false),
         })
     }
 
@@ -266,23 +264,10 @@ impl PixiErp {
         self
     }
 
-    /// The `PayCode` sent with `pixiPaySetInvoiceCapture` (docs example `CC`; default `paybridge`).
-    pub fn with_pay_code(mut self, code: &str) -> PixiErp {
-        self.pay_code = code.to_string();
-        self
-    }
-
     /// How far back the first `pixiGetChangedOrders` looks when there is no watermark yet
     /// (default one day; pixi compares in its server's local time, a day absorbs the offset).
     pub fn with_initial_lookback(mut self, d: chrono::Duration) -> PixiErp {
         self.initial_lookback = d;
-        self
-    }
-
-    /// The operation namespace (default: the endpoint URL with a trailing slash). Take it from
-    /// the customer's WSDL when it differs.
-    pub fn with_namespace(mut self, ns: &str) -> PixiErp {
-        self.namespace = ns.to_string();
         self
     }
 
@@ -358,7 +343,8 @@ impl PixiErp {
     }
 
     async fn header(&self, order_nr: i64) -> Result<Option<Header>, ErpError> {
-        // pixiGetOrderHeader: filter `OrderNr` (int; default 0 = no filter) — pixi-api-docs.
+        // https://pixi-api-docs.de/api/pixiGetOrderHeader: filter `OrderNr` (int; default 0 =
+        // no filter). The response columns are cut off in the stored page (see read::Header).
         let reply = self
             .call("pixiGetOrderHeader", &[Param::int("OrderNr", order_nr)])
             .await?;
@@ -383,14 +369,18 @@ impl PixiErp {
     }
 
     async fn lines(&self, order_nr: i64) -> Result<Reply, ErpError> {
-        // pixiGetOrderline: parameter spelled `OrderNR` (pixi-api-docs; modomoto get_order_lines.rb).
+        // https://pixi-api-docs.de/api/pixiGetOrderline: filter `OrderNR` (int, spelled so on the
+        // page; modomoto get_order_lines.rb sends the same).
         self.call("pixiGetOrderline", &[Param::int("OrderNR", order_nr)])
             .await
     }
 
     async fn invoices(&self, order_nr: i64) -> Result<Vec<Row>, ErpError> {
-        // pixiGetInvoice: `OrderNR`, `RowCount` (default 1000), `StartKey` (InvoiceKey > StartKey);
-        // stop when fewer than RowCount rows come back (pixi-api-docs "Iterating through results").
+        // https://pixi-api-docs.de/api/pixiGetInvoice: `OrderNR`, `RowCount` (default 1000),
+        // `StartKey` ("records that have InvoiceKey bigger than provided value"); stop when the
+        // `TotalRows` column is smaller than RowCount or no rows come back ("Iterating through
+        // results"). The page's response table is cut off in the stored copy: the invoice
+        // columns read in [`read::invoices_and_credits`] are not shown there.
         let mut rows = Vec::new();
         let mut start = 0i64;
         for page_no in 0.. {
@@ -410,7 +400,10 @@ impl PixiErp {
                 )
                 .await?;
             let page = reply.rows().to_vec();
-            let n = page.len() as i64;
+            let n = page
+                .iter()
+                .find_map(|r| int(r, "TotalRows"))
+                .unwrap_or(page.len() as i64);
             let last = page
                 .iter()
                 .filter_map(|r| r.get("InvoiceKey").and_then(|k| k.parse::<i64>().ok()))
@@ -428,13 +421,21 @@ impl PixiErp {
         let Some(h) = self.header(order_nr).await? else {
             return Ok(None);
         };
-        // pixiGetOrderTotals: `OrderNr` (pixi-api-docs).
+        // https://pixi-api-docs.de/api/pixiGetOrderTotals: filter `OrderNr` (int, default 0;
+        // request example order OrderNr, OrderNrExternal, CustKey; only OrderNr is sent).
         let totals_params = [Param::int("OrderNr", order_nr)];
         let (lines, totals, invoices) = tokio::try_join!(
             self.lines(order_nr),
             self.call("pixiGetOrderTotals", &totals_params),
             self.invoices(order_nr),
         )?;
+        // No row set at all says nothing about the order (an empty one is an order with nothing
+        // left to invoice, see read::order_total).
+        if totals.result_sets.is_empty() {
+            return Err(bad(format!(
+                "pixiGetOrderTotals for order {order_nr}: reply without a row set"
+            )));
+        }
         map_order(&h, lines.rows(), totals.rows(), &invoices).map(Some)
     }
 

@@ -2,15 +2,18 @@
 //! invoices and credit notes mapped from pixi's rows onto the ERP-neutral order (status codes,
 //! exact decimals, rows of other orders refused).
 //!
-//! A batch of orders is read with one `pixiGetOrder` call (lines and order total of up to
-//! [`ORDER_BATCH`] orders) plus, per order found, `pixiGetOrderHeader` and `pixiGetInvoice`:
-//! no public source shows `ccpPayID`, the payment type or invoices in pixiGetOrder's reply.
-//! Where pixi does not have pixiGetOrder (not in the seed's list of installed calls), each order
-//! is read with the four per-order calls instead (see [`PixiErp`], "Batch reads").
+//! Every order is read with four calls of seed 000's list of installed calls:
+//! `pixiGetOrderHeader`, then `pixiGetOrderline`, `pixiGetOrderTotals` and `pixiGetInvoice` in
+//! parallel. `pixiGetOrder` (one call for many orders) is not used: it is not in that list, and
+//! its page (https://pixi-api-docs.de/api/pixiGetOrder) shows only address and customer samples,
+//! no order total and no order lines.
 
 use super::*;
 
-/// The order-header columns paybridge reads.
+/// The order-header columns paybridge reads from `pixiGetOrderHeader`
+/// (https://pixi-api-docs.de/api/pixiGetOrderHeader). That page's "Order details" table is cut
+/// off in the stored copy after `Blz`, `ZIP`: none of the columns below is shown there. Their
+/// names come from sibling pages (named per field) and are the simulator's header columns.
 #[derive(Debug, Clone)]
 pub(super) struct Header {
     pub(super) order_nr: i64,
@@ -22,7 +25,10 @@ pub(super) struct Header {
     pub(super) cust_key: Option<i64>,
     /// `AddrRef`: billing address id (pixiGetOrderHeadersForCustomer, pixiReadOrderHeader).
     pub(super) addr_ref: Option<i64>,
-    /// `PaymentType` (pixiGetChangedOrders: "Payment type code").
+    /// `PaymentType`: pixi's payment code, the order's method tag (`erp_method`). A single
+    /// character on every page that types it (pixiGetOrderHeader/pixiGetOrderline filter
+    /// `PaymentType` "char", example "g"; pixiGetUpdatedInvoices `varchar(1)`; the
+    /// pixiGetOrder address sample `<PaymentCode>B</PaymentCode>`).
     pub(super) payment_type: String,
     /// `ccpPayID` = KK-ID (pixiPayGetOrdersToAuthorize "ID of credit card payment"; written by
     /// pixiPaySetAuthorizationStatus `AuthID`).
@@ -151,6 +157,18 @@ pub(super) fn map_order(
         .iter()
         .map(|r| order_line(r, cur))
         .collect::<Result<Vec<_>, _>>()?;
+    let billable = lines.iter().any(|r| {
+        !matches!(
+            line_status(r.get("Status").unwrap_or_default()),
+            LineStatus::Cancelled | LineStatus::NotDeliverable
+        )
+    });
+    if totals.is_empty() && billable {
+        return Err(bad(format!(
+            "pixiGetOrderTotals gave no row for order {}, which has lines to invoice",
+            h.order_nr
+        )));
+    }
     let total = order_total(h.order_nr, totals, cur)?;
     let (invs, credits) = invoices_and_credits(h.order_nr, invoices, cur)?;
     let status = match h.status.as_str() {
@@ -206,7 +224,11 @@ pub(super) fn on_hold(r: &Row) -> bool {
 }
 
 /// One order line: its key, status and gross amount (unit price × quantity, rounded to the
-/// currency).
+/// currency), from a `pixiGetOrderline` row (https://pixi-api-docs.de/api/pixiGetOrderline).
+/// That page's response table is not in the stored copy (it ends with the request parameters):
+/// the columns `OrderlineKey`, `Status`, `Qty`, `Price`, `Price_OrderCurr` are the pixiGetOrder
+/// line columns of `lars85/pixi-client` (`Item.php`); `Qty`, `Price`, `Status`, `OrderNr` are
+/// also on the sibling page pixiGetOrderlinesForOrder.
 fn order_line(r: &Row, cur: Currency) -> Result<OrderLine, ErpError> {
     let key = r
         .get("OrderlineKey")
@@ -227,27 +249,66 @@ fn order_line(r: &Row, cur: Currency) -> Result<OrderLine, ErpError> {
     })
 }
 
-/// The order total from the (first) `pixiGetOrderTotals` row: `Total`, else `Subtotal` plus
-/// `ShipCost`.
-fn order_total(order_nr: i64, totals: &[Row], cur: Currency) -> Result<Money, ErpError> {
-    let t = totals.first().ok_or_else(|| {
-        bad(format!(
-            "pixiGetOrderTotals gave no row for order {order_nr}"
-        ))
-    })?;
-    match t.first(&["Total", "OrderTotal", "Total_OrderCurr"]) {
-        Some(v) => money(v, cur, "order Total"),
-        None => {
-            let sub = money(
-                t.get("Subtotal")
-                    .ok_or_else(|| bad("pixiGetOrderTotals without Total/Subtotal"))?,
-                cur,
-                "Subtotal",
-            )?;
-            let ship = money(t.get("ShipCost").unwrap_or("0"), cur, "ShipCost")?;
-            sub.checked_add(ship).map_err(|e| bad(e.to_string()))
+/// The order total from the rows of `pixiGetOrderTotals`
+/// (https://pixi-api-docs.de/api/pixiGetOrderTotals, "totals equal to what the invoice would
+/// produce from the order in order currency").
+///
+/// The page documents one row per item (`Qty`, `Price`, `EanUpc`, `ArtName`, `ItemNote`,
+/// `Subtotal` = "Totalprice these items in this order") carrying order-level columns on every
+/// row (`ShipCost` = "the total shipping costs of the whole order", `Discount` = "Discount of
+/// the order", `VATLow`/`VATHigh`/`VATTotal` = VAT of the whole order). The stored page is cut
+/// off after `VATTotal` and shows no order total column, so the total is built from the
+/// documented columns: Σ `Subtotal` + `ShipCost` − |`Discount`|, each order-level column counted
+/// once. What the page does not show, and is assumed here: `Subtotal` is gross (VAT included,
+/// as the invoice shows it; `VATTotal` is not added); the sign of `Discount` (a positive or
+/// negative amount both reduce the total); that cancelled lines (`STO`/`NLB`) have no row
+/// (the invoice would not carry them), so no rows is a total of 0 — [`map_order`] accepts that
+/// only when every line is cancelled or not deliverable. An undocumented `Total`
+/// column is ignored. Rows that disagree on an order-level column are a bad reply.
+pub(super) fn order_total(order_nr: i64, totals: &[Row], cur: Currency) -> Result<Money, ErpError> {
+    let mut items = Decimal::ZERO;
+    for r in totals {
+        let v = r.get("Subtotal").ok_or_else(|| {
+            bad(format!(
+                "pixiGetOrderTotals row of order {order_nr} without Subtotal"
+            ))
+        })?;
+        items = items
+            .checked_add(decimal(v, "Subtotal")?)
+            .ok_or_else(|| bad(format!("order {order_nr}: Subtotal sum overflows")))?;
+    }
+    let ship = order_level(order_nr, totals, "ShipCost")?;
+    let discount = order_level(order_nr, totals, "Discount")?.abs();
+    let total = items
+        .checked_add(ship)
+        .and_then(|t| t.checked_sub(discount))
+        .ok_or_else(|| bad(format!("order {order_nr}: total overflows")))?
+        .round_dp_with_strategy(cur.exponent(), RoundingStrategy::MidpointAwayFromZero);
+    if total.is_sign_negative() && !total.is_zero() {
+        return Err(bad(format!(
+            "order {order_nr}: discount larger than items and shipping (total {total})"
+        )));
+    }
+    Money::new(total, cur).map_err(|e| bad(format!("order {order_nr} total: {e}")))
+}
+
+/// An order-level column that `pixiGetOrderTotals` repeats on every item row: the same value on
+/// each row that has it (0 when no row has it); rows that disagree are a bad reply.
+pub(super) fn order_level(order_nr: i64, totals: &[Row], col: &str) -> Result<Decimal, ErpError> {
+    let mut seen: Option<Decimal> = None;
+    for r in totals {
+        let Some(v) = r.get(col) else { continue };
+        let d = decimal(v, col)?;
+        match seen {
+            Some(s) if s != d => {
+                return Err(bad(format!(
+                    "pixiGetOrderTotals of order {order_nr}: {col} {s} and {d} on different rows"
+                )));
+            }
+            _ => seen = Some(d),
         }
     }
+    Ok(seen.unwrap_or(Decimal::ZERO))
 }
 
 /// The invoice rows as invoices (total ≥ 0) and credit notes (negative total); rows without
@@ -308,67 +369,6 @@ pub(super) fn invoice_paid(r: &Row, total: Decimal) -> Result<bool, ErpError> {
         None => Decimal::ZERO,
     };
     Ok(flag(r.get("Paid")) || (!total.is_zero() && paid >= total))
-}
-
-/// At most this many orders per `pixiGetOrder` call (the app hands over chunks of this size).
-pub(super) const ORDER_BATCH: usize = 50;
-
-/// What `pixiGetOrder` gives of one order: its line rows and a totals row (`Total`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct BatchPart {
-    pub(super) lines: Vec<Row>,
-    pub(super) totals: Vec<Row>,
-}
-
-/// The rows of a `pixiGetOrder` reply by order number. Column names from
-/// `lars85/pixi-client:src/Response/Order/GetOrders/Order.php` (the stored pixi-api-docs page
-/// shows only the address and customer samples): one row per order with `OrderNr`, `OrderTotal`
-/// and the XML column `Orderlines` (`OrderLines` in an older version of that client) of
-/// `<row>`s with the `pixiGetOrderline` columns (`Item.php`). A row of an order not asked for,
-/// an order twice, a row without `OrderNr`, `Orderlines` or `OrderTotal`, or unreadable line XML
-/// is a bad reply.
-pub(super) fn batch_parts(
-    reply: &Reply,
-    asked: &[i64],
-) -> Result<HashMap<i64, BatchPart>, ErpError> {
-    if reply.result_sets.is_empty() {
-        return Err(bad(format!("{CALL_GET_ORDER}: reply without a row set")));
-    }
-    let mut out = HashMap::new();
-    for r in reply.rows() {
-        let v = r
-            .get("OrderNr")
-            .ok_or_else(|| bad(format!("{CALL_GET_ORDER}: row without OrderNr")))?;
-        let nr = v.parse::<i64>().map_err(|_| {
-            bad(format!(
-                "{CALL_GET_ORDER}: OrderNr {} is not a number",
-                shown(v)
-            ))
-        })?;
-        if !asked.contains(&nr) {
-            return Err(bad(format!(
-                "{CALL_GET_ORDER}: row of order {nr}, which was not asked for"
-            )));
-        }
-        let xml = r
-            .first(&["Orderlines", "OrderLines"])
-            .ok_or_else(|| bad(format!("{CALL_GET_ORDER}: order {nr} without Orderlines")))?;
-        let lines = soap::parse_rows(xml)
-            .map_err(|e| bad(format!("{CALL_GET_ORDER}: Orderlines of order {nr}: {e}")))?;
-        let total = r
-            .get("OrderTotal")
-            .ok_or_else(|| bad(format!("{CALL_GET_ORDER}: order {nr} without OrderTotal")))?;
-        let totals = vec![Row(vec![
-            ("OrderNr".to_string(), nr.to_string()),
-            ("Total".to_string(), total.to_string()),
-        ])];
-        if out.insert(nr, BatchPart { lines, totals }).is_some() {
-            return Err(bad(format!(
-                "{CALL_GET_ORDER}: order {nr} twice in the reply"
-            )));
-        }
-    }
-    Ok(out)
 }
 
 pub(super) fn order_nr(order_id: &str) -> Result<i64, ErpError> {
@@ -511,72 +511,25 @@ impl PixiErp {
         Ok((nrs, next.unwrap_or(from)))
     }
 
+    /// The orders of `order_ids`, each read with its four per-order calls (see
+    /// [`PixiErp::read_order`]); ids that are not order numbers, and orders pixi does not know,
+    /// are left out.
     pub(super) async fn read_orders(
         &self,
         order_ids: &[String],
     ) -> Result<Vec<ErpOrder>, ErpError> {
-        let mut nrs = Vec::new();
         let mut seen = HashSet::new();
-        for id in order_ids {
-            if let Ok(nr) = id.trim().parse::<i64>()
-                && seen.insert(nr)
-            {
-                nrs.push(nr);
-            }
-        }
         let mut out = Vec::new();
-        for chunk in nrs.chunks(ORDER_BATCH) {
-            let batch = match self.order_batch(chunk).await? {
-                Some(b) => b,
-                None => {
-                    for nr in chunk {
-                        if let Some(o) = self.read_order(*nr).await? {
-                            out.push(o);
-                        }
-                    }
-                    continue;
-                }
+        for id in order_ids {
+            let Ok(nr) = id.trim().parse::<i64>() else {
+                continue;
             };
-            for nr in chunk {
-                let Some(part) = batch.get(nr) else {
-                    continue;
-                };
-                let (header, invoices) = tokio::try_join!(self.header(*nr), self.invoices(*nr))?;
-                if let Some(h) = header {
-                    out.push(map_order(&h, &part.lines, &part.totals, &invoices)?);
-                }
+            if seen.insert(nr)
+                && let Some(o) = self.read_order(nr).await?
+            {
+                out.push(o);
             }
         }
         Ok(out)
-    }
-
-    /// One `pixiGetOrder` call for `nrs`: each order's lines and total by order number, orders
-    /// pixi does not know left out. `None` when pixi has no such call (a fault naming the
-    /// procedure as not found, SQL Server error 2812 wording); from then on this connector reads
-    /// per order without asking again.
-    async fn order_batch(&self, nrs: &[i64]) -> Result<Option<HashMap<i64, BatchPart>>, ErpError> {
-        if self.no_batch_call.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        // pixiGetOrder(OrderNrXML): "<OrderNrs><OrderNr>137892</OrderNr>…</OrderNrs>" (the
-        // parameter sample on pixi-api-docs.de/api/pixiGetOrder; lars85/pixi-client
-        // Api/Order.php sends one <OrderNr> per order).
-        let mut xml = String::from("<OrderNrs>");
-        for nr in nrs {
-            xml.push_str(&format!("<OrderNr>{nr}</OrderNr>"));
-        }
-        xml.push_str("</OrderNrs>");
-        match self
-            .call(CALL_GET_ORDER, &[Param::string("OrderNrXML", xml)])
-            .await
-        {
-            Ok(reply) => batch_parts(&reply, nrs).map(Some),
-            Err(ErpError::Refused(m)) if m.contains("Could not find stored procedure") => {
-                tracing::warn!("pixi has no {CALL_GET_ORDER}; reading orders one by one");
-                self.no_batch_call.store(true, Ordering::Relaxed);
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
     }
 }

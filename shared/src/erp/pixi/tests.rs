@@ -38,7 +38,14 @@ fn maps_statuses_money_and_credit_notes() {
             ("Price", "5.0000"),
         ]),
     ];
-    let totals = [row(&[("Total", "6.0000")])];
+    // pixiGetOrderTotals rows have no row for the cancelled line (see read::order_total).
+    let totals = [row(&[
+        ("OrderNr", "7"),
+        ("Qty", "3"),
+        ("Subtotal", "1.0000"),
+        ("ShipCost", "5.0000"),
+        ("Discount", "0.0000"),
+    ])];
     let invoices = [
         row(&[
             ("InvoiceNr", "R1"),
@@ -112,24 +119,137 @@ fn xml_columns_are_read_as_rows_and_garbage_refused() {
     }
 }
 
+/// Rows shaped like the result set of https://pixi-api-docs.de/api/pixiGetOrderTotals: one per
+/// item, the order-level columns (ShipCost, Discount, VAT) repeated on each, no `Total`.
+fn page_rows(discount: &str) -> Vec<Row> {
+    let item = |qty: &str, price: &str, sub: &str, name: &str| {
+        row(&[
+            ("Qty", qty),
+            ("Price", price),
+            ("EanUpc", "4012345678901"),
+            ("VATLow", "0.0000"),
+            ("ArtName", name),
+            ("OrderNr", "7"),
+            ("VATHigh", "13.8500"),
+            ("Discount", discount),
+            ("ItemNote", ""),
+            ("ShipCost", "4.9500"),
+            ("Subtotal", sub),
+            ("VATTotal", "13.8500"),
+        ])
+    };
+    vec![
+        item("2", "19.9900", "39.9800", "Shirt"),
+        item("1", "49.9000", "49.9000", "Shoes"),
+        item("3", "0.3333", "1.0000", "Socks"),
+    ]
+}
+
 #[test]
-fn a_get_order_reply_gives_lines_and_total_per_order() {
-    let xml = r#"<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"><SOAP-ENV:Body><m:R xmlns:m="urn:m"><m:Result><SqlRowSet><diffgram><SqlRowSet1 xmlns="urn:s1"><row><OrderNr>7</OrderNr><OrderTotal>12.5000</OrderTotal><Orderlines><row><OrderlineKey>1</OrderlineKey><Qty>1</Qty></row><row><OrderlineKey>2</OrderlineKey></row></Orderlines></row></SqlRowSet1></diffgram></SqlRowSet><SqlResultCode>0</SqlResultCode></m:Result></m:R></SOAP-ENV:Body></SOAP-ENV:Envelope>"#;
-    let reply = soap::parse_reply(xml).unwrap();
-    let parts = batch_parts(&reply, &[7, 8]).unwrap();
-    assert_eq!(parts.len(), 1, "order 8 is not in the reply");
-    let p = &parts[&7];
-    assert_eq!(p.lines.len(), 2);
-    assert_eq!(p.lines[1].get("OrderlineKey"), Some("2"));
-    assert_eq!(p.totals[0].get("Total"), Some("12.5000"));
+fn a_page_shaped_totals_reply_without_total_reconciles_to_the_cent() {
+    // 39.98 + 49.90 + 1.00 + 4.95 shipping (once) − 10.00 discount (once) = 85.83
+    let t = order_total(7, &page_rows("10.0000"), Currency::EUR).unwrap();
+    assert_eq!(t.to_minor().unwrap(), 8583);
+    // The page does not show the sign of Discount: a negative one reduces the total as well.
+    let t = order_total(7, &page_rows("-10.0000"), Currency::EUR).unwrap();
+    assert_eq!(t.to_minor().unwrap(), 8583);
+    // Without a discount: items plus shipping.
+    let t = order_total(7, &page_rows("0.0000"), Currency::EUR).unwrap();
+    assert_eq!(t.to_minor().unwrap(), 9583);
+    // An undocumented `Total` column is not read: the documented columns decide.
+    let mut rows = page_rows("10.0000");
+    rows[0].0.push(("Total".into(), "1.0000".into()));
+    assert_eq!(
+        order_total(7, &rows, Currency::EUR)
+            .unwrap()
+            .to_minor()
+            .unwrap(),
+        8583
+    );
+    // No item rows (every line cancelled): nothing left to invoice.
+    assert!(order_total(7, &[], Currency::EUR).unwrap().is_zero());
+}
+
+#[test]
+fn totals_rows_that_disagree_or_lack_subtotal_are_refused() {
+    let mut rows = page_rows("10.0000");
+    rows[1].0.retain(|(k, _)| k != "ShipCost");
+    rows[1].0.push(("ShipCost".into(), "5.9500".into()));
     assert!(matches!(
-        batch_parts(&reply, &[8]),
+        order_total(7, &rows, Currency::EUR),
+        Err(ErpError::BadReply(m)) if m.contains("ShipCost")
+    ));
+    let mut rows = page_rows("0.0000");
+    rows[2].0.retain(|(k, _)| k != "Subtotal");
+    assert!(matches!(
+        order_total(7, &rows, Currency::EUR),
         Err(ErpError::BadReply(_))
     ));
+    // A discount larger than the order is not a negative total.
+    assert!(order_total(7, &page_rows("500.0000"), Currency::EUR).is_err());
+    // A column missing on some rows counts from the rows that have it.
+    let mut rows = page_rows("10.0000");
+    rows[0].0.retain(|(k, _)| k != "Discount");
+    assert_eq!(
+        order_level(7, &rows, "Discount").unwrap(),
+        Decimal::new(100000, 4)
+    );
+    assert_eq!(
+        order_level(7, &rows, "NoSuchColumn").unwrap(),
+        Decimal::ZERO
+    );
+}
+
+#[test]
+fn map_order_takes_the_total_from_the_item_rows() {
+    let h = Header::from_row(&row(&[
+        ("OrderNr", "7"),
+        ("PaymentType", "K"),
+        ("OrderCurrency", "EUR"),
+    ]))
+    .unwrap();
+    let lines = [row(&[
+        ("OrderlineKey", "1"),
+        ("Qty", "2"),
+        ("Price", "19.9900"),
+    ])];
+    let o = map_order(&h, &lines, &page_rows("10.0000"), &[]).unwrap();
+    assert_eq!(o.total.to_minor().unwrap(), 8583);
+    assert_eq!(o.payment_method, "K");
+    // A totals row of another order is refused.
+    let mut other = page_rows("10.0000");
+    other[1].0.retain(|(k, _)| k != "OrderNr");
+    other[1].0.push(("OrderNr".into(), "8".into()));
+    assert!(map_order(&h, &lines, &other, &[]).is_err());
+    // No item rows: refused while a line is still to invoice, 0 once every line is cancelled.
     assert!(matches!(
-        batch_parts(&Reply::default(), &[7]),
+        map_order(&h, &lines, &[], &[]),
         Err(ErpError::BadReply(_))
     ));
+    let cancelled = [row(&[
+        ("OrderlineKey", "1"),
+        ("Status", "STO"),
+        ("Price", "1.00"),
+    ])];
+    let o = map_order(&h, &cancelled, &[], &[]).unwrap();
+    assert!(o.total.is_zero());
+}
+
+#[test]
+fn can_change_address_reads_the_documented_return() {
+    let scalar = |v: &str| Reply {
+        scalars: vec![("return".into(), v.into())],
+        ..Reply::default()
+    };
+    assert_eq!(can_change(&scalar("1")), Some(true));
+    assert_eq!(can_change(&scalar(" 0 ")), Some(false));
+    assert_eq!(can_change(&scalar("yes")), None);
+    assert_eq!(can_change(&Reply::default()), None);
+    let as_row = Reply {
+        result_sets: vec![vec![row(&[("return", "1")])]],
+        ..Reply::default()
+    };
+    assert_eq!(can_change(&as_row), Some(true));
 }
 
 #[test]

@@ -30,7 +30,8 @@ impl PixiErp {
                 amount,
             } => {
                 check_event(event_code)?;
-                self.write_capture(invoice_id, event_code, *amount, op_ref)
+                let pay_code = self.pay_code(facts, nr).await?;
+                self.write_capture(invoice_id, event_code, *amount, &pay_code, op_ref)
                     .await
             }
             ErpWrite::ManualBooking {
@@ -42,13 +43,11 @@ impl PixiErp {
                 self.write_booking(facts, nr, *amount, event_code, document, &tag)
                     .await
             }
-            ErpWrite::TransferDetails { details } => {
-                self.call("pixiChangeAddress", &transfer_params(nr, details))
-                    .await?;
-                Ok(())
-            }
+            ErpWrite::TransferDetails { details } => self.write_transfer(nr, details).await,
             ErpWrite::Comment { text } => {
-                // pixiAddOrderComment(OrderNr, Comment) — modomoto add_comment_to_order.rb.
+                // pixiCreateOrderComment (seed 000's list) has no public page; OrderNr, Comment
+                // as modomoto add_comment_to_order.rb sends them to pixiAddOrderComment (no
+                // public page either). See "Choices" on PixiErp.
                 self.call(
                     CALL_ADD_COMMENT,
                     &[
@@ -68,8 +67,9 @@ impl PixiErp {
             Some(h) => h,
             None => self.require_header(nr).await?.into(),
         };
-        // pixiPaySetAuthorizationStatus(OrderNr, Success, AuthID→ccpPayID, AuthCode,
-        // Message varchar(200) → CCP log) — reference/erp.md §1.4.
+        // https://pixi-api-docs.de/api/pixiPaySetAuthorizationStatus: OrderNr, Success (bit),
+        // AuthID varchar(50) → OrderHeader.ccpPayID, AuthCode, Message varchar(200) → CCP log.
+        // The page has no request example (parameter order from its table) and no response.
         let mut p = vec![Param::int("OrderNr", nr), Param::bit("Success", true)];
         if let Some(id) = &h.psp_payment_id {
             p.push(Param::string("AuthID", clip(id, 50)));
@@ -79,8 +79,8 @@ impl PixiErp {
             clip(&format!("paybridge {tag}: authorization confirmed"), 200),
         ));
         self.call("pixiPaySetAuthorizationStatus", &p).await?;
-        // pixiReleaseOrder(ShopId, OrderNrExternal) — HTTP example order; ReturnCode
-        // OK/ERROR + AffectedRows (released lines).
+        // https://pixi-api-docs.de/api/pixiReleaseOrder (not in seed 000's list): ShopId,
+        // OrderNrExternal (HTTP example order); ReturnCode OK/ERROR + AffectedRows.
         self.call(
             "pixiReleaseOrder",
             &[
@@ -99,8 +99,8 @@ impl PixiErp {
         } else {
             "shipping lock cleared"
         };
-        // pixiSetOrderShippingLock(OrderNr, Locked, UserName, Reason varchar(255)) —
-        // request example order; ReturnCode OK/INFO/ERROR + ErrorMessage.
+        // https://pixi-api-docs.de/api/pixiSetOrderShippingLock: OrderNr, Locked, UserName,
+        // Reason varchar(255) (request example order); ReturnCode OK/INFO/ERROR + ErrorMessage.
         self.call(
             "pixiSetOrderShippingLock",
             &[
@@ -114,19 +114,37 @@ impl PixiErp {
         Ok(())
     }
 
+    /// The order's pixi payment code (`PaymentType`) for `PayCode`: from the order facts read
+    /// before, else from the header.
+    async fn pay_code(&self, facts: &ErpOrder, nr: i64) -> Result<String, ErpError> {
+        let known = facts.payment_method.trim();
+        if !known.is_empty() {
+            return Ok(known.to_string());
+        }
+        let h = self.require_header(nr).await?;
+        if h.payment_type.is_empty() {
+            return Err(bad(format!("order {nr}: header without PaymentType")));
+        }
+        Ok(h.payment_type)
+    }
+
     /// Marks an invoice captured, booking `event_code` in the customer account.
     async fn write_capture(
         &self,
         invoice_id: &str,
         event_code: &str,
         amount: Money,
+        pay_code: &str,
         op_ref: &str,
     ) -> Result<(), ErpError> {
         let tag = tag(op_ref);
-        // pixiPaySetInvoiceCapture(PayID varchar(50), EventID varchar(3), Message
-        // varchar(200), PayCode, Success, InvoiceNr varchar(20), CaptureSum money,
-        // SetRemainingOrdersToHAL) — all required but EventID; Success=1 books EventID
-        // in the customer account itself (pixi-api-docs additional notes).
+        // https://pixi-api-docs.de/api/pixiPaySetInvoiceCapture: PayID varchar(50) ("Unique
+        // TransactionID"), EventID varchar(3), Message varchar(200), PayCode varchar(50)
+        // ("CC = Credit Card", example CC), Success, InvoiceNr varchar(20), CaptureSum money,
+        // SetRemainingOrdersToHAL — all required but EventID; Success=1 books EventID in the
+        // customer account itself (additional notes). PayCode is the order's pixi payment code;
+        // the page names only the example CC, not which codes pixi accepts. No request example
+        // (order from the table) and no response table.
         self.call(
             "pixiPaySetInvoiceCapture",
             &[
@@ -136,7 +154,7 @@ impl PixiErp {
                     "Message",
                     clip(&format!("paybridge {tag}: captured {amount}"), 200),
                 ),
-                Param::string("PayCode", clip(&self.pay_code, 50)),
+                Param::string("PayCode", clip(pay_code, 50)),
                 Param::bit("Success", true),
                 Param::string("InvoiceNr", invoice_id),
                 Param::decimal("CaptureSum", amount.amount()),
@@ -169,9 +187,9 @@ impl PixiErp {
                     ErpError::BadReply(format!("order {nr}: header without CustKey"))
                 })?,
             };
-        // pixiCACreateManualBooking(CustKey, EventID, Amount, EventDate, Comment
-        // varchar(512), MatchToInvoiceNr varchar(20), MatchKey, CurrencyId) — request
-        // example order; optional ones omitted. CurrencyId is pixi's numeric id, which
+        // https://pixi-api-docs.de/api/pixiCACreateManualBooking: CustKey, EventID, Amount,
+        // EventDate, Comment varchar(512), MatchToInvoiceNr varchar(20), MatchKey, CurrencyId
+        // (request example order; optional ones omitted); ReturnCode OK/ERROR, ErrorMessage. CurrencyId is pixi's numeric id, which
         // paybridge does not know: NULL books in the shop's base currency.
         let mut p = vec![
             Param::int("CustKey", cust),
@@ -208,14 +226,15 @@ impl PixiErp {
                 Ok(Some(h.locked == matches!(write, ErpWrite::SetShippingLock)))
             }
             ErpWrite::MarkInvoiceCaptured { invoice_id, .. } => {
-                self.invoice_captured(invoice_id).await
+                self.invoice_captured(nr, invoice_id).await
             }
             ErpWrite::ManualBooking { document, .. } => {
                 if document == order_id {
                     return Ok(None);
                 }
-                // pixiCAGetInvoiceMatch(InvoiceNr) → events with `Reference` varchar(512) — the
-                // same width as the booking's `Comment`, which carries our tag.
+                // https://pixi-api-docs.de/api/pixiCAGetInvoiceMatch (not in seed 000's list):
+                // InvoiceNr → events with `Reference` varchar(512), the width of the booking's
+                // `Comment`, which carries our tag. That Comment becomes Reference is not said.
                 let reply = self
                     .call(
                         "pixiCAGetInvoiceMatch",
@@ -228,7 +247,10 @@ impl PixiErp {
             }
             ErpWrite::TransferDetails { details } => self.details_stored(nr, details).await,
             ErpWrite::Comment { .. } => {
-                // pixiGetOrderComments(Since, OrderNr, RowCount ≤ 1000, OrderNrShop).
+                // https://pixi-api-docs.de/api/pixiGetOrderComments (not in seed 000's list):
+                // Since, OrderNr, RowCount ≤ 1000, OrderNrShop. Its result columns are not in
+                // the stored page ("comments, with their creation date and user"), so every
+                // column of every row is searched for the tag.
                 let reply = self
                     .call("pixiGetOrderComments", &[Param::int("OrderNr", nr)])
                     .await?;
@@ -247,17 +269,11 @@ impl PixiErp {
         Ok(Some(!(hal || h.status == "HOLD")))
     }
 
-    /// Whether the invoice is paid (as [`map_order`] reads it).
-    async fn invoice_captured(&self, invoice_id: &str) -> Result<Option<bool>, ErpError> {
-        // pixiGetInvoice(InvoiceNr) as the Ruby client calls it; paid state as in orders().
-        let reply = self
-            .call("pixiGetInvoice", &[Param::string("InvoiceNr", invoice_id)])
-            .await?;
-        let Some(r) = reply
-            .rows()
-            .iter()
-            .find(|r| r.get("InvoiceNr") == Some(invoice_id))
-        else {
+    /// Whether the invoice is paid (as [`map_order`] reads it), from the order's invoices: the
+    /// pixiGetInvoice page documents the `OrderNR` filter, not an invoice-number one.
+    async fn invoice_captured(&self, nr: i64, invoice_id: &str) -> Result<Option<bool>, ErpError> {
+        let rows = self.invoices(nr).await?;
+        let Some(r) = rows.iter().find(|r| r.get("InvoiceNr") == Some(invoice_id)) else {
             return Ok(None);
         };
         let total = decimal(
@@ -280,7 +296,8 @@ impl PixiErp {
         let Some(addr) = h.addr_ref else {
             return Ok(None);
         };
-        // pixiGetAddress(AddrKey) → BIC, IBAN, … (pixi-api-docs).
+        // https://pixi-api-docs.de/api/pixiGetAddress: AddrKey (required) → BIC, IBAN, … (the
+        // stored table is cut off after `Address`; only IBAN and BIC are compared).
         let reply = self
             .call("pixiGetAddress", &[Param::int("AddrKey", addr)])
             .await?;
@@ -291,6 +308,46 @@ impl PixiErp {
         Ok(Some(
             same("IBAN", &details.iban) && same("BIC", &details.bic),
         ))
+    }
+}
+
+impl PixiErp {
+    /// Prepayment transfer data into the billing address, if pixi still lets it change.
+    async fn write_transfer(&self, nr: i64, details: &BankDetails) -> Result<(), ErpError> {
+        // https://pixi-api-docs.de/api/pixiCanChangeAddress: OrderNr or OrderNrExternal (only
+        // one); response `return` int, 1 = can still be updated, 0 = not (response example
+        // `<return>0</return>`).
+        let reply = self
+            .call("pixiCanChangeAddress", &[Param::int("OrderNr", nr)])
+            .await?;
+        match can_change(&reply) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(ErpError::Refused(format!(
+                    "pixiCanChangeAddress: the address of order {nr} can no longer be changed"
+                )));
+            }
+            None => return Err(bad("pixiCanChangeAddress: reply without `return`")),
+        }
+        self.call("pixiChangeAddress", &transfer_params(nr, details))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The `return` of a pixiCanChangeAddress reply (a scalar element, or a column of its first
+/// row): `Some(true)` for 1, `Some(false)` for 0, `None` when absent or anything else.
+pub(super) fn can_change(reply: &Reply) -> Option<bool> {
+    let v = reply
+        .scalars
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("return"))
+        .map(|(_, v)| v.trim())
+        .or_else(|| reply.rows().first().and_then(|r| r.get("return")))?;
+    match v {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
     }
 }
 
@@ -336,9 +393,11 @@ pub(super) fn check_event(code: &str) -> Result<(), ErpError> {
 }
 
 pub(super) fn transfer_params(nr: i64, d: &BankDetails) -> Vec<Param> {
-    // pixiChangeAddress: OrderNr (or OrderNrExternal, not both), AddrType (B = billing, per the
-    // AddrType="B" rows of the pixiGetOrder sample), IBAN varchar(35), BIC varchar(11) —
-    // documented; BankName, CardHolderName — inferred (see PixiErp "Choices").
+    // https://pixi-api-docs.de/api/pixiChangeAddress (not in seed 000's list): OrderNr (or
+    // OrderNrExternal, not both), IBAN varchar(35), BIC varchar(11) — documented; AddrType
+    // (named in the page's notes; B = billing per the AddrType="B" rows of the pixiGetOrder
+    // sample), BankName, CardHolderName — not in the stored table, which is cut off after
+    // `Note` (see PixiErp "Choices").
     vec![
         Param::int("OrderNr", nr),
         Param::string("AddrType", "B"),
