@@ -131,16 +131,17 @@ impl Method {
         }
     }
 
-    /// The pixi payment code (`erp_method`).
+    /// The pixi payment code (`erp_method`): a single character, as pixi's `PaymentType` is
+    /// (`char` / `varchar(1)` on the pixi call pages; see the pixi connector).
     pub fn code(self) -> &'static str {
         match self {
-            Method::CardStandard => "CC-STD",
-            Method::CardExpert => "CC-EXP",
-            Method::Prepayment => "VORKASSE",
-            Method::PaylaterInvoice => "PL-INV",
-            Method::PaylaterDebit => "PL-DD",
-            Method::Sofort => "SOFORT",
-            Method::InvoiceSecured => "RG-SEC",
+            Method::CardStandard => "C",
+            Method::CardExpert => "K",
+            Method::Prepayment => "V",
+            Method::PaylaterInvoice => "R",
+            Method::PaylaterDebit => "L",
+            Method::Sofort => "S",
+            Method::InvoiceSecured => "I",
         }
     }
 
