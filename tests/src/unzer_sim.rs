@@ -111,6 +111,8 @@ pub struct NewPayment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimTransaction {
     pub id: String,
+    /// `yyyy-MM-dd HH:mm:ss`, German local time, as the simulator writes it.
+    pub date: String,
     /// Unzer type: `authorize`, `charge`, `cancel-authorize`, `cancel-charge`, `shipment`, `chargeback`.
     pub kind: &'static str,
     /// `success`, `pending`, `error`.
@@ -760,6 +762,19 @@ impl UnzerSim {
         self.state().payments.get(payment_id).map(|p| p.state().0)
     }
 
+    /// Backdates every transaction of the payment to `at` (an authorization made days ago:
+    /// authorization lifetime tests). `false` for an unknown payment.
+    pub fn set_dates(&self, payment_id: &str, at: chrono::DateTime<chrono::Utc>) -> bool {
+        let mut s = self.state();
+        let Some(p) = s.payments.get_mut(payment_id) else {
+            return false;
+        };
+        for t in &mut p.txs {
+            t.date = model::wire_date(at);
+        }
+        true
+    }
+
     /// The payment's transactions with their reference fields.
     pub fn transactions(&self, payment_id: &str) -> Vec<SimTransaction> {
         let s = self.state();
@@ -778,6 +793,7 @@ impl UnzerSim {
                 invoice_id: t.refs.invoice_id.clone(),
                 order_id: t.refs.order_id.clone(),
                 reason_code: t.refs.reason_code.clone(),
+                date: t.date.clone(),
             })
             .collect()
     }

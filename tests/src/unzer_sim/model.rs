@@ -137,8 +137,16 @@ pub fn fmt4(d: Decimal) -> String {
 }
 
 pub fn now() -> String {
-    // `yyyy-MM-dd HH:mm:ss`, no zone (docs transaction examples).
-    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()
+    wire_date(chrono::Utc::now())
+}
+
+/// A transaction's `date` as the docs' examples show it: `yyyy-MM-dd HH:mm:ss`, no zone. The
+/// docs do not name the zone; the simulator writes German local time (Unzer is a German PSP),
+/// which the connector also assumes (reference unzer.md §fetch, marked as an inference).
+pub fn wire_date(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 fn sum(txs: impl Iterator<Item = Decimal>) -> Decimal {
