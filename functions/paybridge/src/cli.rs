@@ -34,6 +34,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Act on one order as an operator: take it out of automation and back, mark it solved.
+    Order {
+        #[command(subcommand)]
+        command: OrderCommand,
+    },
     /// Create the DynamoDB table and the SQS queue (with its dead-letter queue) where missing,
     /// exactly as `serve --store dynamodb --queue sqs` does, and print the queue's URL. For
     /// local emulators (moto) and scripts; on AWS the SAM template owns both.
@@ -42,6 +47,18 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub backend: Backend,
+
+    /// Skip the start-up reachability check of the configured remote systems.
+    #[arg(long)]
+    pub no_check: bool,
+}
+
+/// Where a process finds its configuration and its state: `serve` and `order` alike, so an
+/// operator command acts on the same store the running server uses.
+#[derive(Debug, Args)]
+pub struct Backend {
     /// The configuration file (TOML).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
@@ -51,20 +68,43 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub database: Option<PathBuf>,
 
-    /// Skip the start-up reachability check of the configured remote systems.
-    #[arg(long)]
-    pub no_check: bool,
-
     /// Where state lives: the embedded SQLite file, or a DynamoDB table (`--table`).
     #[arg(long, value_enum, default_value = "sqlite")]
     pub store: StoreKind,
 
-    /// Where jobs wait: the embedded SQLite file, or an SQS queue (`--queue-url`).
+    /// Where jobs wait: the embedded SQLite file, or an SQS queue (`--queue-name`).
     #[arg(long, value_enum, default_value = "sqlite")]
     pub queue: QueueKind,
 
     #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+/// `paybridge order …`: one operator action on one order.
+#[derive(Debug, Subcommand)]
+pub enum OrderCommand {
+    /// Take the order out of automation (seed 004): paybridge cancels its operations that have
+    /// not started, comments the switch in the ERP and plans nothing more until `hands-on`.
+    HandsOff(OrderTarget),
+    /// Put the order back into automation: paybridge comments it and does what the order needs.
+    HandsOn(OrderTarget),
+    /// Mark the order's problems solved: clears the error mark, does nothing else.
+    Solved(OrderTarget),
+}
+
+/// The order an operator command acts on.
+#[derive(Debug, Args)]
+pub struct OrderTarget {
+    /// The ERP's order number.
+    #[arg(value_name = "ORDER")]
+    pub order: String,
+
+    /// The `[[erp]]` connection id the order belongs to; may be left out when there is one.
+    #[arg(long, value_name = "ID")]
+    pub erp: Option<String>,
+
+    #[command(flatten)]
+    pub backend: Backend,
 }
 
 /// Where the AWS backends live.
@@ -131,8 +171,8 @@ mod tests {
         assert!(cli.log_json);
         match cli.command {
             Command::Serve(a) => {
-                assert_eq!(a.config, PathBuf::from("p.toml"));
-                assert_eq!(a.database, Some(PathBuf::from("x.db")));
+                assert_eq!(a.backend.config, PathBuf::from("p.toml"));
+                assert_eq!(a.backend.database, Some(PathBuf::from("x.db")));
                 assert!(a.no_check);
             }
             other => panic!("unexpected {other:?}"),
@@ -158,6 +198,39 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn parses_order_commands() {
+        let cli = Cli::try_parse_from([
+            "paybridge",
+            "order",
+            "hands-off",
+            "--config",
+            "p.toml",
+            "--erp",
+            "pixi",
+            "10042",
+        ])
+        .expect("valid arguments");
+        match cli.command {
+            Command::Order {
+                command: OrderCommand::HandsOff(t),
+            } => {
+                assert_eq!(t.order, "10042");
+                assert_eq!(t.erp.as_deref(), Some("pixi"));
+                assert_eq!(t.backend.config, PathBuf::from("p.toml"));
+                assert_eq!(t.backend.store, StoreKind::Sqlite);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        for action in ["hands-on", "solved"] {
+            let cli = Cli::try_parse_from(["paybridge", "order", action, "--config", "p", "7"]);
+            assert!(cli.is_ok(), "{action}");
+        }
+        let e = Cli::try_parse_from(["paybridge", "order", "hands-off", "--config", "p"])
+            .expect_err("missing order number");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

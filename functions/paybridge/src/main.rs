@@ -6,9 +6,10 @@
 //! | `paybridge serve --config F` | poller + worker + HTTP listener (health, Unzer webhooks, problems) |
 //! | `paybridge config check --config F` | loads, validates and resolves the configuration; prints `ok` |
 //! | `paybridge mail-test --config F` | sends a test e-mail through the `[smtp]` settings |
+//! | `paybridge order hands-off\|hands-on\|solved --config F ORDER` | an operator's action on one order |
 //! | `paybridge demo` | scripted orders for every flow against pixi and Unzer simulators on loopback |
 //!
-//! Modules: [`cli`] (arguments), [`startup`] (config, secrets, connectors, start-up checks, exit
+//! Modules: [`cli`] (arguments), [`order`] (operator commands), [`startup`] (config, secrets, connectors, start-up checks, exit
 //! codes), [`connectors`] (the connector kinds this build has), [`serve`] (the running process),
 //! [`http`] (the router). This file only parses arguments, sets up logging and maps errors to exit
 //! codes; `anyhow` is used here and nowhere else.
@@ -16,7 +17,7 @@
 //! Exit codes: 0 ok, 1 runtime failure (store cannot be opened, address in use, …), 2 unusable
 //! configuration or arguments, 3 a configured remote system is unreachable at start.
 
-use paybridge::{cli, demo, serve, startup};
+use paybridge::{cli, demo, order, serve, startup};
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -60,6 +61,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         s.exit_code()
     } else if let Some(s) = e.downcast_ref::<serve::ServeError>() {
         s.exit_code()
+    } else if let Some(o) = e.downcast_ref::<order::OrderError>() {
+        o.exit_code()
     } else {
         1
     }
@@ -90,6 +93,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             )?;
             mailer.send_test().await?;
             println!("test mail sent to {}", smtp.to);
+            Ok(())
+        }
+        cli::Command::Order { command } => {
+            println!("{}", order::run(command).await?);
             Ok(())
         }
         cli::Command::AwsSetup(args) => {

@@ -16,7 +16,7 @@
 //! that drive [`App::poll_cycle`] and [`App::work_once`] themselves on a simulated clock;
 //! [`spawn_worker`] runs only the worker.
 
-use crate::cli::{AwsArgs, ServeArgs};
+use crate::cli::{AwsArgs, Backend, ServeArgs};
 use crate::http;
 use crate::listener::{self, Limits};
 use crate::startup::{self, Prepared, StartError};
@@ -67,20 +67,15 @@ impl ServeError {
 
 /// Entry point of `paybridge serve`.
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
-    let prepared = startup::prepare(&args.config)?;
+    let prepared = startup::prepare(&args.backend.config)?;
     if args.no_check {
         tracing::info!("start-up reachability check skipped (--no-check)");
     } else {
         startup::check_reachable(&prepared.targets).await?;
     }
-    let database = match &args.database {
-        Some(p) => p.clone(),
-        None => prepared.resolve(&prepared.config.server.database),
-    };
     let listen = prepared.config.server.listen;
     let poll_every = Duration::from_secs(prepared.config.server.poll_interval_secs);
-    let mut app = build_app(prepared, &database)?;
-    use_aws_backends(&mut app, &args).await?;
+    let (app, database) = open_app(prepared, &args.backend).await?;
     let app = Arc::new(app);
     let limits = Limits::default();
     let listener = tokio::net::TcpListener::bind(listen)
@@ -100,9 +95,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     run(app, listener, limits, poll_every, shutdown_signal()).await
 }
 
+/// The app on the backends `backend` names (SQLite file by default, or DynamoDB / SQS), and
+/// the SQLite file's path.
+pub async fn open_app(
+    prepared: Prepared,
+    backend: &Backend,
+) -> Result<(App, std::path::PathBuf), StartError> {
+    let database = match &backend.database {
+        Some(p) => p.clone(),
+        None => prepared.resolve(&prepared.config.server.database),
+    };
+    let mut app = build_app(prepared, &database)?;
+    use_aws_backends(&mut app, backend).await?;
+    Ok((app, database))
+}
+
 /// `--store dynamodb` / `--queue sqs`: the AWS backends the Lambda functions use, here in one
 /// process (with `--aws-endpoint`, e.g. on moto). Table and queue are created when missing.
-async fn use_aws_backends(app: &mut App, args: &ServeArgs) -> Result<(), StartError> {
+async fn use_aws_backends(app: &mut App, args: &Backend) -> Result<(), StartError> {
     use crate::cli::{QueueKind, StoreKind};
     if args.store == StoreKind::Sqlite && args.queue == QueueKind::Sqlite {
         return Ok(());

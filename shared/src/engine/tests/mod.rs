@@ -452,3 +452,4 @@ mod families;
 mod modes;
 mod prepayment;
 mod release;
+mod seed000;
