@@ -1,4 +1,5 @@
-//! Unit tests of [`decide`], one file per section of behaviour.md (§2–§3.5a, §4); this file
+//! Unit tests of [`decide`], one file per section of behaviour.md (§2–§3.5a, §4) and one for issue
+//! 12's seed-000 items across sections (`seed000.rs`, §3.1–§3.9); this file
 //! holds the builders they share.
 //!
 //! Each test feeds the engine facts (ERP order, PSP payment, ledger, config) and asserts the exact
