@@ -2,7 +2,8 @@
 //! first looked for at the PSP by our reference; it is sent again only when the PSP has no
 //! transaction for it after the settle time, and only within the money invariants of the
 //! PSP position. A call that cannot have been sent is checked and sent on the view that decided
-//! it (see [`super::psp_view`]); one that may have been sent reads the PSP fresh.
+//! it (see [`super::psp_view`]); one that may have been sent reads the PSP fresh. A capture is
+//! not sent once the authorization has expired (it may have been planned in time).
 
 use super::operation::Next;
 use super::{App, AppError, StepResult};
@@ -52,7 +53,10 @@ impl App {
         {
             return Ok(next);
         }
-        if let Some(why) = self.refuse_call(op, cfg, &payment, &call) {
+        if let Some(why) = self
+            .refuse_call(op, cfg, &payment, &call)
+            .or_else(|| expired_capture(&call, cfg, &payment, rec, now))
+        {
             return Ok(Some(StepResult::Failed(why)));
         }
         // Not found at the PSP after its settle time: the call did not happen.
@@ -202,4 +206,29 @@ impl App {
         };
         Ok(Some(result))
     }
+}
+
+/// A capture that would reach the PSP after its authorization expired (planned in time, sent
+/// late: a retry after a PSP outage, a long queue) is not sent: the PSP would refuse it for
+/// age. The operation fails with the reason; the next evaluation raises
+/// `authorization_expired`.
+fn expired_capture(
+    call: &PspCall,
+    cfg: &MethodConfig,
+    payment: &PspPayment,
+    rec: &OrderRecord,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let PspCall::Capture { amount } = call else {
+        return None;
+    };
+    let first_seen = rec.first_seen_at.unwrap_or(now);
+    let (at, expires, _) = crate::engine::authorization::span(payment, cfg, first_seen)?;
+    (now >= expires).then(|| {
+        format!(
+            "not sent: the authorization of {} expired on {}, the PSP would refuse the capture of {amount}",
+            at.format("%Y-%m-%d"),
+            expires.format("%Y-%m-%d")
+        )
+    })
 }

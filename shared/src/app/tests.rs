@@ -842,6 +842,59 @@ async fn declined_capture_is_flagged_never_retried_into_a_double() {
     );
 }
 
+/// A capture planned while the authorization held but sent only after it expired (the PSP was
+/// unavailable in between) is not sent: the worker checks the age again before the call.
+#[tokio::test]
+async fn capture_delayed_past_the_authorization_expiry_is_not_sent() {
+    let mut h = harness("expert", "off");
+    let o = invoiced_card_order(&h, "1012", "s-pay-12", "30.00");
+    let mut p = h.psp.payment("s-pay-12").unwrap();
+    // card: 7 days; this one expires five minutes after t0
+    p.transactions[0].at = Some(t0() - Duration::days(7) + Duration::minutes(5));
+    h.psp.put(p);
+    h.psp.inject_next(
+        PspOutcome::Retryable {
+            message: "503 from the PSP".into(),
+        },
+        false,
+    );
+    h.erp.upsert(o);
+    h.app.poll_cycle(h.now).await.unwrap();
+    while h.app.work_once(10, h.now).await.unwrap() > 0 {}
+    let cap = |ops: &[Operation]| {
+        ops.iter()
+            .find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice)
+            .cloned()
+            .expect("the capture was planned in time")
+    };
+    assert_eq!(cap(&h.ops("1012").await).status, OpStatus::Retry);
+    let calls_before = h.psp.money_calls("s-pay-12");
+    h.now += Duration::minutes(10);
+    h.drain().await;
+    let op = cap(&h.ops("1012").await);
+    assert_eq!(op.status, OpStatus::Failed);
+    let why = op.last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("not sent: the authorization of 2026-11-16 expired on 2026-11-23"),
+        "{why}"
+    );
+    assert_eq!(
+        h.psp.money_calls("s-pay-12"),
+        calls_before,
+        "nothing sent late"
+    );
+    let payment = h.psp.payment("s-pay-12").unwrap();
+    assert_eq!(payment.position().unwrap().charged, eur("0.00"));
+    let rec = Repo::new(h.app.store.as_ref())
+        .order(&h.key("1012"), h.now)
+        .await
+        .unwrap()
+        .unwrap();
+    let codes: Vec<&str> = rec.open_errors().map(|f| f.code.as_str()).collect();
+    assert!(codes.contains(&"authorization_expired"), "{codes:?}");
+    assert!(h.erp.bookings("1012").is_empty(), "R1 not marked captured");
+}
+
 /// Bug A of the fault simulation (`seed_1_30`): the PSP cannot be read when the poll sees the
 /// order; with an ERP that lists changed orders only, no poll brings it back. The evaluation is
 /// re-run from the queue once the PSP answers again.

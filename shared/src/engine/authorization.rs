@@ -2,13 +2,16 @@
 //! Bestellung nicht mehr gültig"): an authorization the PSP holds for a limited time. A hint when
 //! an uncaptured authorization nears its end, an error once it has expired with money still to
 //! capture, and no capture planned after expiry (the PSP would refuse it) — the error says why.
+//! A capture planned in time but due only after expiry (a retry, a long queue) is held back by
+//! the worker, which checks [`span`] again just before sending.
 //!
 //! The age is counted from the PSP's authorize transaction (its `at`); when the PSP gives no
 //! time, from when paybridge first saw the order (later than the authorization, so the hint
 //! comes late rather than never).
 
 use super::{Cx, Facts, Problem};
-use crate::model::{MethodFamily, OrderStatus, PaymentMethod, Position};
+use crate::config::MethodConfig;
+use crate::model::{MethodFamily, OrderStatus, PaymentMethod, Position, PspPayment};
 use crate::money::{Money, MoneyError};
 use chrono::{DateTime, Duration, Utc};
 
@@ -25,6 +28,21 @@ pub fn default_validity_days(method: PaymentMethod, family: MethodFamily) -> Opt
             None
         }
     }
+}
+
+/// When the payment's authorization was made, when it stops being capturable, and its validity
+/// in days; `None` for a family that holds no authorization (whatever the config says). The
+/// time is the PSP's authorize transaction's, else `first_seen` (when paybridge first saw the
+/// order). The worker checks a capture against it once more just before sending.
+pub fn span(
+    p: &PspPayment,
+    cfg: &MethodConfig,
+    first_seen: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>, u32)> {
+    let default = default_validity_days(p.method, p.family())?;
+    let days = cfg.authorization_validity_days.unwrap_or(default);
+    let at = p.initial()?.at.unwrap_or(first_seen);
+    Some((at, at + Duration::days(i64::from(days)), days))
 }
 
 /// Where an authorization stands in its lifetime.
@@ -46,12 +64,7 @@ fn warn_window(days: u32) -> Duration {
 impl Cx<'_, '_> {
     /// When the authorization was made and when it expires, if a limit applies.
     fn auth_span(&self, f: &Facts<'_>) -> Option<(DateTime<Utc>, DateTime<Utc>, u32)> {
-        // a family that holds no authorization has no limit, whatever the config says
-        let default = default_validity_days(f.p.method, f.family)?;
-        let days = f.cfg.authorization_validity_days.unwrap_or(default);
-        let init = f.p.initial()?;
-        let at = init.at.unwrap_or(self.input.first_seen);
-        Some((at, at + Duration::days(i64::from(days)), days))
+        span(f.p, f.cfg, self.input.first_seen)
     }
 
     /// The authorization's lifetime now, with its hint or error; `open` is what is still
