@@ -588,7 +588,9 @@ impl Expect {
 
 // ------------------------------------------------------------------------------- scenarios
 
-/// One step of a scenario, applied to the simulators between two settles.
+/// One step of a scenario, applied between two settles: to the simulators (pixi, Unzer and its
+/// webhooks), to the app as an operator would ([`Step::HandsOff`]), or to the simulated clock
+/// ([`Step::ClockAhead`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// The shop interface imports the order into pixi (HOLD, lines HAL).
@@ -1713,7 +1715,7 @@ impl Harness {
         })
     }
 
-    /// Applies one step to the simulators.
+    /// Applies one step (see [`Step`]).
     pub async fn apply(&self, run: &mut Running, step: &Step) -> Result<(), DemoError> {
         let nr = run.scenario.order;
         let imported = self.pixi.order(nr).is_some();
