@@ -12,13 +12,21 @@
 //! [`App::work_once`] until nothing is left to do, and when only delayed work (retries after a
 //! backoff) remains it moves a simulated clock forward instead of sleeping. The simulated clock
 //! never runs behind the real one, so jobs enqueued by the HTTP listener (which stamps them with
-//! the real time) are always visible to the next round.
+//! the real time) are always visible to the next round. There is one clock for every order of a
+//! run: a scenario that needs time to pass for itself dates its payment back at the Unzer
+//! simulator instead ([`Start::AuthorizedHoursAgo`]); the one step that moves the clock for all
+//! ([`Step::ClockAhead`], a day in the catalogue's last phase) is shared, and every expected
+//! end state holds after it.
 //!
-//! [`catalogue`] is the scripted set of orders, one per flow of behaviour.md §3.1–§3.5 and mode
-//! or payment-method family: each is an order created in pixi, a payment created at Unzer with
-//! that method's key pair, steps in phases (ship, cancel, credit note, close, transfer received
-//! plus the `payment.completed` webhook, …), and the [`EndState`] expected in pixi and at Unzer,
-//! to the cent. [`run_demo`] runs all of them and prints one line per order.
+//! [`catalogue`] is the scripted set of orders, one per flow of behaviour.md §3.1–§3.5 and §3.9
+//! and mode or payment-method family, plus the seed-000 details of issue 12 (transfer data for
+//! the invoice methods, authorization lifetime, payments pending too long, hands-off orders,
+//! invoices captured outside paybridge, discount and freight in pixi's order totals): each is an
+//! order created in pixi, a payment created at Unzer with that method's key pair, steps in
+//! phases (ship, cancel, credit note, close, transfer received plus the `payment.completed`
+//! webhook, an operator's hands-off, …), and the [`EndState`] expected in pixi and at Unzer and
+//! paybridge's problem codes (errors and hints), to the cent. [`run_demo`] runs all of them and
+//! prints one line per order.
 
 use crate::connectors::LoggedPsp;
 use crate::serve::{self, HttpHandle};
@@ -26,10 +34,12 @@ use crate::startup::{self, StartError};
 use chrono::{DateTime, Utc};
 use paybridge_core::app::{App, AppError};
 use paybridge_core::config::PspKind;
-use paybridge_core::ledger::OrderKey;
+use paybridge_core::engine::{Flag, Severity};
+use paybridge_core::ledger::{OrderKey, PspCall};
+use paybridge_core::money::Money;
 use paybridge_core::notify::email::EmailNotifier;
-use paybridge_core::psp::PspRouter;
 use paybridge_core::psp::unzer::{UnzerPsp, UnzerTimeouts};
+use paybridge_core::psp::{PspOutcome, PspRouter};
 use paybridge_core::queue::QueueError;
 use paybridge_core::store::repo::Repo;
 use paybridge_core::store::{Store, StoreError};
@@ -106,10 +116,12 @@ pub enum Method {
     Sofort,
     /// Invoice secured (deprecated Unzer type with a shipment call).
     InvoiceSecured,
+    /// Unzer Invoice (deprecated, unsecured `ivc`: no shipment call).
+    Invoice,
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::CardStandard,
         Method::CardExpert,
         Method::Prepayment,
@@ -117,6 +129,7 @@ impl Method {
         Method::PaylaterDebit,
         Method::Sofort,
         Method::InvoiceSecured,
+        Method::Invoice,
     ];
 
     fn slug(self) -> &'static str {
@@ -128,6 +141,7 @@ impl Method {
             Method::PaylaterDebit => "pl-dd",
             Method::Sofort => "sofort",
             Method::InvoiceSecured => "inv-sec",
+            Method::Invoice => "inv",
         }
     }
 
@@ -142,6 +156,7 @@ impl Method {
             Method::PaylaterDebit => "L",
             Method::Sofort => "S",
             Method::InvoiceSecured => "I",
+            Method::Invoice => "N",
         }
     }
 
@@ -155,6 +170,7 @@ impl Method {
             Method::PaylaterDebit => "paylater debit",
             Method::Sofort => "sofort",
             Method::InvoiceSecured => "invoice secured",
+            Method::Invoice => "invoice",
         }
     }
 
@@ -175,6 +191,7 @@ impl Method {
             Method::PaylaterDebit => "PLD",
             Method::Sofort => "SOF",
             Method::InvoiceSecured => "RGS",
+            Method::Invoice => "IV",
         }
     }
 
@@ -187,6 +204,7 @@ impl Method {
             Method::PaylaterDebit => "PDR",
             Method::Sofort => "SOR",
             Method::InvoiceSecured => "RGR",
+            Method::Invoice => "IVR",
         }
     }
 
@@ -217,6 +235,7 @@ impl Method {
             Method::PaylaterDebit => "pdd",
             Method::Sofort => "sft",
             Method::InvoiceSecured => "ivs",
+            Method::Invoice => "ivc",
         }
     }
 }
@@ -365,13 +384,16 @@ pub struct PspState {
 }
 
 /// An order's state at the end of a scenario, in pixi and at Unzer, plus paybridge's open
-/// problem codes (the part before `:`).
+/// problem codes (the part before `:`): errors in `problems`, hints in `hints`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndState {
     pub erp: ErpState,
     /// `None`: the order has no payment at Unzer.
     pub psp: Option<PspState>,
+    /// Open (unsolved) errors, sorted.
     pub problems: Vec<String>,
+    /// Current hints (`pending`, `hands_off`, `authorization_expiring`, …), sorted.
+    pub hints: Vec<String>,
 }
 
 impl fmt::Display for EndState {
@@ -424,12 +446,15 @@ impl fmt::Display for EndState {
         for p in &self.problems {
             parts.push(format!("problem {p}"));
         }
+        for h in &self.hints {
+            parts.push(format!("hint {h}"));
+        }
         f.write_str(&parts.join(" "))
     }
 }
 
 /// The expected end state of a scenario, written with cents. Defaults: commented, not locked,
-/// no transfer data, no bookings, a payment with everything zero, no problems.
+/// no transfer data, no bookings, a payment with everything zero, no problems, no hints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expect {
     status: &'static str,
@@ -444,6 +469,7 @@ pub struct Expect {
     remaining: i64,
     shipped: bool,
     problems: Vec<&'static str>,
+    hints: Vec<&'static str>,
 }
 
 impl Expect {
@@ -461,6 +487,7 @@ impl Expect {
             remaining: 0,
             shipped: false,
             problems: Vec::new(),
+            hints: Vec::new(),
         }
     }
     pub fn hold() -> Expect {
@@ -514,8 +541,14 @@ impl Expect {
         self.shipped = true;
         self
     }
+    /// An open error with this code (the part before `:`).
     pub fn problem(mut self, code: &'static str) -> Expect {
         self.problems.push(code);
+        self
+    }
+    /// A hint with this code (the part before `:`).
+    pub fn hint(mut self, code: &'static str) -> Expect {
+        self.hints.push(code);
         self
     }
 
@@ -523,6 +556,8 @@ impl Expect {
     pub fn end_state(&self, transfer: Option<Transfer>) -> EndState {
         let mut problems: Vec<String> = self.problems.iter().map(|p| p.to_string()).collect();
         problems.sort();
+        let mut hints: Vec<String> = self.hints.iter().map(|h| h.to_string()).collect();
+        hints.sort();
         EndState {
             erp: ErpState {
                 status: self.status.to_string(),
@@ -546,13 +581,16 @@ impl Expect {
                 shipped: self.shipped,
             }),
             problems,
+            hints,
         }
     }
 }
 
 // ------------------------------------------------------------------------------- scenarios
 
-/// One step of a scenario, applied to the simulators between two settles.
+/// One step of a scenario, applied between two settles: to the simulators (pixi, Unzer and its
+/// webhooks), to the app as an operator would ([`Step::HandsOff`]), or to the simulated clock
+/// ([`Step::ClockAhead`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// The shop interface imports the order into pixi (HOLD, lines HAL).
@@ -578,6 +616,20 @@ pub enum Step {
     PartialTransfer(i64),
     /// The pending authorization succeeds at Unzer (3-D Secure finished).
     AuthorizationSucceeds,
+    /// pixi ships lines like [`Step::Ship`], and the invoice is settled outside paybridge before
+    /// paybridge sees it: its amount is captured at Unzer with the method's own key pair (as in
+    /// the Unzer portal, not through paybridge's ledger; Unzer sends `charge.succeeded`) and
+    /// pixi marks the invoice paid.
+    ShipPaidElsewhere(Vec<usize>),
+    /// An operator takes the order out of automation (`App::set_hands_off(key, true, now)`).
+    HandsOff,
+    /// An operator puts it back (`App::set_hands_off(key, false, now)`).
+    HandsOn,
+    /// The one simulated clock is moved to this many hours ahead of the real clock, unless it
+    /// is that far already ([`Harness::clock_ahead`]): for **every** order of the run, so
+    /// scenarios asking for the same hours share one jump. Every expected end state of the
+    /// catalogue holds after it (card authorizations last 7 days).
+    ClockAhead(u32),
 }
 
 /// How the shop started the payment.
@@ -588,6 +640,9 @@ pub enum Start {
     Usual,
     /// Authorized, but for this many cents instead of the order total.
     AuthorizedCents(i64),
+    /// The method's usual start, its transactions dated this many hours before the simulated
+    /// now (`UnzerSim::set_dates`): an authorization made days ago.
+    AuthorizedHoursAgo(u32),
     /// Authorization still pending (3-D Secure).
     Pending,
     /// The authorization failed at Unzer.
@@ -612,6 +667,8 @@ pub struct Scenario {
     pub lines: Vec<i64>,
     /// Freight in cents (on the first invoice).
     pub freight: i64,
+    /// Discount of the whole order in cents (pixi `Discount`, taken off the first invoice).
+    pub discount: i64,
     pub start: Start,
     /// Steps per phase; every scenario's phase `n` runs before the same settle.
     pub phases: Vec<Vec<Step>>,
@@ -628,6 +685,7 @@ impl Scenario {
             method,
             lines: vec![6000, 4000],
             freight: 0,
+            discount: 0,
             start: Start::Usual,
             phases: vec![vec![Step::Import]],
             expect: Expect::open(),
@@ -639,6 +697,10 @@ impl Scenario {
     }
     pub fn freight(mut self, cents: i64) -> Scenario {
         self.freight = cents;
+        self
+    }
+    pub fn discount(mut self, cents: i64) -> Scenario {
+        self.discount = cents;
         self
     }
     pub fn start(mut self, start: Start) -> Scenario {
@@ -659,14 +721,15 @@ impl Scenario {
         self.expect = e;
         self
     }
-    /// Order total in cents (lines + freight).
+    /// Order total in cents (lines + freight − discount).
     pub fn total(&self) -> i64 {
-        self.lines.iter().sum::<i64>() + self.freight
+        self.lines.iter().sum::<i64>() + self.freight - self.discount
     }
 }
 
-/// The scripted set: every flow of behaviour.md §3.1–§3.5, in both modes for card (the only
-/// family where the mode matters) and per payment-method family for the others.
+/// The scripted set: every flow of behaviour.md §3.1–§3.5 and §3.9, in both modes for card (the
+/// only family where the mode matters) and per payment-method family for the others, then the
+/// seed-000 details of issue 12 (orders 10039–10050).
 pub fn catalogue() -> Vec<Scenario> {
     use Method::*;
     use Step::*;
@@ -793,7 +856,8 @@ pub fn catalogue() -> Vec<Scenario> {
                 .locked()
                 .transfer()
                 .charged(5000)
-                .remaining(5000),
+                .remaining(5000)
+                .hint("partly_paid"),
         ),
         // §3.3 capture on shipment / invoice
         sc(
@@ -1112,6 +1176,173 @@ pub fn catalogue() -> Vec<Scenario> {
                 .booked("ZE", 10000)
                 .problem("credit_settled"),
         ),
+        // Issue 12, seed 000 to the letter.
+        // (1) Unzer Invoice / Invoice Secured: transfer data in the customer-service fields.
+        sc(
+            10039,
+            "3.2-invoice-secured-transfer",
+            "3.2 released with the transfer data",
+            InvoiceSecured,
+        )
+        .ends_as(Expect::open().transfer().remaining(10000)),
+        sc(
+            10040,
+            "3.2-invoice-transfer",
+            "3.2 transfer data at release, booked on close",
+            Invoice,
+        )
+        .then(vec![Ship(vec![])])
+        .ends_as(
+            Expect::closed()
+                .transfer()
+                .remaining(10000)
+                .booked("IV", 10000),
+        ),
+        // (2) Authorization lifetime (card: 7 days, the hint in the last 42 h): the
+        // authorization is dated back at the Unzer simulator; 10042 expires with the day that
+        // passes in the last phase (10041 is still in its last quarter after it).
+        sc(
+            10041,
+            "3.3-authorization-expiring",
+            "3.3 authorization expiring: hint, captured",
+            CardExpert,
+        )
+        .start(Start::AuthorizedHoursAgo(132))
+        .then(vec![Ship(vec![0])])
+        .ends_as(
+            Expect::open()
+                .charged(6000)
+                .remaining(4000)
+                .booked("ZE", 6000)
+                .hint("authorization_expiring"),
+        ),
+        sc(
+            10042,
+            "3.3-authorization-expired",
+            "3.3 authorization expired: no capture",
+            CardExpert,
+        )
+        .start(Start::AuthorizedHoursAgo(150))
+        .then(vec![])
+        .then(vec![])
+        .then(vec![])
+        .then(vec![ClockAhead(25), Ship(vec![])])
+        .ends_as(
+            Expect::closed()
+                .remaining(10000)
+                .problem("authorization_expired"),
+        ),
+        sc(
+            10043,
+            "3.1-authorization-expired",
+            "3.1 expired at import: lock + problem",
+            CardExpert,
+        )
+        .start(Start::AuthorizedHoursAgo(8 * 24))
+        .ends_as(
+            Expect::open()
+                .locked()
+                .remaining(10000)
+                .problem("authorization_check")
+                .problem("authorization_expired"),
+        ),
+        // (3) Pending too long. The demo's only clock jump (shared with 10042), in its last
+        // phase: one day passes for every order.
+        sc(
+            10044,
+            "3.1-pending-too-long",
+            "3.1 pending > 24 h: error, stays on hold",
+            CardExpert,
+        )
+        .start(Start::Pending)
+        .then(vec![])
+        .then(vec![])
+        .then(vec![])
+        .then(vec![ClockAhead(25)])
+        .ends_as(Expect::hold().remaining(10000).problem("pending_too_long")),
+        // (4) Hands-off: out of automation, then back.
+        sc(
+            10045,
+            "3.9-hands-off",
+            "3.9 hands-off: shipped, not captured",
+            CardExpert,
+        )
+        .then(vec![HandsOff])
+        .then(vec![Ship(vec![])])
+        .ends_as(Expect::closed().remaining(10000).hint("hands_off")),
+        sc(
+            10046,
+            "3.9-hands-on",
+            "3.9 back in automation: captured",
+            CardExpert,
+        )
+        .then(vec![HandsOff])
+        .then(vec![Ship(vec![])])
+        .then(vec![HandsOn])
+        .ends_as(Expect::closed().charged(10000).booked("ZE", 10000)),
+        // (5) A credit note naming no invoice, beyond what paybridge captured itself.
+        sc(
+            10047,
+            "3.5-foreign-capture",
+            "3.5 return of a capture outside paybridge",
+            CardExpert,
+        )
+        .then(vec![ShipPaidElsewhere(vec![0])])
+        .then(vec![Ship(vec![1])])
+        .then(vec![CreditNote(5000)])
+        .ends_as(
+            Expect::closed()
+                .charged(10000)
+                .booked("ZE", 4000)
+                .problem("foreign_capture")
+                .hint("captured_elsewhere"),
+        ),
+        // (6) An invoice captured outside paybridge: named, and expert mode still closes.
+        sc(
+            10048,
+            "3.3-captured-elsewhere",
+            "3.3 invoice paid elsewhere: named, closed",
+            CardExpert,
+        )
+        .lines(&[5000, 3000, 2000])
+        .then(vec![ShipPaidElsewhere(vec![0])])
+        .then(vec![Ship(vec![1]), Cancel(vec![2])])
+        .ends_as(
+            Expect::closed()
+                .charged(8000)
+                .reversed(2000)
+                .booked("ZE", 3000)
+                .hint("captured_elsewhere"),
+        ),
+        // (7) pixiGetOrderTotals item rows: Σ Subtotal + ShipCost − |Discount| to the cent.
+        sc(
+            10049,
+            "3.1-discount-freight",
+            "3.1 lines + freight − discount match",
+            CardExpert,
+        )
+        .lines(&[2999, 4550, 1275])
+        .freight(495)
+        .discount(1000)
+        .then(vec![Ship(vec![0])])
+        .then(vec![Ship(vec![1, 2])])
+        .ends_as(
+            Expect::closed()
+                .charged(8319)
+                .booked("ZE", 2494)
+                .booked("ZE", 5825),
+        ),
+        sc(
+            10050,
+            "3.1-discount-freight-standard",
+            "3.1 lines + freight − discount captured",
+            CardStandard,
+        )
+        .lines(&[2999, 4550, 1275])
+        .freight(495)
+        .discount(1000)
+        .then(vec![Ship(vec![])])
+        .ends_as(Expect::closed().charged(8319).booked("ZE", 8319)),
     ]
 }
 
@@ -1350,6 +1581,12 @@ impl Harness {
             .fetch_add(by.num_milliseconds().max(0), Ordering::SeqCst);
     }
 
+    /// Moves the simulated clock to `by` ahead of the real one, unless it is that far already.
+    pub fn clock_ahead(&self, by: chrono::Duration) {
+        self.offset_ms
+            .fetch_max(by.num_milliseconds(), Ordering::SeqCst);
+    }
+
     /// The store key of a pixi order.
     pub fn order_key(&self, order: i64) -> OrderKey {
         OrderKey::new(TENANT, CONNECTION, &order.to_string())
@@ -1417,7 +1654,7 @@ impl Harness {
                         .authorized(&pk, m.unzer_type(), "EUR", &money_text(amount(c))),
                 )
             }
-            Start::Usual => Some(match m {
+            Start::Usual | Start::AuthorizedHoursAgo(_) => Some(match m {
                 Method::CardStandard
                 | Method::CardExpert
                 | Method::PaylaterInvoice
@@ -1427,13 +1664,29 @@ impl Harness {
                 Method::Sofort => self.unzer.charged(&pk, m.unzer_type(), "EUR", &total),
                 Method::Prepayment => self.unzer.prepayment(&pk, "EUR", &total),
                 Method::InvoiceSecured => self.unzer.invoice_secured(&pk, "EUR", &total),
+                Method::Invoice => self.unzer.create(NewPayment {
+                    public_key: pk,
+                    type_infix: m.unzer_type().into(),
+                    currency: "EUR".into(),
+                    amount: total,
+                    initial: Initial::ChargePending,
+                    order_id: None,
+                }),
             }),
         };
+        if let (Start::AuthorizedHoursAgo(hours), Some(p)) = (scenario.start, &payment_id) {
+            self.unzer.set_dates(p, self.hours_ago(hours));
+        }
         Running {
             scenario: scenario.clone(),
             payment_id,
             line_keys: Vec::new(),
         }
+    }
+
+    /// The simulated now less `hours`.
+    pub fn hours_ago(&self, hours: u32) -> DateTime<Utc> {
+        self.now() - chrono::Duration::hours(i64::from(hours))
     }
 
     /// Prepares the payment and imports the order (for tests that drive steps themselves).
@@ -1462,14 +1715,17 @@ impl Harness {
         })
     }
 
-    /// Applies one step to the simulators.
+    /// Applies one step (see [`Step`]).
     pub async fn apply(&self, run: &mut Running, step: &Step) -> Result<(), DemoError> {
         let nr = run.scenario.order;
         let imported = self.pixi.order(nr).is_some();
         if !imported
             && !matches!(
                 step,
-                Step::Import | Step::TransferReceived | Step::PartialTransfer(_)
+                Step::Import
+                    | Step::TransferReceived
+                    | Step::PartialTransfer(_)
+                    | Step::ClockAhead(_)
             )
         {
             return Err(DemoError::Scenario(format!(
@@ -1485,6 +1741,9 @@ impl Harness {
                 }
                 if s.freight > 0 {
                     o = o.ship_cost(&money_text(amount(s.freight)));
+                }
+                if s.discount > 0 {
+                    o = o.discount(&money_text(amount(s.discount)));
                 }
                 o = match (&run.payment_id, s.start) {
                     (Some(p), _) => o.pay_id(p),
@@ -1546,8 +1805,71 @@ impl Harness {
                     })?;
                 self.unzer.settle(&pid, &initial, true);
             }
+            Step::ShipPaidElsewhere(idx) => {
+                let keys = self.keys(run, idx)?;
+                let invoice = self.pixi.ship_lines(nr, &keys);
+                let total = self
+                    .pixi
+                    .invoice(&invoice)
+                    .map(|i| i.total)
+                    .ok_or_else(|| DemoError::Scenario(format!("no invoice {invoice}")))?;
+                self.capture_outside(run, total).await?;
+                let pid = self.pid(run)?.to_string();
+                let status = self.send_webhook("charge.succeeded", &pid).await?;
+                if status != 200 {
+                    return Err(DemoError::Scenario(format!(
+                        "order {nr}: the webhook was answered with HTTP {status}"
+                    )));
+                }
+                self.pixi.set_invoice_paid(&invoice, true);
+            }
+            Step::HandsOff | Step::HandsOn => {
+                let off = *step == Step::HandsOff;
+                let key = self.order_key(nr);
+                if !self.app.set_hands_off(&key, off, self.now()).await? {
+                    return Err(DemoError::Scenario(format!(
+                        "order {nr}: {step:?} changed nothing (unknown to paybridge, or already so)"
+                    )));
+                }
+            }
+            Step::ClockAhead(hours) => {
+                self.clock_ahead(chrono::Duration::hours(i64::from(*hours)));
+            }
         }
         Ok(())
+    }
+
+    /// Captures `total` of the order's payment at Unzer outside paybridge: through the Unzer
+    /// connector with the method config's key pair (what a capture in the Unzer portal does),
+    /// never through paybridge's ledger.
+    async fn capture_outside(&self, run: &Running, total: Decimal) -> Result<(), DemoError> {
+        let pid = self.pid(run)?;
+        let code = run.scenario.method.code();
+        let cfg = self
+            .app
+            .config
+            .method_for(CONNECTION, MANDANT, code)
+            .ok_or_else(|| DemoError::Scenario(format!("no method config {code}")))?;
+        let payment = self
+            .app
+            .psp
+            .fetch(cfg, pid)
+            .await
+            .map_err(|e| DemoError::Unzer(e.to_string()))?;
+        let amount =
+            Money::new(total, payment.currency).map_err(|e| DemoError::Unzer(e.to_string()))?;
+        let reference = format!("outside-paybridge-{}", run.scenario.order);
+        match self
+            .app
+            .psp
+            .execute(cfg, &payment, &PspCall::Capture { amount }, &reference)
+            .await
+        {
+            PspOutcome::Done { .. } => Ok(()),
+            other => Err(DemoError::Unzer(format!(
+                "capture outside paybridge on {pid}: {other:?}"
+            ))),
+        }
     }
 
     /// Unzer POSTs the webhook for `event` on `payment_id` to paybridge's listener; the HTTP
@@ -1608,18 +1930,32 @@ impl Harness {
             Some(pid) => Some(self.psp_state(pid)?),
         };
         let key = self.order_key(order);
-        let mut problems: Vec<String> = Repo::new(self.app.store.as_ref())
-            .order(&key, self.now())
-            .await?
-            .map(|r| {
-                r.open_errors()
-                    .map(|f| f.code.split(':').next().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        problems.sort();
-        problems.dedup();
-        Ok(EndState { erp, psp, problems })
+        let base = |f: &Flag| f.code.split(':').next().unwrap_or_default().to_string();
+        let (mut problems, mut hints): (Vec<String>, Vec<String>) =
+            match Repo::new(self.app.store.as_ref())
+                .order(&key, self.now())
+                .await?
+            {
+                None => (Vec::new(), Vec::new()),
+                Some(r) => (
+                    r.open_errors().map(base).collect(),
+                    r.flags
+                        .iter()
+                        .filter(|f| f.severity == Severity::Hint)
+                        .map(base)
+                        .collect(),
+                ),
+            };
+        for list in [&mut problems, &mut hints] {
+            list.sort();
+            list.dedup();
+        }
+        Ok(EndState {
+            erp,
+            psp,
+            problems,
+            hints,
+        })
     }
 
     /// The payment as Unzer shows it.
@@ -1789,7 +2125,7 @@ pub async fn run_demo(out: &mut dyn Write) -> Result<DemoSummary, DemoError> {
     let scenarios = catalogue();
     writeln!(
         out,
-        "{} scripted orders (behaviour.md §3.1–§3.5) through pixi SOAP ↔ paybridge ↔ Unzer REST on loopback\n",
+        "{} scripted orders (behaviour.md §3.1–§3.5, §3.9) through pixi SOAP ↔ paybridge ↔ Unzer REST on loopback\n",
         scenarios.len()
     )
     .map_err(io)?;
@@ -1832,7 +2168,7 @@ mod tests {
         let orders: HashSet<_> = all.iter().map(|s| s.order).collect();
         assert_eq!(keys.len(), all.len());
         assert_eq!(orders.len(), all.len());
-        for section in ["3.1", "3.2", "3.3", "3.4", "3.5"] {
+        for section in ["3.1", "3.2", "3.3", "3.4", "3.5", "3.9"] {
             assert!(all.iter().any(|s| s.flow.starts_with(section)), "{section}");
         }
         for m in Method::ALL {
@@ -1886,6 +2222,15 @@ mod tests {
         }
         assert_ne!(e, other, "a cent does");
         assert_eq!(money_text(Decimal::new(-30_000, 4)), "-3.00");
+        let hinted = Expect::hold()
+            .no_payment()
+            .problem("pending_too_long")
+            .hint("pending")
+            .end_state(None);
+        assert_eq!(
+            hinted.to_string(),
+            "HOLD no-payment no-booking problem pending_too_long hint pending"
+        );
     }
 
     #[tokio::test]
