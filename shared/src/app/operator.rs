@@ -25,7 +25,10 @@ impl App {
     /// have not started are cancelled now (a worker that claimed one first lets it finish), and
     /// the evaluation comments the switch and plans nothing else. Back: the evaluation comments
     /// it and plans what the order needs now. `false` when the order is unknown or already in
-    /// that state.
+    /// that state — but the cancelling and the evaluation run again even then, so an operator
+    /// who repeats a switch that failed half-way (the process died after saving it) completes
+    /// it. The saved switch also asks for an evaluation at once (`recheck_at`), for the sweep
+    /// should nobody repeat it.
     pub async fn set_hands_off(
         &self,
         key: &OrderKey,
@@ -36,25 +39,26 @@ impl App {
         let Some(mut rec) = repo.order(key, now).await? else {
             return Ok(false);
         };
-        if rec.hands_off_since.is_some() == off {
-            return Ok(false);
+        let already = rec.hands_off_since.is_some() == off;
+        if !already {
+            // Whole seconds: the switch's comment operation is named by them.
+            let since = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+            rec.hands_off_since = off.then_some(since);
+            rec.recheck_at = Some(now);
+            rec.updated_at = now;
+            repo.save_order(&rec, now).await?;
+            let what = if off {
+                "taken out of automation by an operator (hands-off)"
+            } else {
+                "put back into automation by an operator"
+            };
+            self.history(key, now, None, what.into(), None).await?;
         }
-        // Whole seconds: the switch's comment operation is named by them.
-        let since = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-        rec.hands_off_since = off.then_some(since);
-        rec.updated_at = now;
-        repo.save_order(&rec, now).await?;
-        let what = if off {
-            "taken out of automation by an operator (hands-off)"
-        } else {
-            "put back into automation by an operator"
-        };
-        self.history(key, now, None, what.into(), None).await?;
         if off {
             self.cancel_unstarted(key, now).await?;
         }
         self.evaluate(key, None, now).await?;
-        Ok(true)
+        Ok(!already)
     }
 
     /// Cancels every operation of the order that has not started and is not claimed.

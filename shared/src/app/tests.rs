@@ -895,6 +895,50 @@ async fn capture_delayed_past_the_authorization_expiry_is_not_sent() {
     assert!(h.erp.bookings("1012").is_empty(), "R1 not marked captured");
 }
 
+/// Faults harness, seed 2026 (lifecycles 89, 222, …): the process died after saving a
+/// hands-off switch and before its cancelling and evaluation. The operator's repeat finds the
+/// order "already" switched and must still finish the switch; the saved switch also asks the
+/// sweep for an evaluation at once.
+#[tokio::test]
+async fn repeated_hands_off_switch_finishes_what_a_dead_process_left() {
+    let mut h = harness("expert", "off");
+    let o = invoiced_card_order(&h, "1013", "s-pay-13", "30.00");
+    h.erp.upsert(o);
+    h.app.poll_cycle(h.now).await.unwrap(); // the capture is planned, no worker ran
+    let key = h.key("1013");
+    let store = Arc::clone(&h.app.store);
+    let repo = Repo::new(store.as_ref());
+    // what the dead process saved: the switch only
+    let mut rec = repo.order(&key, h.now).await.unwrap().unwrap();
+    rec.hands_off_since = Some(h.now);
+    repo.save_order(&rec, h.now).await.unwrap();
+    let capture = |ops: &[Operation]| {
+        ops.iter()
+            .find(|o| o.plan.purpose == ledger::Purpose::CaptureInvoice)
+            .map(|o| o.status)
+    };
+    assert_eq!(capture(&h.ops("1013").await), Some(OpStatus::Planned));
+    let changed = h.app.set_hands_off(&key, true, h.now).await.unwrap();
+    assert!(!changed, "already out of automation");
+    let ops = h.ops("1013").await;
+    assert_eq!(capture(&ops), Some(OpStatus::Cancelled));
+    assert!(
+        ops.iter()
+            .any(|o| o.plan.purpose == ledger::Purpose::HandsOff),
+        "the switch's comment is planned"
+    );
+    h.drain().await;
+    assert_eq!(h.psp.money_calls("s-pay-13"), 0);
+    // a switch saved by set_hands_off is due for the sweep at once
+    h.now += Duration::minutes(1);
+    assert!(h.app.set_hands_off(&key, false, h.now).await.unwrap());
+    let rec = repo.order(&key, h.now).await.unwrap().unwrap();
+    assert!(rec.hands_off_since.is_none());
+    h.drain().await;
+    assert_eq!(capture(&h.ops("1013").await), Some(OpStatus::Done));
+    assert_eq!(h.psp.money_calls("s-pay-13"), 1, "captured once, back on");
+}
+
 /// Bug A of the fault simulation (`seed_1_30`): the PSP cannot be read when the poll sees the
 /// order; with an ERP that lists changed orders only, no poll brings it back. The evaluation is
 /// re-run from the queue once the PSP answers again.

@@ -5,7 +5,7 @@
 use super::budget::Budget;
 use super::{Cx, Facts, Problem};
 use crate::config::Mode;
-use crate::ledger::{DocKind, PspCall, Purpose, RefundReason};
+use crate::ledger::{DocKind, OpStatus, PspCall, Purpose, RefundReason};
 use crate::model::{MethodFamily, OrderLine, OrderStatus, TxKind, TxStatus};
 use crate::money::{Money, MoneyError};
 
@@ -166,7 +166,10 @@ impl Cx<'_, '_> {
             .input
             .ledger
             .iter()
-            .filter(|op| op.plan.purpose == Purpose::CancelLines)
+            // a cancelled one (never started: hands-off) covers nothing
+            .filter(|op| {
+                op.plan.purpose == Purpose::CancelLines && op.status != OpStatus::Cancelled
+            })
             .flat_map(|op| op.plan.doc_id.split('+'))
             .collect();
         let new: Vec<_> = cancelled

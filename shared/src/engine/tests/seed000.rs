@@ -497,3 +497,24 @@ fn spec_3_5_psp_charges_beyond_paybridges_captures_count_as_captured_outside() {
     let text = &flag(&d, "foreign_capture:C1").message;
     assert!(text.contains("a capture made outside paybridge"), "{text}");
 }
+
+#[test]
+fn spec_3_9_aggregated_line_cancellation_cancelled_while_hands_off_is_planned_again() {
+    // faults harness, seed 2026 lifecycle 1282: the aggregate of cancelled lines was cancelled
+    // by the switch and its lines counted as covered, so the refund was never made
+    let mut s = S::new(PM::Prepayment, Standard, LINES).released();
+    s.receive("100.00");
+    s.settle();
+    s.cancel(&["L3"], NLB);
+    let d = s.decide();
+    assert_eq!(purposes(&d), [P::CancelLines]);
+    s.insert(&d);
+    s.hands_off = Some(now());
+    s.set_status(P::CancelLines, OpStatus::Cancelled);
+    s.step();
+    s.hands_off = None;
+    let d = s.decide();
+    assert_eq!(purposes(&d), [P::HandsOn, P::CancelLines]);
+    assert_eq!(d.plans[1].doc_id, "L3");
+    assert_eq!(d.plans[1].psp, refund(eur("10.00"), RefundReason::Cancel));
+}
