@@ -430,13 +430,17 @@ fn main() -> ExitCode {
     .map(|a| format!("{a}={}", n(&format!("auth-age {a}"))))
     .collect();
     println!(
-        "draws: auth-age[{}] hands-off[drawn={} effective={} put-back={} left-out={} twice={}]",
+        "draws: auth-age[{}] hands-off[drawn={} effective={} put-back={} left-out={} twice={} twin-same={} (other-path={}) twin-differs-expired={} twin-differs={}]",
         ages.join(" "),
         n("hands-off drawn"),
         n("hands-off effective"),
         n("hands-off put back"),
         n("hands-off left out at the end"),
         n("hands-off twice"),
+        n("hands-off twin same money"),
+        n("hands-off twin same money, other path"),
+        n("hands-off twin differs (expired while out of automation)"),
+        n("hands-off twin differs"),
     );
     println!(
         "lifecycles={completed} double={double} lost={lost} unreconciled={unrec} expiry={expiry} hands_off={hands_off}"

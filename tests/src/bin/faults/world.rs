@@ -479,6 +479,78 @@ pub async fn run(seed: u64, index: u64, opts: Opts, backend: Backend) -> Outcome
     let mut frng = Rng::for_lifecycle(seed, index, rng::STREAM_FAULTS);
     let mut orng = Rng::for_lifecycle(seed, index, rng::STREAM_OPERATOR);
     let sc = Scenario::draw(&mut srng, &mut frng, &mut orng, opts.hazards);
+    let (mut out, money, windows) =
+        play(seed, index, sc.clone(), frng.clone(), opts, &backend).await;
+    // Put back after a switch, without faults: the twin without the switches (same order,
+    // history and draws) must end in the same money state, unless the authorization expired
+    // while the order was out of automation (then the capture it missed cannot happen).
+    let put_back = !windows.is_empty() && windows.iter().all(|(_, until)| until.is_some());
+    if put_back && sc.faults.level == "none" && out.findings.clean() {
+        let mut twin = sc.clone();
+        twin.switches.clear();
+        let twin_opts = Opts {
+            detail: false,
+            ..opts
+        };
+        let (t, twin_money, _) = play(seed, index, twin, frng, twin_opts, &backend).await;
+        let expiry = sc
+            .auth
+            .expires()
+            .map(|e| sc.order.start + Duration::seconds(e));
+        let expired_meanwhile = expiry.is_some_and(|e| {
+            windows.iter().any(|(since, until)| {
+                *since <= e + Duration::hours(1)
+                    && until.is_none_or(|u| e <= u + Duration::hours(1))
+            })
+        });
+        if !t.findings.clean() {
+            out.findings
+                .lost
+                .push("the twin without hands-off switches is not clean".into());
+        } else if twin_money == money {
+            out.draws.push("hands-off twin same money".into());
+        } else if twin_money.0 == money.0 {
+            // E.g. cancelled while out of automation and paid meanwhile: refunded instead of
+            // reversed; the customer pays the same.
+            out.draws.push("hands-off twin same money".into());
+            out.draws
+                .push("hands-off twin same money, other path".into());
+            out.trace.push(format!(
+                "twin without switches: {} (with them: {})",
+                twin_money.1, money.1
+            ));
+        } else if expired_meanwhile {
+            out.draws
+                .push("hands-off twin differs (expired while out of automation)".into());
+            out.trace.push(format!(
+                "twin without switches: {} {} (with them: {} {}); the authorization expired while out of automation",
+                twin_money.0, twin_money.1, money.0, money.1
+            ));
+        } else {
+            out.draws.push("hands-off twin differs".into());
+            out.findings.hands_off.push(format!(
+                "put back, the order ends with {} ({}); without the switches with {} ({})",
+                money.0, money.1, twin_money.0, twin_money.1
+            ));
+        }
+    }
+    out
+}
+
+/// Plays one drawn lifecycle: the outcome, its final money state (PSP position and ERP
+/// bookings) and its hands-off windows.
+async fn play(
+    seed: u64,
+    index: u64,
+    sc: Scenario,
+    frng: Rng,
+    opts: Opts,
+    backend: &Backend,
+) -> (
+    Outcome,
+    (String, String),
+    Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+) {
     let erp = MemoryErp::new();
     let psp = MemoryPsp::new();
     let notes = RecordingNotifier::default();
@@ -535,6 +607,7 @@ pub async fn run(seed: u64, index: u64, opts: Opts, backend: Backend) -> Outcome
     w.fault_phase().await;
     let quiesced = w.quiesce().await;
     let (findings, digest) = w.check(quiesced).await;
+    let money = w.money();
     let detail = if opts.detail {
         w.detail().await
     } else {
@@ -584,17 +657,59 @@ pub async fn run(seed: u64, index: u64, opts: Opts, backend: Backend) -> Outcome
             }
         }
     }
-    Outcome {
-        index,
-        findings,
-        trace,
-        digest,
-        calls,
-        draws,
-    }
+    let windows = sim.state().windows.clone();
+    (
+        Outcome {
+            index,
+            findings,
+            trace,
+            digest,
+            calls,
+            draws,
+        },
+        money,
+        windows,
+    )
 }
 
 impl World {
+    /// The final money state: what the customer paid in the end (charged − refunded) and the
+    /// ERP's bookings, sorted; then the PSP position (how it got there).
+    fn money(&self) -> (String, String) {
+        let pos = self.psp.payment(PAYMENT_ID).and_then(|p| p.position().ok());
+        let net = pos
+            .as_ref()
+            .and_then(|p| p.charged.checked_sub(p.refunded).ok())
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let raw = pos
+            .map(|p| {
+                format!(
+                    "authorized={} charged={} reversed={} refunded={}",
+                    p.authorized, p.charged, p.reversed, p.refunded
+                )
+            })
+            .unwrap_or_default();
+        let mut bookings: Vec<String> = self
+            .erp
+            .writes()
+            .iter()
+            .filter(|(_, _, w)| {
+                matches!(
+                    w,
+                    paybridge_core::ledger::ErpWrite::MarkInvoiceCaptured { .. }
+                        | paybridge_core::ledger::ErpWrite::ManualBooking { .. }
+                )
+            })
+            .map(|(_, _, w)| crate::sim::write_label(w))
+            .collect();
+        bookings.sort();
+        (
+            format!("paid={net} bookings=[{}]", bookings.join(", ")),
+            raw,
+        )
+    }
+
     fn key(&self) -> OrderKey {
         OrderKey::new(TENANT, CONN, ORDER_ID)
     }
