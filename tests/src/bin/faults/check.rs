@@ -614,7 +614,12 @@ fn expiry(f: &Final, out: &mut Findings) {
         .record
         .as_ref()
         .is_some_and(|r| r.open_errors().any(|e| e.code == "authorization_expired"));
-    if !flagged {
+    if flagged {
+        out.info.push(
+            "authorization expired with money left to capture: authorization_expired error present"
+                .to_string(),
+        );
+    } else {
         out.expiry.push(format!(
             "the authorization expired at {} with {open} left to capture ({}), but the order has no authorization_expired error",
             rel(f, expires),
