@@ -364,6 +364,10 @@ impl Sim {
     pub fn switch_committed(&self, off: bool, allowed: std::collections::BTreeSet<String>) {
         let mut st = self.state();
         st.pending_switch = None;
+        if st.window.is_some() == off {
+            // Already so: a repeated switch (after a failure) that wrote the record again.
+            return;
+        }
         st.tick += 1;
         let (now, tick) = (st.now, st.tick);
         if off {
