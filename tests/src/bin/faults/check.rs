@@ -1,5 +1,5 @@
 //! What must hold after a lifecycle has run to quiescence, checked against the test doubles' own
-//! records (the PSP's transactions, the ERP's applied writes) and the ledger. Three kinds of
+//! records (the PSP's transactions, the ERP's applied writes) and the ledger. Five kinds of
 //! violation, defined precisely in `docs/reliability.md`:
 //!
 //! - **double**: money moved or booked twice — a PSP reference with more than one transaction,
@@ -15,17 +15,30 @@
 //!   movement the PSP does not have, a Done operation whose booking is missing, a booking without
 //!   an operation, a document booked for another amount than moved (to the cent; a rounding
 //!   difference the engine absorbed within the tolerance excepted), more booked than captured or
-//!   refunded in total.
+//!   refunded in total;
+//! - **expiry** (issue 12): a capture first sent to the PSP at or after the authorization's
+//!   expiry (a capture whose reference was sent before the expiry is in flight and may be
+//!   repeated or reconciled after it), or an order (released, in automation) whose
+//!   authorization expired with money left to capture that does not end with the
+//!   `authorization_expired` error;
+//! - **hands_off** (issue 12): a PSP `execute` or ERP `apply` started while the order is out
+//!   of automation (from the commit of the operator's switch to the commit of the one that puts
+//!   it back) that is not a switch comment, not an operation started or claimed in the store at
+//!   the commit, and not made by a job begun before the commit (it may have read the order
+//!   before; whoever resumes such an operation may finish it) — see `sim::Sim::outbound`; or an
+//!   operation cancelled though the order never was out of automation.
+//!
+//! The final engine check uses the record's real `first_seen_at` and `hands_off_since`.
 
 use crate::scenario::Family;
-use crate::sim::short_op;
-use chrono::{DateTime, Utc};
+use crate::sim::{CaptureSend, short_op};
+use chrono::{DateTime, Duration, Utc};
 use paybridge_core::config::MethodConfig;
 use paybridge_core::engine::{self, Input};
 use paybridge_core::ledger::{
     self, DocKind, ErpWrite, OpStatus, Operation, OrderKey, PspCall, Purpose,
 };
-use paybridge_core::model::{ErpOrder, PspPayment, TxKind};
+use paybridge_core::model::{ErpOrder, OrderStatus, PspPayment, TxKind};
 use paybridge_core::money::Money;
 use paybridge_core::notify::Problem;
 use paybridge_core::store::repo::{EventRecord, OrderRecord};
@@ -49,6 +62,18 @@ pub struct Final {
     pub linked: bool,
     pub quiesced: bool,
     pub dead_letters: usize,
+    /// The lifecycle's start (trace times are relative to it).
+    pub start: DateTime<Utc>,
+    /// The validity in force for the order's authorization (days), if it holds one.
+    pub auth_days: Option<u32>,
+    /// The PSP's authorize transaction time as drawn (`None`: the PSP gives none).
+    pub auth_at: Option<DateTime<Utc>>,
+    /// Every capture the product sent to the PSP.
+    pub captures: Vec<CaptureSend>,
+    /// PSP / ERP calls that started while the order was out of automation (see `sim`).
+    pub hands_off_violations: Vec<String>,
+    /// Hands-off windows (since, until).
+    pub windows: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
 /// Violations found, by kind, one line each; `info` lines are worth knowing but not counted.
@@ -57,12 +82,22 @@ pub struct Findings {
     pub double: Vec<String>,
     pub lost: Vec<String>,
     pub unreconciled: Vec<String>,
+    /// A capture sent after the authorization expired, or an expired authorization with money
+    /// left to capture and no `authorization_expired` error.
+    pub expiry: Vec<String>,
+    /// A PSP or ERP call started while the order was out of automation, or an operation
+    /// cancelled with no switch to explain it.
+    pub hands_off: Vec<String>,
     pub info: Vec<String>,
 }
 
 impl Findings {
     pub fn clean(&self) -> bool {
-        self.double.is_empty() && self.lost.is_empty() && self.unreconciled.is_empty()
+        self.double.is_empty()
+            && self.lost.is_empty()
+            && self.unreconciled.is_empty()
+            && self.expiry.is_empty()
+            && self.hands_off.is_empty()
     }
 }
 
@@ -201,6 +236,8 @@ pub fn check(f: &Final) -> Findings {
     for op in &f.ops {
         match op.status {
             OpStatus::Done => {}
+            // Never started: the order was taken out of automation (checked below).
+            OpStatus::Cancelled => {}
             OpStatus::Failed => {
                 let code = failed_code(op);
                 if !open_errors.contains(&code) {
@@ -229,7 +266,10 @@ pub fn check(f: &Final) -> Findings {
                 .push(format!("open error {code} was never e-mailed"));
         }
     }
+    let hands_off = f.record.as_ref().and_then(|r| r.hands_off_since);
     if let Some(order) = &f.erp_order {
+        // The engine on the final state as the product sees it: the record's first sight and
+        // hands-off switch.
         let d = engine::decide(&Input {
             key: &f.key,
             order,
@@ -237,8 +277,12 @@ pub fn check(f: &Final) -> Findings {
             ledger: &f.ops,
             config: Some(&f.cfg),
             now: f.now,
-            first_seen: f.now,
-            hands_off: None,
+            first_seen: f
+                .record
+                .as_ref()
+                .and_then(|r| r.first_seen_at)
+                .unwrap_or(f.now),
+            hands_off,
         });
         for p in &d.plans {
             out.lost.push(format!(
@@ -248,7 +292,9 @@ pub fn check(f: &Final) -> Findings {
         }
         let received = f.payment.received_in_full().unwrap_or(false);
         let waits_for_money = f.family == Family::Prepayment && !received;
-        if order.shipping_lock
+        // An order left out of automation is the operator's to finish.
+        if hands_off.is_none()
+            && order.shipping_lock
             && !order.fully_cancelled()
             && open_errors.is_empty()
             && !waits_for_money
@@ -262,7 +308,8 @@ pub fn check(f: &Final) -> Findings {
             .ops
             .iter()
             .any(|o| o.plan.purpose == Purpose::ReleasePrepayment && o.status == OpStatus::Done);
-        if waits_for_money
+        if hands_off.is_none()
+            && waits_for_money
             && released
             && !order.shipping_lock
             && !order.fully_cancelled()
@@ -448,6 +495,9 @@ pub fn check(f: &Final) -> Findings {
         }
     }
 
+    expiry(f, &mut out);
+    hands_off_checks(f, &mut out);
+
     if f.dead_letters > 0 {
         out.info.push(format!(
             "{} message(s) dead-lettered (work recovered by the sweep)",
@@ -477,4 +527,122 @@ pub fn digest(f: &Final) -> u64 {
     eat(&format!("{:?}", f.erp_order));
     eat(&f.now.to_rfc3339());
     h
+}
+
+/// Seconds since the lifecycle start, for messages.
+fn rel(f: &Final, t: DateTime<Utc>) -> String {
+    format!("t+{}s", (t - f.start).num_seconds())
+}
+
+/// When the order's authorization expires as the engine counts it: from the PSP's authorize
+/// transaction, else from the record's first sight of the order.
+fn expires_at(f: &Final) -> Option<DateTime<Utc>> {
+    let days = f.auth_days?;
+    let from = match f.auth_at {
+        Some(at) => at,
+        None => f.record.as_ref()?.first_seen_at?,
+    };
+    Some(from + Duration::days(i64::from(days)))
+}
+
+/// (a) No capture *sent* at or after the expiry unless the same capture (its PSP reference)
+/// was sent before the expiry already (in flight: its outcome being reconciled or its sending
+/// repeated); and an expired authorization with money left to capture ends with the
+/// `authorization_expired` error (unless the order is out of automation or still on HOLD).
+fn expiry(f: &Final, out: &mut Findings) {
+    let Some(expires) = expires_at(f) else {
+        return;
+    };
+    for c in f.captures.iter().filter(|c| c.at >= expires) {
+        let earlier = f
+            .captures
+            .iter()
+            .any(|d| d.reference == c.reference && d.at < expires);
+        if earlier {
+            out.info.push(format!(
+                "capture {} sent again after the expiry (first sent before it)",
+                c.reference
+            ));
+        } else {
+            let op = f
+                .ops
+                .iter()
+                .find(|o| ledger::psp_reference(&o.id) == c.reference)
+                .map_or("no op".to_string(), |o| short_op(&o.id));
+            out.expiry.push(format!(
+                "capture {} ({op}) first sent at {} [{}], after the authorization expired at {}",
+                c.reference,
+                rel(f, c.at),
+                c.proc,
+                rel(f, expires)
+            ));
+        }
+    }
+    let Some(order) = &f.erp_order else {
+        return;
+    };
+    let out_of_automation = f
+        .record
+        .as_ref()
+        .is_some_and(|r| r.hands_off_since.is_some());
+    if f.now < expires || out_of_automation || order.status == OrderStatus::Hold {
+        return;
+    }
+    let Ok(open) = f.payment.position().and_then(|p| p.remaining()) else {
+        return;
+    };
+    let ours = |inv: &str| {
+        f.ops.iter().any(|o| {
+            o.status != OpStatus::Cancelled
+                && o.plan.doc_kind == DocKind::Invoice
+                && o.plan.doc_id == inv
+                && matches!(
+                    o.plan.purpose,
+                    Purpose::CaptureInvoice | Purpose::BookInvoice
+                )
+        })
+    };
+    let to_ship = order.status != OrderStatus::Closed && !order.nothing_left_to_ship();
+    let uncaptured = order
+        .invoices
+        .iter()
+        .any(|i| !i.captured && !ours(&i.invoice_id));
+    if !(open.is_positive() && (to_ship || uncaptured)) {
+        return;
+    }
+    let flagged = f
+        .record
+        .as_ref()
+        .is_some_and(|r| r.open_errors().any(|e| e.code == "authorization_expired"));
+    if flagged {
+        out.info.push(
+            "authorization expired with money left to capture: authorization_expired error present"
+                .to_string(),
+        );
+    } else {
+        out.expiry.push(format!(
+            "the authorization expired at {} with {open} left to capture ({}), but the order has no authorization_expired error",
+            rel(f, expires),
+            if uncaptured {
+                "uncaptured invoices"
+            } else {
+                "lines to ship"
+            }
+        ));
+    }
+}
+
+/// (b) Nothing started while the order was out of automation (the calls `sim` caught), and an
+/// operation cancelled only if the order was out of automation at some point.
+fn hands_off_checks(f: &Final, out: &mut Findings) {
+    out.hands_off.extend(f.hands_off_violations.iter().cloned());
+    if f.windows.is_empty() {
+        for op in f.ops.iter().filter(|o| o.status == OpStatus::Cancelled) {
+            out.hands_off.push(format!(
+                "{} cancelled though the order was never out of automation: {:?}",
+                short_op(&op.id),
+                op.last_error
+            ));
+        }
+    }
 }

@@ -28,8 +28,16 @@
 //!     --aws-endpoint http://127.0.0.1:5055 --lifecycles N --seed S [--threads T]
 //! ```
 //!
-//! The last line of stdout is `lifecycles=N double=D lost=L unreconciled=U` (counts of
-//! lifecycles with at least one violation of that kind); the exit code is 1 unless all are 0.
+//! Each lifecycle also draws (own stream) the age of the PSP's authorization (fresh, in the
+//! warning quarter, expired, expiring while the history plays out, no time given) and hands-off
+//! switches: an operator takes the order out of automation at a random point, under the same
+//! faults, and usually puts it back later. The line before the last counts these draws.
+//!
+//! The last line of stdout is `lifecycles=N double=D lost=L unreconciled=U expiry=E
+//! hands_off=H` (counts of lifecycles with at least one violation of that kind; `expiry`: a
+//! capture sent after the authorization expired, or an expired authorization with money left
+//! and no `authorization_expired` error; `hands_off`: a PSP or ERP call started while the order
+//! was out of automation); the exit code is 1 unless all are 0.
 //! A failing lifecycle prints its seed, index, replay command and trace. Results do not depend
 //! on `--threads`: lifecycles are independent and reported in index order.
 //!
@@ -163,6 +171,8 @@ struct Kept {
     shown: Vec<world::Outcome>,
     digests: Vec<(u64, u64)>,
     info: std::collections::BTreeMap<String, u64>,
+    /// Lifecycles per draw (`auth-age fresh`, `hands-off drawn`, …).
+    draws: std::collections::BTreeMap<String, u64>,
     faults_fired: u64,
     calls: u64,
 }
@@ -177,6 +187,7 @@ fn panic_outcome(index: u64, msg: String) -> world::Outcome {
         trace: vec![],
         digest: 0,
         calls: 0,
+        draws: vec![],
     }
 }
 
@@ -245,6 +256,7 @@ fn main() -> ExitCode {
         shown: Vec::new(),
         digests: Vec::new(),
         info: std::collections::BTreeMap::new(),
+        draws: std::collections::BTreeMap::new(),
         faults_fired: 0,
         calls: 0,
     });
@@ -256,6 +268,9 @@ fn main() -> ExitCode {
             kp.digests.push((o.index, o.digest));
             kp.faults_fired += fired;
             kp.calls += o.calls;
+            for d in &o.draws {
+                *kp.draws.entry(d.clone()).or_default() += 1;
+            }
             for i in &o.findings.info {
                 let what: String = i
                     .split_whitespace()
@@ -338,18 +353,23 @@ fn main() -> ExitCode {
         }
     }
     let (mut double, mut lost, mut unrec) = (0u64, 0u64, 0u64);
+    let (mut expiry, mut hands_off) = (0u64, 0u64);
     for (n, o) in kp.failures.iter().enumerate() {
         let f = &o.findings;
         double += u64::from(!f.double.is_empty());
         lost += u64::from(!f.lost.is_empty());
         unrec += u64::from(!f.unreconciled.is_empty());
+        expiry += u64::from(!f.expiry.is_empty());
+        hands_off += u64::from(!f.hands_off.is_empty());
         println!(
-            "FAIL seed={} index={} double={} lost={} unreconciled={}",
+            "FAIL seed={} index={} double={} lost={} unreconciled={} expiry={} hands_off={}",
             cli.seed,
             o.index,
             f.double.len(),
             f.lost.len(),
-            f.unreconciled.len()
+            f.unreconciled.len(),
+            f.expiry.len(),
+            f.hands_off.len()
         );
         println!("  replay: {}", replay(cli.seed, o.index, &extra));
         let all: Vec<String> = f
@@ -358,6 +378,8 @@ fn main() -> ExitCode {
             .map(|l| format!("DOUBLE: {l}"))
             .chain(f.lost.iter().map(|l| format!("LOST: {l}")))
             .chain(f.unreconciled.iter().map(|l| format!("UNRECONCILED: {l}")))
+            .chain(f.expiry.iter().map(|l| format!("EXPIRY: {l}")))
+            .chain(f.hands_off.iter().map(|l| format!("HANDS-OFF: {l}")))
             .collect();
         if n < cli.max_report || verbose {
             for l in &o.trace {
@@ -394,8 +416,36 @@ fn main() -> ExitCode {
         if info.is_empty() { "" } else { " info: " },
         info.join("; ")
     );
-    println!("lifecycles={completed} double={double} lost={lost} unreconciled={unrec}");
-    if double + lost + unrec == 0 {
+    // The draws of issue 12, as counts of lifecycles.
+    let n = |k: &str| kp.draws.get(k).copied().unwrap_or(0);
+    let ages: Vec<String> = [
+        "fresh",
+        "warning",
+        "expired",
+        "expires-during",
+        "unknown-age",
+        "no-authorization",
+    ]
+    .iter()
+    .map(|a| format!("{a}={}", n(&format!("auth-age {a}"))))
+    .collect();
+    println!(
+        "draws: auth-age[{}] hands-off[drawn={} effective={} put-back={} left-out={} twice={} twin-same={} (other-path={}) twin-differs-expired={} twin-differs={}]",
+        ages.join(" "),
+        n("hands-off drawn"),
+        n("hands-off effective"),
+        n("hands-off put back"),
+        n("hands-off left out at the end"),
+        n("hands-off twice"),
+        n("hands-off twin same money"),
+        n("hands-off twin same money, other path"),
+        n("hands-off twin differs (expired while out of automation)"),
+        n("hands-off twin differs"),
+    );
+    println!(
+        "lifecycles={completed} double={double} lost={lost} unreconciled={unrec} expiry={expiry} hands_off={hands_off}"
+    );
+    if double + lost + unrec + expiry + hands_off == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

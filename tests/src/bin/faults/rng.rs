@@ -19,6 +19,8 @@ pub fn mix(mut z: u64) -> u64 {
 /// Stream ids of one lifecycle.
 pub const STREAM_SCENARIO: u64 = 1;
 pub const STREAM_FAULTS: u64 = 2;
+/// Authorization age and operator (hands-off) draws.
+pub const STREAM_OPERATOR: u64 = 3;
 
 impl Rng {
     /// The generator of one stream of lifecycle `index` under run seed `seed`.

@@ -433,12 +433,196 @@ impl fmt::Display for FaultProfile {
     }
 }
 
+/// How old the PSP's authorize transaction is when the lifecycle starts (issue 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AgeClass {
+    /// The family holds no authorization (charged in the shop, prepayment, invoice secured).
+    NoAuth,
+    /// The PSP gives no time: the engine counts from when it first saw the order.
+    Unknown,
+    /// Authorized at checkout, minutes or hours ago.
+    Fresh,
+    /// Already in the last quarter of its validity (the `authorization_expiring` hint).
+    Warning,
+    /// Expired before the lifecycle starts.
+    Expired,
+    /// Expires at a drawn moment while the history plays out (the clock crosses it).
+    ExpiresDuring,
+}
+
+impl AgeClass {
+    pub fn label(self) -> &'static str {
+        match self {
+            AgeClass::NoAuth => "no-authorization",
+            AgeClass::Unknown => "unknown-age",
+            AgeClass::Fresh => "fresh",
+            AgeClass::Warning => "warning",
+            AgeClass::Expired => "expired",
+            AgeClass::ExpiresDuring => "expires-during",
+        }
+    }
+}
+
+/// The authorization's age draw.
+#[derive(Debug, Clone)]
+pub struct AuthAge {
+    pub class: AgeClass,
+    /// `authorization_validity_days` in the method config (`None`: the default applies).
+    pub config_days: Option<u32>,
+    /// The validity in force (config or default); `None` for `NoAuth`.
+    pub days: Option<u32>,
+    /// The authorize transaction's `at`, seconds relative to the lifecycle start (negative:
+    /// before it); `None` for `NoAuth` and `Unknown`.
+    pub at: Option<i64>,
+}
+
+impl AuthAge {
+    /// When the authorization expires (seconds after the start), if the PSP says when it was
+    /// made.
+    pub fn expires(&self) -> Option<i64> {
+        Some(self.at? + i64::from(self.days?) * 86_400)
+    }
+}
+
+impl fmt::Display for AuthAge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "authorization: age={}", self.class.label())?;
+        if let Some(d) = self.days {
+            write!(
+                f,
+                " validity={d}d{}",
+                if self.config_days.is_some() {
+                    " (config)"
+                } else {
+                    " (default)"
+                }
+            )?;
+        }
+        if let (Some(at), Some(exp)) = (self.at, self.expires()) {
+            write!(f, " authorized t{at:+}s expires t{exp:+}s")?;
+        }
+        Ok(())
+    }
+}
+
+/// An operator takes the order out of automation (`off`) or puts it back, at `at` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switch {
+    pub at: i64,
+    pub off: bool,
+}
+
 /// Everything drawn for one lifecycle.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub order: OrderDraw,
     pub steps: Vec<Step>,
     pub faults: FaultProfile,
+    pub auth: AuthAge,
+    /// Hands-off switches, in time order (off, on, off, …).
+    pub switches: Vec<Switch>,
+}
+
+/// The validity the engine applies by default to the family's authorization (card 7 days,
+/// Paylater 28), from the core's own table.
+fn default_days(family: Family) -> Option<u32> {
+    use paybridge_core::engine::authorization::default_validity_days;
+    use paybridge_core::model::{MethodFamily, PaymentMethod};
+    match family {
+        Family::CardStandard | Family::CardExpert => {
+            default_validity_days(PaymentMethod::Card, MethodFamily::AuthorizeCapture)
+        }
+        Family::PaylaterInvoice => default_validity_days(
+            PaymentMethod::PaylaterInvoice,
+            MethodFamily::PaylaterInvoice,
+        ),
+        Family::PaylaterDebit => default_validity_days(
+            PaymentMethod::PaylaterDirectDebit,
+            MethodFamily::PaylaterDebit,
+        ),
+        _ => None,
+    }
+}
+
+impl AuthAge {
+    /// Draws the age of the authorization; `span` is how long the history lasts (seconds).
+    fn draw(rng: &mut Rng, family: Family, span: i64) -> AuthAge {
+        let config_days = rng.chance(1, 5).then(|| rng.range(1, 10) as u32);
+        let Some(default) = default_days(family) else {
+            return AuthAge {
+                class: AgeClass::NoAuth,
+                config_days,
+                days: None,
+                at: None,
+            };
+        };
+        let days = config_days.unwrap_or(default);
+        let validity = i64::from(days) * 86_400;
+        // The engine's warning window: a quarter of the validity, at least a day.
+        let window = (validity / 4).max(86_400).min(validity);
+        let (class, age) = match rng.weighted(&[10, 30, 20, 15, 25]) {
+            0 => (AgeClass::Unknown, None),
+            1 => (AgeClass::Fresh, Some(rng.range(0, 2 * 3600))),
+            2 => {
+                let left = rng.range(window / 4, window - 1);
+                (AgeClass::Warning, Some(validity - left))
+            }
+            3 => (AgeClass::Expired, Some(validity + rng.range(0, 5 * 86_400))),
+            _ => {
+                let left = rng.range(1, span.max(2));
+                (AgeClass::ExpiresDuring, Some(validity - left))
+            }
+        };
+        AuthAge {
+            class,
+            config_days,
+            days: Some(days),
+            at: age.map(|a| -a),
+        }
+    }
+}
+
+/// Draws the hands-off switches: in about a third of the lifecycles an operator takes the order
+/// out of automation at a random point after the import, and usually puts it back later;
+/// sometimes twice.
+fn draw_switches(rng: &mut Rng, import_at: i64, last: i64) -> Vec<Switch> {
+    let mut out = Vec::new();
+    if !rng.chance(1, 3) {
+        return out;
+    }
+    let mut t = import_at + rng.range(0, (last - import_at).max(1));
+    loop {
+        out.push(Switch { at: t, off: true });
+        if !rng.chance(17, 20) {
+            break; // left out of automation to the end
+        }
+        t += match rng.weighted(&[3, 4, 3]) {
+            0 => rng.range(1, 600),
+            1 => rng.range(600, 3 * 3600),
+            _ => rng.range(3 * 3600, 12 * 3600),
+        };
+        out.push(Switch { at: t, off: false });
+        if !rng.chance(1, 4) {
+            break;
+        }
+        t += gap(rng);
+    }
+    out
+}
+
+impl fmt::Display for Switch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "operator t+{}s {}",
+            self.at,
+            if self.off {
+                "takes the order out of automation (hands-off)"
+            } else {
+                "puts the order back into automation"
+            }
+        )
+    }
 }
 
 /// A gap between history steps, mostly short, sometimes hours.
@@ -479,7 +663,9 @@ fn receipt_hooks(rng: &mut Rng, partial: bool) -> Vec<Hook> {
 }
 
 impl Scenario {
-    pub fn draw(rng: &mut Rng, faults_rng: &mut Rng, hazards: bool) -> Scenario {
+    /// `ops_rng` (its own stream) draws the authorization age and the hands-off switches, so
+    /// adding them shifted no order, history or fault draw of a seed.
+    pub fn draw(rng: &mut Rng, faults_rng: &mut Rng, ops_rng: &mut Rng, hazards: bool) -> Scenario {
         let family = Family::ALL[rng.below(Family::ALL.len() as u64) as usize];
         let mode = match family {
             Family::CardStandard => Mode::Standard,
@@ -710,10 +896,19 @@ impl Scenario {
             }
         }
         let faults = FaultProfile::draw(faults_rng, hazards);
+        let import_at = steps
+            .iter()
+            .find(|s| matches!(s.action, Action::Import))
+            .map_or(0, |s| s.at);
+        let last = steps.last().map_or(0, |s| s.at);
+        let auth = AuthAge::draw(ops_rng, family, last + 600);
+        let switches = draw_switches(ops_rng, import_at, last);
         Scenario {
             order,
             steps,
             faults,
+            auth,
+            switches,
         }
     }
 }

@@ -27,13 +27,14 @@ use chrono::{DateTime, Duration, Utc};
 use paybridge_core::config::MethodConfig;
 use paybridge_core::erp::memory::MemoryErp;
 use paybridge_core::erp::{Changes, Erp, ErpError};
-use paybridge_core::ledger::{ErpWrite, PspCall};
+use paybridge_core::ledger::{self, ErpWrite, OpStatus, OrderKey, PspCall, Purpose};
 use paybridge_core::model::{ErpOrder, OrderStatus, PspPayment, PspTransaction};
 use paybridge_core::notify::{Notifier, NotifyError, Problem};
 use paybridge_core::psp::memory::MemoryPsp;
 use paybridge_core::psp::{Psp, PspError, PspOutcome};
 use paybridge_core::queue::sqlite::SqliteQueue;
 use paybridge_core::queue::{Delivery, Job, Queue, QueueError};
+use paybridge_core::store::repo::Repo;
 use paybridge_core::store::{Item, Store, StoreError, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -51,6 +52,28 @@ pub struct Proc {
     pub dead: bool,
     /// The job being handled, for "duplicate delivery while it runs".
     pub job: Option<Job>,
+    /// When (in [`SimState::tick`] order) the process began its current job, or began at all.
+    pub job_tick: u64,
+}
+
+/// A capture the product sent to the PSP (a live process called `execute`, whatever became of
+/// the call), for the expiry check.
+#[derive(Debug, Clone)]
+pub struct CaptureSend {
+    pub at: DateTime<Utc>,
+    pub reference: String,
+    pub proc: String,
+}
+
+/// The order is out of automation: the operator's switch is committed in the store.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub since: DateTime<Utc>,
+    /// [`SimState::tick`] of the commit.
+    pub tick: u64,
+    /// Operations (ids and PSP references) that may still call out while it lasts: started or
+    /// claimed in the store at the commit, or started by a job begun before the commit.
+    pub allowed: std::collections::BTreeSet<String>,
 }
 
 /// A PSP call the PSP applies later than the caller gave up on it (`--hazards`).
@@ -159,6 +182,20 @@ pub struct SimState {
     job_start: DateTime<Utc>,
     /// Names of processes, numbered.
     seq: u64,
+    /// A logical clock: job starts and switch commits in the order they happened.
+    pub tick: u64,
+    /// When the PSP refuses captures (the drawn authorization's expiry), if it says.
+    pub expiry: Option<DateTime<Utc>>,
+    /// Captures sent, in order.
+    pub captures: Vec<CaptureSend>,
+    /// The operator's switch being made (`Some(off)`) by the process on top.
+    pub pending_switch: Option<bool>,
+    /// The hands-off window in force, if any.
+    pub window: Option<Window>,
+    /// Every hands-off window: (since, until; `None`: still out at the end).
+    pub windows: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Calls that started for an order out of automation (the hands-off check).
+    pub hands_off_violations: Vec<String>,
 }
 
 /// The shared world of one lifecycle.
@@ -191,6 +228,13 @@ impl Sim {
                 depth: 0,
                 job_start: t0,
                 seq: 0,
+                tick: 0,
+                expiry: None,
+                captures: Vec::new(),
+                pending_switch: None,
+                window: None,
+                windows: Vec::new(),
+                hands_off_violations: Vec::new(),
             }),
             parts: Mutex::new(None),
         }
@@ -256,10 +300,13 @@ impl Sim {
         let mut st = self.state();
         st.seq += 1;
         let name = format!("{prefix}-{}", st.seq);
+        st.tick += 1;
+        let job_tick = st.tick;
         st.procs.push(Proc {
             name: name.clone(),
             dead: false,
             job: None,
+            job_tick,
         });
         if st.depth == 0 {
             st.job_start = st.now;
@@ -282,9 +329,103 @@ impl Sim {
         if st.depth == 0 {
             st.job_start = st.now;
         }
+        st.tick += 1;
+        let tick = st.tick;
         if let Some(p) = st.procs.last_mut() {
             p.job = job;
+            p.job_tick = tick;
         }
+    }
+
+    // ---- operator switches and the calls that start meanwhile
+
+    /// The operator process on top starts switching the order `off` (or back on).
+    pub fn begin_switch(&self, off: bool) {
+        self.state().pending_switch = Some(off);
+    }
+
+    pub fn end_switch(&self) {
+        self.state().pending_switch = None;
+    }
+
+    /// The switch being made, if the process on top is the operator making it.
+    pub fn pending_switch(&self) -> Option<bool> {
+        let st = self.state();
+        let top = st.procs.last()?;
+        // A write that took effect as the process died (crash after the call) counts too.
+        top.name
+            .starts_with("operator")
+            .then_some(st.pending_switch)
+            .flatten()
+    }
+
+    /// The operator's switch is in the store now: a window opens (with what may still run) or
+    /// closes.
+    pub fn switch_committed(&self, off: bool, allowed: std::collections::BTreeSet<String>) {
+        let mut st = self.state();
+        st.pending_switch = None;
+        if st.window.is_some() == off {
+            // Already so: a repeated switch (after a failure) that wrote the record again.
+            return;
+        }
+        st.tick += 1;
+        let (now, tick) = (st.now, st.tick);
+        if off {
+            st.window = Some(Window {
+                since: now,
+                tick,
+                allowed,
+            });
+            st.windows.push((now, None));
+        } else {
+            st.window = None;
+            if let Some(w) = st.windows.last_mut() {
+                w.1 = Some(now);
+            }
+        }
+    }
+
+    /// A PSP `execute` (`op` its reference) or an ERP `apply` (`op` the operation id) is about
+    /// to be made by the process on top; `dead`: the process died before (nothing is sent).
+    /// While the order is out of automation it must be a switch comment, an operation
+    /// started or claimed before the switch, or come from a job begun before it.
+    fn outbound(&self, dead: bool, op: &str, switch_op: bool, what: impl FnOnce() -> String) {
+        let mut st = self.state();
+        let (proc, job_tick) = st
+            .procs
+            .last()
+            .map_or(("-".to_string(), 0), |p| (p.name.clone(), p.job_tick));
+        let now = st.now;
+        let t0 = st.t0;
+        let Some(w) = st.window.as_mut() else {
+            return;
+        };
+        if switch_op || w.allowed.contains(op) {
+            return;
+        }
+        if job_tick < w.tick {
+            // This job may have read the order before the switch: it lets it finish, and so
+            // may whoever resumes it.
+            w.allowed.insert(op.to_string());
+            return;
+        }
+        if dead {
+            return;
+        }
+        let line = format!(
+            "t+{}s [{proc}] {} for {} started while the order is out of automation (since t+{}s)",
+            (now - t0).num_seconds(),
+            what(),
+            short_op(op),
+            (w.since - t0).num_seconds()
+        );
+        st.hands_off_violations.push(line);
+    }
+
+    /// Whether the PSP refuses a capture now (the authorization expired).
+    fn expired(&self) -> bool {
+        let st = self.state();
+        st.expiry.is_some_and(|e| st.now >= e)
     }
 
     /// Enters a pause's nested run: the current job (to duplicate) and which activity, or
@@ -480,6 +621,42 @@ fn store_busy() -> StoreError {
     StoreError::Backend("throttled (simulated)".into())
 }
 
+impl FaultyStore {
+    /// After a write the operator's switch made took effect: if the order record now says what
+    /// the switch wanted, the switch is committed, and the hands-off window opens (with the
+    /// operations started or claimed in the store at this moment) or closes. Read from the
+    /// store itself, no fault, before anything else runs.
+    async fn after_write(&self, ok: bool) {
+        if !ok {
+            return;
+        }
+        let Some(off) = self.sim.pending_switch() else {
+            return;
+        };
+        let now = self.sim.now();
+        let repo = Repo::new(self.inner.as_ref());
+        let key = OrderKey::new(world::TENANT, world::CONN, world::ORDER_ID);
+        let Ok(Some(rec)) = repo.order(&key, now).await else {
+            return;
+        };
+        if rec.hands_off_since.is_some() != off {
+            return;
+        }
+        let mut allowed = std::collections::BTreeSet::new();
+        if off {
+            for op in repo.ops(&key, now).await.unwrap_or_default() {
+                let claimed =
+                    op.status == OpStatus::Running && op.lease_until.is_some_and(|u| u > now);
+                if op.started() || claimed {
+                    allowed.insert(ledger::psp_reference(&op.id));
+                    allowed.insert(op.id);
+                }
+            }
+        }
+        self.sim.switch_committed(off, allowed);
+    }
+}
+
 #[async_trait]
 impl Store for FaultyStore {
     async fn get(&self, pk: &str, sk: &str, now: i64) -> Result<Option<Item>, StoreError> {
@@ -524,20 +701,28 @@ impl Store for FaultyStore {
         match gate {
             Gate::Dead | Gate::CrashBefore => Err(store_died()),
             Gate::CrashAfter => {
-                let _ = self.inner.update(item).await;
+                let r = self.inner.update(item).await;
+                self.after_write(r.is_ok()).await;
                 Err(store_died())
             }
             Gate::PauseBefore(s) => {
                 world::pause(&self.sim, s).await;
-                self.inner.update(item).await
+                let r = self.inner.update(item).await;
+                self.after_write(r.is_ok()).await;
+                r
             }
             Gate::PauseAfter(s) => {
                 let r = self.inner.update(item).await;
+                self.after_write(r.is_ok()).await;
                 world::pause(&self.sim, s).await;
                 r
             }
             Gate::Fault(_) => Err(store_busy()),
-            Gate::Go => self.inner.update(item).await,
+            Gate::Go => {
+                let r = self.inner.update(item).await;
+                self.after_write(r.is_ok()).await;
+                r
+            }
         }
     }
 
@@ -602,20 +787,28 @@ impl Store for FaultyStore {
         match gate {
             Gate::Dead | Gate::CrashBefore => Err(store_died()),
             Gate::CrashAfter => {
-                let _ = self.inner.commit(writes, now).await;
+                let r = self.inner.commit(writes, now).await;
+                self.after_write(r.is_ok()).await;
                 Err(store_died())
             }
             Gate::PauseBefore(s) => {
                 world::pause(&self.sim, s).await;
-                self.inner.commit(writes, now).await
+                let r = self.inner.commit(writes, now).await;
+                self.after_write(r.is_ok()).await;
+                r
             }
             Gate::PauseAfter(s) => {
                 let r = self.inner.commit(writes, now).await;
+                self.after_write(r.is_ok()).await;
                 world::pause(&self.sim, s).await;
                 r
             }
             Gate::Fault(_) => Err(store_busy()),
-            Gate::Go => self.inner.commit(writes, now).await,
+            Gate::Go => {
+                let r = self.inner.commit(writes, now).await;
+                self.after_write(r.is_ok()).await;
+                r
+            }
         }
     }
 }
@@ -746,6 +939,14 @@ impl Queue for FaultyQueue {
     }
 }
 
+/// `HandsOff` → `hands_off`, as in operation ids.
+pub fn purpose_name(p: Purpose) -> String {
+    serde_json::to_value(p)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 pub fn job_label(job: &Job) -> String {
     match job {
         Job::RunOp { op_id, .. } => format!("run-op {}", short_op(op_id)),
@@ -839,6 +1040,13 @@ impl Erp for FaultyErp {
         let gate = self.sim.gate(CallKind::ErpWrite, || {
             format!("erp.apply {} for {}", write_label(write), short_op(op_ref))
         });
+        let switch_op = [Purpose::HandsOff, Purpose::HandsOn]
+            .iter()
+            .any(|p| op_ref.ends_with(&format!("/{}", purpose_name(*p))));
+        self.sim
+            .outbound(gate == Gate::Dead, op_ref, switch_op, || {
+                format!("ERP write {}", write_label(write))
+            });
         match gate {
             Gate::Dead | Gate::CrashBefore => Err(erp_died()),
             Gate::CrashAfter => {
@@ -933,6 +1141,13 @@ impl FaultyPsp {
         call: &PspCall,
         reference: &str,
     ) -> PspOutcome {
+        if matches!(call, PspCall::Capture { .. }) && self.sim.expired() {
+            // Unzer refuses to capture an expired authorization.
+            return PspOutcome::Declined {
+                code: "API.330.100.023".into(),
+                message: "authorization expired (simulated)".into(),
+            };
+        }
         let out = self.inner.execute(account, payment, call, reference).await;
         if matches!(out, PspOutcome::Done { .. }) {
             self.sim.maybe_tx_hook(hook_event(call));
@@ -970,6 +1185,20 @@ impl Psp for FaultyPsp {
         let gate = self.sim.gate(CallKind::PspWrite, || {
             format!("psp.execute {} ref {reference}", call_label(call))
         });
+        let dead = gate == Gate::Dead;
+        self.sim.outbound(dead, reference, false, || {
+            format!("PSP {}", call_label(call))
+        });
+        if !dead && matches!(call, PspCall::Capture { .. }) {
+            let mut st = self.sim.state();
+            let proc = st.procs.last().map_or("-".into(), |p| p.name.clone());
+            let at = st.now;
+            st.captures.push(CaptureSend {
+                at,
+                reference: reference.to_string(),
+                proc,
+            });
+        }
         match gate {
             Gate::Dead | Gate::CrashBefore => PspOutcome::Unknown {
                 message: DIED.into(),

@@ -301,7 +301,13 @@ fn hook_body(event: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn config_for(o: &OrderDraw) -> Config {
+fn config_for(sc: &Scenario) -> Config {
+    let o = &sc.order;
+    let validity = sc
+        .auth
+        .config_days
+        .map(|d| format!("authorization_validity_days = {d}\n"))
+        .unwrap_or_default();
     let text = format!(
         r#"
 [tenant]
@@ -325,7 +331,7 @@ return_event = "RE"
 rounding_tolerance = {tol}
 public_key = "{PUBLIC_KEY}"
 private_key = "plain:s-priv-test"
-"#,
+{validity}"#,
         quiet = if o.quiet { "00:00-04:00" } else { "off" },
         mode = match o.mode {
             Mode::Standard => "standard",
@@ -336,8 +342,9 @@ private_key = "plain:s-priv-test"
     Config::parse(&text, "faults.toml").expect("the harness config parses")
 }
 
-fn initial_payment(o: &OrderDraw) -> PspPayment {
+fn initial_payment(sc: &Scenario) -> PspPayment {
     use Family::*;
+    let o = &sc.order;
     let amount = o.money(o.auth_minor);
     let auth = if o.auth_pending {
         TxStatus::Pending
@@ -394,7 +401,7 @@ fn initial_payment(o: &OrderDraw) -> PspPayment {
         method,
         currency: o.currency,
         transactions: vec![PspTransaction {
-            at: None,
+            at: sc.auth.at.map(|a| o.start + Duration::seconds(a)),
             id: "s-init-1".into(),
             kind,
             status,
@@ -443,6 +450,8 @@ pub struct Outcome {
     pub digest: u64,
     /// Adapter calls made (all processes, both phases).
     pub calls: u64,
+    /// What was drawn, for the summary's counts (`auth-age fresh`, `hands-off drawn`, …).
+    pub draws: Vec<String>,
 }
 
 struct World {
@@ -460,22 +469,101 @@ struct World {
     app_errors: Vec<String>,
     /// Loop iterations, polls, worker runs (for the cost breakdown in `--only`).
     stats: [u64; 3],
+    /// Operator switches due: (when, off, attempt).
+    switches: Vec<(DateTime<Utc>, bool, u32)>,
 }
 
 /// Runs lifecycle `index` of run `seed`, with its store on `backend`.
 pub async fn run(seed: u64, index: u64, opts: Opts, backend: Backend) -> Outcome {
     let mut srng = Rng::for_lifecycle(seed, index, rng::STREAM_SCENARIO);
     let mut frng = Rng::for_lifecycle(seed, index, rng::STREAM_FAULTS);
-    let sc = Scenario::draw(&mut srng, &mut frng, opts.hazards);
+    let mut orng = Rng::for_lifecycle(seed, index, rng::STREAM_OPERATOR);
+    let sc = Scenario::draw(&mut srng, &mut frng, &mut orng, opts.hazards);
+    let (mut out, money, windows) =
+        play(seed, index, sc.clone(), frng.clone(), opts, &backend).await;
+    // Put back after a switch, without faults: the twin without the switches (same order,
+    // history and draws) must end in the same money state, unless the authorization expired
+    // while the order was out of automation (then the capture it missed cannot happen).
+    let put_back = !windows.is_empty() && windows.iter().all(|(_, until)| until.is_some());
+    if put_back && sc.faults.level == "none" && out.findings.clean() {
+        let mut twin = sc.clone();
+        twin.switches.clear();
+        let twin_opts = Opts {
+            detail: false,
+            ..opts
+        };
+        let (t, twin_money, _) = play(seed, index, twin, frng, twin_opts, &backend).await;
+        let expiry = sc
+            .auth
+            .expires()
+            .map(|e| sc.order.start + Duration::seconds(e));
+        let expired_meanwhile = expiry.is_some_and(|e| {
+            windows.iter().any(|(since, until)| {
+                *since <= e + Duration::hours(1)
+                    && until.is_none_or(|u| e <= u + Duration::hours(1))
+            })
+        });
+        if !t.findings.clean() {
+            out.findings
+                .lost
+                .push("the twin without hands-off switches is not clean".into());
+        } else if twin_money == money {
+            out.draws.push("hands-off twin same money".into());
+        } else if twin_money.0 == money.0 {
+            // E.g. cancelled while out of automation and paid meanwhile: refunded instead of
+            // reversed; the customer pays the same.
+            out.draws.push("hands-off twin same money".into());
+            out.draws
+                .push("hands-off twin same money, other path".into());
+            out.trace.push(format!(
+                "twin without switches: {} (with them: {})",
+                twin_money.1, money.1
+            ));
+        } else if expired_meanwhile {
+            out.draws
+                .push("hands-off twin differs (expired while out of automation)".into());
+            out.trace.push(format!(
+                "twin without switches: {} {} (with them: {} {}); the authorization expired while out of automation",
+                twin_money.0, twin_money.1, money.0, money.1
+            ));
+        } else {
+            out.draws.push("hands-off twin differs".into());
+            out.findings.hands_off.push(format!(
+                "put back, the order ends with {} ({}); without the switches with {} ({})",
+                money.0, money.1, twin_money.0, twin_money.1
+            ));
+        }
+    }
+    out
+}
+
+/// Plays one drawn lifecycle: the outcome, its final money state (PSP position and ERP
+/// bookings) and its hands-off windows.
+async fn play(
+    seed: u64,
+    index: u64,
+    sc: Scenario,
+    frng: Rng,
+    opts: Opts,
+    backend: &Backend,
+) -> (
+    Outcome,
+    (String, String),
+    Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+) {
     let erp = MemoryErp::new();
     let psp = MemoryPsp::new();
     let notes = RecordingNotifier::default();
     let (store, table) = backend.open(seed, index).await;
     let queue = SqliteQueue::open_in_memory(sc.order.max_receives).expect("in-memory queue");
-    psp.put(initial_payment(&sc.order));
+    psp.put(initial_payment(&sc));
     let sim = Arc::new(Sim::new(sc.order.start, frng, sc.faults.clone()));
+    sim.state().expiry = sc
+        .auth
+        .expires()
+        .map(|e| sc.order.start + Duration::seconds(e));
     let parts = Parts {
-        config: Arc::new(config_for(&sc.order)),
+        config: Arc::new(config_for(&sc)),
         store: Arc::new(FaultyStore {
             sim: Arc::clone(&sim),
             inner: Arc::clone(&store),
@@ -514,10 +602,12 @@ pub async fn run(seed: u64, index: u64, opts: Opts, backend: Backend) -> Outcome
         poller: 0,
         app_errors: Vec::new(),
         stats: [0; 3],
+        switches: Vec::new(),
     };
     w.fault_phase().await;
     let quiesced = w.quiesce().await;
     let (findings, digest) = w.check(quiesced).await;
+    let money = w.money();
     let detail = if opts.detail {
         w.detail().await
     } else {
@@ -527,22 +617,99 @@ pub async fn run(seed: u64, index: u64, opts: Opts, backend: Backend) -> Outcome
     sim.set_parts(None);
     backend.close(table).await;
 
-    let mut trace = vec![w.sc.order.to_string(), w.sc.faults.to_string()];
+    let mut trace = vec![
+        w.sc.order.to_string(),
+        w.sc.faults.to_string(),
+        w.sc.auth.to_string(),
+    ];
     trace.extend(w.history.iter().cloned());
-    trace.extend(sim.state().fired.iter().cloned());
+    {
+        let st = sim.state();
+        let rel = |t: DateTime<Utc>| (t - w.sc.order.start).num_seconds();
+        for (since, until) in &st.windows {
+            trace.push(format!(
+                "out of automation (committed) from t+{}s {}",
+                rel(*since),
+                until.map_or("to the end".to_string(), |u| format!("to t+{}s", rel(u)))
+            ));
+        }
+        trace.extend(st.fired.iter().cloned());
+    }
     trace.extend(w.app_errors.iter().cloned());
     trace.extend(detail);
     let calls = sim.state().calls;
-    Outcome {
-        index,
-        findings,
-        trace,
-        digest,
-        calls,
+    let mut draws = vec![format!("auth-age {}", w.sc.auth.class.label())];
+    {
+        let st = sim.state();
+        if !w.sc.switches.is_empty() {
+            draws.push("hands-off drawn".into());
+            let windows = st.windows.len();
+            if windows > 0 {
+                draws.push("hands-off effective".into());
+                if st.windows.iter().any(|(_, until)| until.is_none()) {
+                    draws.push("hands-off left out at the end".into());
+                } else {
+                    draws.push("hands-off put back".into());
+                }
+                if windows > 1 {
+                    draws.push("hands-off twice".into());
+                }
+            }
+        }
     }
+    let windows = sim.state().windows.clone();
+    (
+        Outcome {
+            index,
+            findings,
+            trace,
+            digest,
+            calls,
+            draws,
+        },
+        money,
+        windows,
+    )
 }
 
 impl World {
+    /// The final money state: what the customer paid in the end (charged − refunded) and the
+    /// ERP's bookings, sorted; then the PSP position (how it got there).
+    fn money(&self) -> (String, String) {
+        let pos = self.psp.payment(PAYMENT_ID).and_then(|p| p.position().ok());
+        let net = pos
+            .as_ref()
+            .and_then(|p| p.charged.checked_sub(p.refunded).ok())
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let raw = pos
+            .map(|p| {
+                format!(
+                    "authorized={} charged={} reversed={} refunded={}",
+                    p.authorized, p.charged, p.reversed, p.refunded
+                )
+            })
+            .unwrap_or_default();
+        let mut bookings: Vec<String> = self
+            .erp
+            .writes()
+            .iter()
+            .filter(|(_, _, w)| {
+                matches!(
+                    w,
+                    paybridge_core::ledger::ErpWrite::MarkInvoiceCaptured { .. }
+                        | paybridge_core::ledger::ErpWrite::ManualBooking { .. }
+                )
+            })
+            .map(|(_, _, w)| crate::sim::write_label(w))
+            .collect();
+        bookings.sort();
+        (
+            format!("paid={net} bookings=[{}]", bookings.join(", ")),
+            raw,
+        )
+    }
+
     fn key(&self) -> OrderKey {
         OrderKey::new(TENANT, CONN, ORDER_ID)
     }
@@ -595,6 +762,49 @@ impl World {
                     event: h.event,
                     attempt: h.attempt + 1,
                 });
+            }
+        }
+        any
+    }
+
+    /// The operator's switches that are due (`all`: every one left): `set_hands_off` in an
+    /// operator process, under the faults like any process; one that fails (error, process
+    /// death) is clicked again a minute later. True if one ran.
+    async fn operator(&mut self, all: bool) -> bool {
+        let mut any = false;
+        // In order: a switch waits for the one before it (a retried "off" before its "on").
+        while let Some(&(at, off, attempt)) = self.switches.first() {
+            if !all && at > self.sim.now() {
+                break;
+            }
+            any = true;
+            let name = self.sim.begin("operator");
+            self.sim.begin_switch(off);
+            let app = self.parts.app(&name);
+            let now = self.sim.now();
+            let r = app.set_hands_off(&self.key(), off, now).await;
+            let died = self.sim.end();
+            self.sim.end_switch();
+            let rel = (now - self.sc.order.start).num_seconds();
+            let what = if off { "hands-off" } else { "hands-on" };
+            let result = match (&r, died) {
+                (_, true) => "operator process died".to_string(),
+                (Ok(true), false) => "switched".to_string(),
+                (Ok(false), false) => "no effect (order unknown or already so)".to_string(),
+                (Err(e), false) => format!("failed: {e}"),
+            };
+            self.history.push(format!(
+                "operator t+{rel}s {what} (attempt {}) → {result}",
+                attempt + 1
+            ));
+            if (r.is_err() || died) && attempt < 20 {
+                // Clicked again a minute later.
+                self.switches[0] = (self.sim.now() + Duration::seconds(60), off, attempt + 1);
+                if !all {
+                    break;
+                }
+            } else {
+                self.switches.remove(0);
             }
         }
         any
@@ -834,7 +1044,14 @@ impl World {
     async fn fault_phase(&mut self) {
         let start = self.sc.order.start;
         let last = self.sc.steps.last().map_or(0, |s| s.at);
-        let end = start + Duration::seconds(last + 600);
+        let last_switch = self.sc.switches.last().map_or(0, |s| s.at);
+        let end = start + Duration::seconds(last.max(last_switch) + 600);
+        self.switches = self
+            .sc
+            .switches
+            .iter()
+            .map(|s| (start + Duration::seconds(s.at), s.off, 0))
+            .collect();
         let mut next_step = 0;
         let mut next_poll = start;
         let mut idle = 0u32;
@@ -849,6 +1066,7 @@ impl World {
                 next_step += 1;
                 busy = true;
             }
+            busy |= self.operator(false).await;
             busy |= self.apply_late(false).await;
             busy |= self.deliver_hooks(false).await;
             if busy {
@@ -875,7 +1093,7 @@ impl World {
             self.stats[2] += 1;
             idle = if busy { 0 } else { idle + 1 };
             let now = self.sim.now();
-            if next_step >= self.sc.steps.len() && now >= end {
+            if next_step >= self.sc.steps.len() && self.switches.is_empty() && now >= end {
                 return;
             }
             if handled > 0 {
@@ -885,6 +1103,9 @@ impl World {
                 let mut next = next_poll;
                 if next_step < self.sc.steps.len() {
                     next = next.min(self.step_at(next_step));
+                }
+                if let Some(s) = self.switches.first() {
+                    next = next.min(s.0);
                 }
                 if let Some(due) = self.next_due(now).await {
                     next = next.min(due);
@@ -930,6 +1151,7 @@ impl World {
         let key = self.key();
         let deadline = self.sim.now() + Duration::days(7);
         for _ in 0..2_000 {
+            self.operator(true).await;
             self.apply_late(true).await;
             self.deliver_hooks(true).await;
             // Work first; poll (read the ERP, sweep) only once the workers ran dry.
@@ -1140,6 +1362,14 @@ impl World {
             .method_for(CONN, "01", "UNZER")
             .expect("method config")
             .clone();
+        let (captures, hands_off_violations, windows) = {
+            let st = self.sim.state();
+            (
+                st.captures.clone(),
+                st.hands_off_violations.clone(),
+                st.windows.clone(),
+            )
+        };
         let fin = Final {
             key,
             now,
@@ -1155,6 +1385,16 @@ impl World {
             linked,
             quiesced,
             dead_letters,
+            start: self.sc.order.start,
+            auth_days: self.sc.auth.days,
+            auth_at: self
+                .sc
+                .auth
+                .at
+                .map(|a| self.sc.order.start + Duration::seconds(a)),
+            captures,
+            hands_off_violations,
+            windows,
         };
         let findings = check::check(&fin);
         (findings, check::digest(&fin))
