@@ -3,7 +3,7 @@
 //! named `seed_<S>_<index>` after the lifecycle that showed it (each failed before its fix).
 //!
 //! Each test runs the `faults` binary (built by cargo for this test target) and reads its last
-//! line, `lifecycles=N double=D lost=L unreconciled=U`. A lifecycle is drawn from `(seed, index)`
+//! line, `lifecycles=N double=D lost=L unreconciled=U expiry=E hands_off=H`. A lifecycle is drawn from `(seed, index)`
 //! by the harness's own scenario and fault streams: changing how the harness draws (new fault
 //! kinds, other rates, other history steps) changes what a seed means, so the seed-named tests
 //! must be re-pinned to an index showing the same bug (check out the fix's parent to find it).
@@ -53,7 +53,7 @@ fn assert_clean_with(seed: u64, index: u64, extra: &[&str]) {
     let r = faults(&args);
     assert_eq!(
         last_line(&r.stdout),
-        "lifecycles=1 double=0 lost=0 unreconciled=0",
+        "lifecycles=1 double=0 lost=0 unreconciled=0 expiry=0 hands_off=0",
         "{}",
         r.stdout
     );
@@ -66,7 +66,7 @@ fn lifecycles_300_seed_1() {
     let r = faults(&["--lifecycles", "300", "--seed", "1", "--threads", "2"]);
     assert_eq!(
         last_line(&r.stdout),
-        "lifecycles=300 double=0 lost=0 unreconciled=0",
+        "lifecycles=300 double=0 lost=0 unreconciled=0 expiry=0 hands_off=0",
         "{}",
         r.stdout
     );
@@ -193,7 +193,7 @@ fn dynamo_lifecycles_seed_3() {
     ]);
     assert_eq!(
         last_line(&r.stdout),
-        "lifecycles=30 double=0 lost=0 unreconciled=0",
+        "lifecycles=30 double=0 lost=0 unreconciled=0 expiry=0 hands_off=0",
         "{}\n{}",
         r.stdout,
         r.stderr
@@ -268,4 +268,53 @@ fn seed_42_66542() {
 #[test]
 fn seed_42_83398() {
     assert_clean(42, 83398);
+}
+
+// Found on 2026-12-04 by the harness's new draws (authorization ages, hands-off switches) in
+// `--lifecycles 3000 --seed 2026`, fixed the same day. Unit tests pin the mechanisms:
+// `repeated_hands_off_switch_finishes_what_a_dead_process_left` (shared/src/app/tests.rs) and
+// `spec_3_9_aggregated_line_cancellation_cancelled_while_hands_off_is_planned_again`
+// (shared/src/engine/tests/seed000.rs).
+
+/// Finding I (`App::set_hands_off`): a store call failed after the switch was saved and before
+/// its evaluation; the operator's retry found the order "already" switched and did nothing, so
+/// nothing evaluated it again: put back, the reversal of its cancelled order (CancelOrder) was
+/// never planned. Now a repeated switch cancels and evaluates again, and a saved switch is due
+/// for the sweep at once.
+#[test]
+fn seed_2026_89() {
+    assert_clean(2026, 89);
+}
+
+/// Finding I again: an invoice secured order put back after a throttled history insert; its
+/// shipments (R1–R3) were never reported.
+#[test]
+fn seed_2026_222() {
+    assert_clean(2026, 222);
+}
+
+/// Finding J (engine, `cancel_lines_together`): prepayment; the aggregated refund of a
+/// not-deliverable line (60.38 EUR) was cancelled by a hands-off switch before it started, and
+/// the cancelled operation still counted its line as covered, so once the order was back the
+/// refund was never planned again (shown as `hands_off=1`: its replay without the switch, the
+/// twin, refunds it).
+#[test]
+fn seed_2026_1282() {
+    assert_clean(2026, 1282);
+}
+
+/// Finding K (`App::sweep`): Paylater invoice, standard mode, released with a shipping lock
+/// (amount mismatch: an open error). An order with open errors holds the problem index entry,
+/// not the recheck one, so when its authorization expired nothing evaluated it again and
+/// `authorization_expired` never showed. Now the sweep also looks for due rechecks among the
+/// problem orders. Unit test: `order_with_an_open_error_is_rechecked_when_its_authorization_expires`.
+#[test]
+fn seed_42_1099() {
+    assert_clean(42, 1099);
+}
+
+/// Finding K again: Paylater direct debit with a settled credit note (an open error).
+#[test]
+fn seed_42_2748() {
+    assert_clean(42, 2748);
 }

@@ -25,13 +25,15 @@
 //!   the capture then reuses: (1 + 1.25) / 1.25. The remaining 0.20 is the refund's own read:
 //!   spreading a refund over the payment's charges needs each charge's refundable rest, which
 //!   the stored view does not hold.
-//! - **ERP calls per order ≥ 15.0 with the calls pixi documents**: the writes the engine plans
+//! - **ERP calls per order ≥ 24.0 with the calls seed 000 lists**: the writes the engine plans
 //!   (5.5: authorization status, release, invoice captured, ¼ manual booking, one comment per
 //!   operation), and each time pixi lists the order as changed (4.5 times: twice per phase,
-//!   because pixi's lists do not tell paybridge's own writes from anyone else's) its header and
-//!   its invoices (2 × 4.5), one `pixiGetOrder` per 50 orders for the lines and totals, and the
-//!   work lists (15 per poll). Below that only with a documented batch read of the header's
-//!   payment fields and the invoices (then ≈ 6).
+//!   because pixi's lists do not tell paybridge's own writes from anyone else's) the four
+//!   documented reads of one order — header, lines, totals rows, invoices (4 × 4.5) — and the
+//!   work lists (15 per poll). It was 15.0 while lines and totals came from the undocumented
+//!   shape of `pixiGetOrder` (issue 12 moved to the documented calls). Below that only with
+//!   batch reads by update time (`pixiReadOrderHeader` / `pixiReadOrderlines` are documented
+//!   with `UpdateDateFrom`, not yet used).
 //! - **store writes per transition ≥ 1.91**: one write request per durable step, several
 //!   items in one commit where they belong together (SQLite transaction, DynamoDB
 //!   `TransactWriteItems`). Per order: each operation's plan, saved with the order record and
@@ -302,7 +304,7 @@ async fn bench(n: usize) -> anyhow::Result<()> {
         elapsed.as_secs_f64()
     );
     println!(
-        "  ERP calls per order           {:>10.1} ({pixi_calls} pixi SOAP calls; floor 15.0 with the documented calls)",
+        "  ERP calls per order           {:>10.1} ({pixi_calls} pixi SOAP calls; floor 24.0 with the calls seed 000 lists)",
         per(pixi_calls, n as u64)
     );
     let mut by_call = std::collections::BTreeMap::<String, u64>::new();

@@ -113,6 +113,18 @@ impl App {
             self.enqueue(job, now).await?;
             report.swept_rechecks += 1;
         }
+        // An order with open errors holds the problem index entry instead of the recheck one:
+        // its clock-driven changes (an authorization expiring, found by the faults harness,
+        // seed 42) are looked for among the problem orders, one index query per sweep.
+        for rec in self.repo().problem_orders(&tenant, 500, now).await? {
+            if rec.recheck_at.is_some_and(|at| at <= now) {
+                let job = Job::Evaluate {
+                    order_pk: rec.key.pk(),
+                };
+                self.enqueue(job, now).await?;
+                report.swept_rechecks += 1;
+            }
+        }
         self.sweep_events(&tenant, now, report).await
     }
 

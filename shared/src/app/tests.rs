@@ -939,6 +939,47 @@ async fn repeated_hands_off_switch_finishes_what_a_dead_process_left() {
     assert_eq!(h.psp.money_calls("s-pay-13"), 1, "captured once, back on");
 }
 
+/// Faults harness, seed 42 (lifecycles 1099, 2748): an order that already has an open error is
+/// in the problem index, not the recheck index; its authorization's expiry must still be seen
+/// without any change in the ERP.
+#[tokio::test]
+async fn order_with_an_open_error_is_rechecked_when_its_authorization_expires() {
+    let mut h = harness("expert", "off");
+    let mut p = card_authorized("s-pay-14", "30.00");
+    // expires an hour after t0
+    p.transactions[0].at = Some(t0() - Duration::days(7) + Duration::hours(1));
+    h.psp.put(p);
+    let mut o = order("1014", "s-pay-14", &[("L1", "20.00"), ("L2", "10.00")]);
+    o.status = OrderStatus::Open;
+    o.invoices.push(invoice("R1", "45.00")); // more than authorized: capture_exceeds
+    h.erp.upsert(o);
+    h.drain().await;
+    let repo_codes = |h: &H| {
+        let store = Arc::clone(&h.app.store);
+        let (key, now) = (h.key("1014"), h.now);
+        async move {
+            let rec = Repo::new(store.as_ref())
+                .order(&key, now)
+                .await
+                .unwrap()
+                .unwrap();
+            rec.open_errors()
+                .map(|f| f.code.split(':').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let codes = repo_codes(&h).await;
+    assert_eq!(codes, ["capture_exceeds"], "expiring: a hint, one error");
+    h.now = t0() + Duration::hours(2);
+    h.drain().await;
+    let codes = repo_codes(&h).await;
+    assert!(
+        codes.contains(&"authorization_expired".to_string()),
+        "{codes:?}"
+    );
+    assert_eq!(h.psp.money_calls("s-pay-14"), 0);
+}
+
 /// Bug A of the fault simulation (`seed_1_30`): the PSP cannot be read when the poll sees the
 /// order; with an ERP that lists changed orders only, no poll brings it back. The evaluation is
 /// re-run from the queue once the PSP answers again.
