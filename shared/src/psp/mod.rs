@@ -14,6 +14,8 @@ use crate::config::MethodConfig;
 use crate::ledger::PspCall;
 use crate::model::{PspPayment, PspTransaction};
 pub mod memory;
+#[cfg(feature = "paygate")]
+pub mod paygate;
 #[cfg(feature = "unzer")]
 pub mod unzer;
 pub mod webhook;
