@@ -9,12 +9,15 @@
 //! lock, comments, customer-account bookings (event code and amount), transfer fields, and the
 //! Unzer payment (charged, reversed, refunded, remaining), to the cent.
 
-use paybridge::demo::{self, EndState, Harness, Options, Outcome, Running, Scenario, Step};
+mod common;
+use common::*;
+
+use paybridge::demo::{self, Harness, Options, Outcome, Running, Scenario, Step};
 use paybridge_core::engine::Severity;
 use paybridge_core::ledger::{OpStatus, Purpose, psp_reference};
-use paybridge_core::store::repo::{HistoryEntry, OrderRecord, Repo};
+use paybridge_core::store::repo::{HistoryEntry, Repo};
 use paybridge_testkit::pixi_sim::BookingSource;
-use paybridge_testkit::unzer_sim::{Fault, SimTransaction};
+use paybridge_testkit::unzer_sim::Fault;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -22,14 +25,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 // ------------------------------------------------------------------------------- helpers
-
-async fn harness() -> Harness {
-    Harness::start().await.expect("the harness starts")
-}
-
-fn scenario(key: &str) -> Scenario {
-    demo::scenarios(&[key]).expect("a catalogue key").remove(0)
-}
 
 fn assert_end(o: &Outcome) {
     assert_eq!(
@@ -56,36 +51,6 @@ async fn run(h: &Harness, keys: &[&str]) -> Vec<Outcome> {
     out
 }
 
-async fn settle(h: &Harness) {
-    h.settle().await.expect("paybridge comes to rest");
-}
-
-async fn step(h: &Harness, r: &mut Running, s: Step) {
-    h.apply(r, &s).await.expect("step applies");
-}
-
-async fn state(h: &Harness, r: &Running) -> EndState {
-    h.observe_run(r).await.expect("observe")
-}
-
-async fn assert_final(h: &Harness, r: &Running) {
-    let actual = state(h, r).await;
-    let expected = r.expected();
-    assert_eq!(
-        actual, expected,
-        "order {}:\n  expected {expected}\n  actual   {actual}",
-        r.scenario.order
-    );
-}
-
-fn dec(s: &str) -> Decimal {
-    s.parse().expect("decimal literal")
-}
-
-fn pid(r: &Running) -> String {
-    r.payment_id.clone().expect("the scenario has a payment")
-}
-
 fn record_of(out: &[Outcome], key: &str) -> (i64, String) {
     let o = out
         .iter()
@@ -94,43 +59,11 @@ fn record_of(out: &[Outcome], key: &str) -> (i64, String) {
     (o.scenario.order, o.payment_id.clone().unwrap_or_default())
 }
 
-async fn record(h: &Harness, order: i64) -> OrderRecord {
-    Repo::new(h.app.store.as_ref())
-        .order(&h.order_key(order), h.now())
-        .await
-        .expect("store")
-        .expect("paybridge knows the order")
-}
-
 async fn history(h: &Harness, order: i64) -> Vec<HistoryEntry> {
     Repo::new(h.app.store.as_ref())
         .history(&h.order_key(order), h.now())
         .await
         .expect("store")
-}
-
-/// pixi requests of `call` for `order` (by `OrderNr`).
-fn pixi_calls(h: &Harness, call: &str, order: i64) -> usize {
-    let nr = order.to_string();
-    h.pixi
-        .requests()
-        .iter()
-        .filter(|r| r.call == call && r.param("OrderNr") == Some(nr.as_str()))
-        .count()
-}
-
-/// Money moves paybridge asked Unzer for on one payment (POSTs under it).
-fn unzer_posts(h: &Harness, payment_id: &str) -> usize {
-    h.unzer
-        .calls("POST", &format!("/v1/payments/{payment_id}/"))
-}
-
-fn txs(h: &Harness, payment_id: &str, kind: &str) -> Vec<SimTransaction> {
-    h.unzer
-        .transactions(payment_id)
-        .into_iter()
-        .filter(|t| t.kind == kind && t.status == "success")
-        .collect()
 }
 
 async fn post_webhook(h: &Harness, body: &Value) -> (u16, Value) {

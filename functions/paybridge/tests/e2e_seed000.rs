@@ -10,86 +10,18 @@
 //! data in the customer-service fields), `e2e_3_3_…` (authorization lifetime at capture),
 //! `e2e_3_9_…` (an order taken out of automation and put back).
 
-use paybridge::demo::{self, EndState, Harness, Options, Running, Scenario, Step};
+mod common;
+use common::*;
+
+use paybridge::demo::{EndState, Harness, Options, Running, Step};
 use paybridge_core::engine::{Flag, Severity};
 use paybridge_core::ledger::{OpStatus, Purpose};
 use paybridge_core::store::repo::{OrderRecord, Repo};
 use paybridge_testkit::smtp_sink::{SinkOptions, SmtpSink};
-use paybridge_testkit::unzer_sim::{SimTransaction, sim_bank_data};
+use paybridge_testkit::unzer_sim::sim_bank_data;
 use rust_decimal::Decimal;
 
 // ------------------------------------------------------------------------------- helpers
-// (the small ones from the top of e2e.rs)
-
-async fn harness() -> Harness {
-    Harness::start().await.expect("the harness starts")
-}
-
-fn scenario(key: &str) -> Scenario {
-    demo::scenarios(&[key]).expect("a catalogue key").remove(0)
-}
-
-async fn settle(h: &Harness) {
-    h.settle().await.expect("paybridge comes to rest");
-}
-
-async fn step(h: &Harness, r: &mut Running, s: Step) {
-    h.apply(r, &s).await.expect("step applies");
-}
-
-async fn state(h: &Harness, r: &Running) -> EndState {
-    h.observe_run(r).await.expect("observe")
-}
-
-async fn assert_final(h: &Harness, r: &Running) {
-    let actual = state(h, r).await;
-    let expected = r.expected();
-    assert_eq!(
-        actual, expected,
-        "order {}:\n  expected {expected}\n  actual   {actual}",
-        r.scenario.order
-    );
-}
-
-fn dec(s: &str) -> Decimal {
-    s.parse().expect("decimal literal")
-}
-
-fn pid(r: &Running) -> String {
-    r.payment_id.clone().expect("the scenario has a payment")
-}
-
-async fn record(h: &Harness, order: i64) -> OrderRecord {
-    Repo::new(h.app.store.as_ref())
-        .order(&h.order_key(order), h.now())
-        .await
-        .expect("store")
-        .expect("paybridge knows the order")
-}
-
-/// pixi requests of `call` for `order` (by `OrderNr`).
-fn pixi_calls(h: &Harness, call: &str, order: i64) -> usize {
-    let nr = order.to_string();
-    h.pixi
-        .requests()
-        .iter()
-        .filter(|r| r.call == call && r.param("OrderNr") == Some(nr.as_str()))
-        .count()
-}
-
-/// Money moves paybridge asked Unzer for on one payment (POSTs under it).
-fn unzer_posts(h: &Harness, payment_id: &str) -> usize {
-    h.unzer
-        .calls("POST", &format!("/v1/payments/{payment_id}/"))
-}
-
-fn txs(h: &Harness, payment_id: &str, kind: &str) -> Vec<SimTransaction> {
-    h.unzer
-        .transactions(payment_id)
-        .into_iter()
-        .filter(|t| t.kind == kind && t.status == "success")
-        .collect()
-}
 
 /// The record's flag whose code starts with `code`, if any.
 fn flag<'r>(rec: &'r OrderRecord, code: &str) -> Option<&'r Flag> {

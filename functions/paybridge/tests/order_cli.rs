@@ -3,8 +3,11 @@
 //! loopback, the app built as `paybridge serve` builds it). The harness plays the running
 //! server: it polls and works the jobs the command enqueued.
 
+mod common;
+use common::*;
+
 use paybridge::demo::{self, Harness, Running, Step};
-use paybridge_core::store::repo::{OrderRecord, Repo};
+use paybridge_core::store::repo::Repo;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_paybridge");
@@ -44,14 +47,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).trim().to_string()
-}
-
-async fn record(h: &Harness, order: i64) -> OrderRecord {
-    Repo::new(h.app.store.as_ref())
-        .order(&h.order_key(order), h.now())
-        .await
-        .expect("store")
-        .expect("paybridge knows the order")
 }
 
 fn capture_posts(h: &Harness, r: &Running) -> usize {
