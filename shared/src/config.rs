@@ -185,6 +185,8 @@ pub enum ErpKind {
 #[serde(rename_all = "snake_case")]
 pub enum PspKind {
     Unzer,
+    /// Computop Paygate (classic key-value API, Blowfish or AES, HMAC-SHA256).
+    Paygate,
     /// In-process PSP fed from a JSON file: for local trials and tests.
     Memory,
 }
@@ -265,11 +267,39 @@ pub struct MethodConfig {
 /// connector of the config's PSP kind reads it.
 #[derive(Debug, Clone)]
 pub struct PspAccount {
-    /// The account's public identifier (Unzer: the public key; named in every webhook).
+    /// The account's public identifier (Unzer: the public key; Paygate: the MerchantID; named
+    /// in every webhook).
     pub public_key: String,
+    /// The secret the connector authenticates or encrypts with (Unzer: the private key;
+    /// Paygate: the Blowfish or AES password).
     pub private_key: SecretRef,
     /// API host; the connector picks its default (Unzer: by key prefix) when absent.
     pub api_host: Option<String>,
+    /// What only some PSPs have; empty for the others.
+    pub extra: AccountExtra,
+}
+
+/// The parts of a PSP account only some PSPs have (`psp = "paygate"`: its HMAC password, its
+/// cipher and the payment method, which its status reads do not name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountExtra {
+    /// A second secret the PSP signs messages with (Paygate: the HMAC password).
+    pub mac_key: Option<SecretRef>,
+    /// The cipher of the PSP's message envelope (Paygate: Blowfish unless the account was
+    /// switched to AES).
+    pub cipher: Cipher,
+    /// The payment method at the PSP (`card`, `klarna`, `billsafe`, `paypal`, `sofort`), for
+    /// PSPs whose payment reads do not name it.
+    pub psp_method: Option<String>,
+}
+
+/// The cipher of a PSP's message envelope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cipher {
+    #[default]
+    Blowfish,
+    Aes,
 }
 
 impl MethodConfig {
@@ -317,6 +347,38 @@ impl Config {
         self.methods
             .iter()
             .any(|m| m.psp == kind && m.account.public_key == key)
+    }
+
+    /// A copy with every secret reference the connectors and webhooks read (active
+    /// connections and method configs, `[smtp]`) resolved with `resolve` into `plain:` (in
+    /// memory only), so a webhook receiver that needs a key finds it without IO. The error
+    /// names the field, never a value.
+    pub fn with_secrets_resolved(
+        &self,
+        resolve: &(dyn Fn(&SecretRef) -> Result<Secret, String> + Sync),
+    ) -> Result<Config, String> {
+        let mut copy = self.clone();
+        let fix = |r: &mut SecretRef, what: &str| -> Result<(), String> {
+            let s = resolve(r).map_err(|e| format!("{what}: {e}"))?;
+            *r = SecretRef::Plain(s);
+            Ok(())
+        };
+        for c in copy.erp.iter_mut().filter(|c| c.active) {
+            if let Some(p) = c.password.as_mut() {
+                fix(p, &format!("erp {:?} password", c.id))?;
+            }
+        }
+        for m in copy.methods.iter_mut().filter(|m| m.active) {
+            let name = format!("method {}/{}/{}", m.erp, m.mandant, m.erp_method);
+            fix(&mut m.account.private_key, &name)?;
+            if let Some(r) = m.account.extra.mac_key.as_mut() {
+                fix(r, &name)?;
+            }
+        }
+        if let Some(p) = copy.smtp.as_mut().and_then(|s| s.password.as_mut()) {
+            fix(p, "smtp password")?;
+        }
+        Ok(copy)
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -461,8 +523,23 @@ struct RawMethod {
     authorization_validity_days: Option<Spanned<u32>>,
     #[serde(default)]
     pending_error_after_hours: Option<Spanned<u32>>,
-    public_key: Spanned<String>,
-    private_key: SecretRef,
+    /// Unzer's public key (`psp = "unzer"` / `"memory"`).
+    #[serde(default)]
+    public_key: Option<Spanned<String>>,
+    #[serde(default)]
+    private_key: Option<SecretRef>,
+    /// Paygate (`psp = "paygate"`): MerchantID, Blowfish/AES password, HMAC password, cipher,
+    /// payment method.
+    #[serde(default)]
+    merchant_id: Option<Spanned<String>>,
+    #[serde(default)]
+    encryption_key: Option<SecretRef>,
+    #[serde(default)]
+    hmac_key: Option<SecretRef>,
+    #[serde(default)]
+    encryption: Option<Cipher>,
+    #[serde(default)]
+    psp_method: Option<Spanned<String>>,
     #[serde(default)]
     api_host: Option<String>,
 }

@@ -5,7 +5,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /health` | 200 `{"status":"ok","tenant":..}`; 503 when the store cannot be read |
-//! | `POST /webhooks/{psp}` | [`App::accept_webhook`] with the connector of `{psp}` (`unzer`, `memory`): 200 `{"status":"accepted"\|"duplicate"}`, 400 malformed, 401 unknown account, 404 no such PSP, 413 too large, 429 budget of events for unknown payments used up (`Retry-After`), 503 store unavailable |
+//! | `POST /webhooks/{psp}` | [`App::accept_webhook`] with the connector of `{psp}` (`unzer`, `paygate`, `memory`): 200 `{"status":"accepted"\|"duplicate"}`, 400 malformed, 401 unknown account or not authentic (Paygate: no decrypt / MAC), 404 no such PSP, 413 too large, 429 budget of events for unknown payments used up (`Retry-After`), 503 store unavailable |
 //! | `GET /problems` | orders with open errors: connection, order id, codes, messages (amounts redacted) |
 //!
 //! A webhook's `Content-Type` is not checked: the PSPs do not promise one (Unzer's docs name
@@ -151,7 +151,9 @@ async fn psp_webhook(
             let status = match &e {
                 WebhookError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 WebhookError::Malformed(_) => StatusCode::BAD_REQUEST,
-                WebhookError::UnknownAccount(_) => StatusCode::UNAUTHORIZED,
+                WebhookError::UnknownAccount(_) | WebhookError::Unauthentic(_) => {
+                    StatusCode::UNAUTHORIZED
+                }
                 WebhookError::UnknownPsp(_) => StatusCode::NOT_FOUND,
                 WebhookError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 WebhookError::OverBudget(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -618,6 +620,7 @@ private_key = "plain:s-priv-test"
                 reference: None,
             }],
             bank_details: None,
+            totals_only: false,
         });
         let (status, body) = call(&f.app, get_req("/problems")).await;
         assert_eq!((status, body), (StatusCode::OK, json!([])));

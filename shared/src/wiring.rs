@@ -14,6 +14,8 @@ use crate::erp::pixi::PixiErp;
 use crate::notify::email::EmailNotifier;
 use crate::notify::{LogNotifier, Notifier};
 use crate::psp::memory::MemoryPsp;
+#[cfg(feature = "paygate")]
+use crate::psp::paygate::PaygatePsp;
 #[cfg(feature = "unzer")]
 use crate::psp::unzer::UnzerPsp;
 use crate::psp::{Psp, PspRouter};
@@ -142,6 +144,22 @@ fn psp_router(
                 }
             })?;
         router = router.with(PspKind::Unzer, Arc::new(unzer));
+    }
+    #[cfg(not(feature = "paygate"))]
+    if active(PspKind::Paygate) {
+        return Err(WiringError::Psp {
+            kind: PspKind::Paygate,
+            message: "this binary is built without that connector".into(),
+        });
+    }
+    #[cfg(feature = "paygate")]
+    if active(PspKind::Paygate) {
+        let paygate = PaygatePsp::for_config_resolved(config, Default::default(), resolve)
+            .map_err(|e| WiringError::Psp {
+                kind: PspKind::Paygate,
+                message: format!("cannot set up the Paygate connector: {e}"),
+            })?;
+        router = router.with(PspKind::Paygate, Arc::new(paygate));
     }
     // The memory PSP holds the payments of the memory ERP connections' fixtures.
     if config

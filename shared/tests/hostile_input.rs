@@ -1484,6 +1484,7 @@ fn valid_fixtures() -> String {
             reference: None,
         }],
         bank_details: None,
+        totals_only: false,
     };
     serde_json::to_string_pretty(&json!({"orders": [order], "payments": [payment]}))
         .expect("fixtures json")

@@ -308,6 +308,7 @@ fn account(base: &str) -> MethodConfig {
             public_key: PUB.into(),
             private_key: SecretRef::Env("UNUSED_IN_WIRE_TESTS".into()),
             api_host: Some(base.to_string()),
+            extra: Default::default(),
         },
     }
 }

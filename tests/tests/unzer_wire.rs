@@ -46,6 +46,7 @@ fn account(sim: &UnzerSim, public: &str) -> MethodConfig {
             public_key: public.into(),
             private_key: SecretRef::Env("UNZER_UNUSED_IN_WIRE_TESTS".into()),
             api_host: Some(sim.base_url()),
+            extra: Default::default(),
         },
     }
 }

@@ -12,7 +12,9 @@
 //! directory.
 
 use crate::connectors::{LoggedErp, LoggedPsp};
-use paybridge_core::config::{self, Config, ConfigError, MethodConfig, Secret, SecretRef, redact};
+use paybridge_core::config::{
+    self, Config, ConfigError, MethodConfig, PspKind, Secret, SecretRef, redact,
+};
 use paybridge_core::erp::Erp;
 use paybridge_core::notify::Notifier;
 use paybridge_core::psp::Psp;
@@ -135,6 +137,11 @@ pub fn prepare(path: &Path) -> Result<Prepared, StartError> {
     let psp: Arc<dyn Psp> = Arc::new(LoggedPsp::new(built.psp));
     let notifier = built.notifier;
     tracing::debug!(secrets, "secrets resolved");
+    // The app holds the resolved copy: a webhook receiver that decrypts (Paygate) needs the
+    // keys, and every reference resolved above.
+    let config = config
+        .with_secrets_resolved(&|r| resolve_relative(r, &base_dir))
+        .map_err(|m| src.error(None, "method", &format!("cannot resolve a secret: {m}")))?;
     Ok(Prepared {
         config: Arc::new(config),
         base_dir,
@@ -177,6 +184,8 @@ fn located(config: &Config, src: &Source, e: WiringError) -> StartError {
                 .unwrap_or(0);
             let field = if message.contains(": api_host ") {
                 "api_host"
+            } else if kind == PspKind::Paygate {
+                "encryption_key"
             } else {
                 "private_key"
             };
@@ -204,11 +213,19 @@ fn resolve_secrets(config: &Config, base_dir: &Path, src: &Source) -> Result<usi
         }
     }
     for (i, m) in config.methods.iter().enumerate() {
+        let (key, mac) = if m.psp == PspKind::Paygate {
+            ("encryption_key", "hmac_key")
+        } else {
+            ("private_key", "mac_key")
+        };
         refs.push((
-            format!("method[{i}].private_key"),
-            src.method_span(i, "private_key"),
+            format!("method[{i}].{key}"),
+            src.method_span(i, key),
             &m.account.private_key,
         ));
+        if let Some(r) = &m.account.extra.mac_key {
+            refs.push((format!("method[{i}].{mac}"), src.method_span(i, mac), r));
+        }
     }
     if let Some(s) = &config.smtp
         && let Some(p) = &s.password

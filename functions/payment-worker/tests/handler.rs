@@ -92,6 +92,7 @@ fn harness() -> Harness {
             reference: None,
         }],
         bank_details: None,
+        totals_only: false,
     });
     let mut erps: HashMap<String, Arc<dyn Erp>> = HashMap::new();
     erps.insert("main".into(), Arc::new(erp.clone()));

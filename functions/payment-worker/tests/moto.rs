@@ -143,6 +143,7 @@ async fn worker_batch_on_dynamodb_and_sqs_reports_only_the_poisoned_message() {
             reference: None,
         }],
         bank_details: None,
+        totals_only: false,
     });
     let mut erps: HashMap<String, Arc<dyn Erp>> = HashMap::new();
     erps.insert("main".into(), Arc::new(erp.clone()));
@@ -286,6 +287,7 @@ async fn the_cold_start_path_builds_an_app_that_polls_and_works_on_moto() {
                 reference: None,
             }],
             bank_details: None,
+            totals_only: false,
         }],
     });
     std::fs::write(dir.path().join("orders.json"), fixtures.to_string()).expect("fixtures");

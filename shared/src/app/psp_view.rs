@@ -70,7 +70,7 @@ pub(super) fn known_view(
     ops: &[Operation],
     events_pending: bool,
 ) -> Option<PspPayment> {
-    let stored = stored.filter(|v| v.payment_id == payment_id)?;
+    let stored = stored.filter(|v| v.payment_id == payment_id && !v.totals_only)?;
     let waiting = stored.state == PaymentState::PaymentReview
         || stored
             .transactions
@@ -138,6 +138,7 @@ mod tests {
                 reference: None,
             }],
             bank_details: None,
+            totals_only: false,
         }
     }
 

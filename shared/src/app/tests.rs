@@ -163,6 +163,7 @@ fn card_authorized(pid: &str, amount: &str) -> PspPayment {
             reference: None,
         }],
         bank_details: None,
+        totals_only: false,
     }
 }
 
@@ -648,6 +649,7 @@ fn prepayment(pid: &str, amount: &str) -> PspPayment {
             bic: "COBADEFFXXX".into(),
             descriptor: "4711.0815.1234".into(),
         }),
+        totals_only: false,
     }
 }
 

@@ -61,7 +61,8 @@ impl Backends {
         let resolved = resolve_config_secrets(&self.config, &self.base_dir, extension).await?;
         let connectors = wiring::connectors(&resolved, &self.base_dir, &SecretRef::resolve_local)?;
         Ok(App {
-            config: Arc::clone(&self.config),
+            // The resolved copy: a webhook receiver that decrypts (Paygate) needs the keys.
+            config: Arc::new(resolved),
             store: Arc::clone(&self.store),
             queue: Arc::clone(&self.queue),
             erps: connectors.erps,

@@ -26,7 +26,7 @@
 //! the value, and [`Secret`] prints `***`.
 
 use crate::app::{App, AppError, JobOutcome, PollReport, Settings};
-use crate::config::{Config, ConfigError, Secret, SecretRef};
+use crate::config::{Config, ConfigError, PspKind, Secret, SecretRef};
 use crate::queue::sqs::SqsQueue;
 use crate::queue::{Job, Queue};
 use crate::store::Store;

@@ -192,13 +192,16 @@ fn secret_refs_mut(config: &mut Config) -> Vec<(String, &mut SecretRef)> {
         }
     }
     for m in config.methods.iter_mut().filter(|m| m.active) {
-        refs.push((
-            format!(
-                "method {}/{}/{} private_key",
-                m.erp, m.mandant, m.erp_method
-            ),
-            &mut m.account.private_key,
-        ));
+        let name = format!("method {}/{}/{}", m.erp, m.mandant, m.erp_method);
+        let (key, mac) = if m.psp == PspKind::Paygate {
+            ("encryption_key", "hmac_key")
+        } else {
+            ("private_key", "mac_key")
+        };
+        refs.push((format!("{name} {key}"), &mut m.account.private_key));
+        if let Some(r) = m.account.extra.mac_key.as_mut() {
+            refs.push((format!("{name} {mac}"), r));
+        }
     }
     if let Some(smtp) = config.smtp.as_mut()
         && let Some(r) = smtp.password.as_mut()

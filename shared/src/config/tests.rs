@@ -516,3 +516,127 @@ fn authorization_validity_days_is_not_masked_as_a_secret() {
     let shown = redact::masked_line(&text, e.line).expect("line").text;
     assert_eq!(shown, "authorization_validity_days = 400");
 }
+
+const PAYGATE: &str = r#"
+[tenant]
+id = "acme"
+
+[[erp]]
+id = "main"
+kind = "memory"
+fixtures = "orders.json"
+
+[[method]]
+erp = "main"
+mandant = "01"
+erp_method = "CTP_CARD"
+psp = "paygate"
+mode = "expert"
+invoice_event = "ZE"
+return_event = "RE"
+merchant_id = "shop-42"
+encryption_key = "env:PAYGATE_BLOWFISH"
+hmac_key = "env:PAYGATE_HMAC"
+psp_method = "card"
+"#;
+
+#[test]
+fn a_paygate_method_takes_merchant_id_two_secrets_a_cipher_and_its_method() {
+    let c = Config::parse(PAYGATE, "pg.toml").unwrap();
+    let m = &c.methods[0];
+    assert_eq!(m.psp, PspKind::Paygate);
+    assert_eq!(m.account.public_key, "shop-42");
+    assert_eq!(
+        m.account.private_key,
+        SecretRef::Env("PAYGATE_BLOWFISH".into())
+    );
+    assert_eq!(
+        m.account.extra.mac_key,
+        Some(SecretRef::Env("PAYGATE_HMAC".into()))
+    );
+    assert_eq!(m.account.extra.cipher, Cipher::Blowfish);
+    assert_eq!(m.account.extra.psp_method.as_deref(), Some("card"));
+    let aes = PAYGATE.replace(
+        "psp_method = \"card\"",
+        "psp_method = \"paypal\"\nencryption = \"aes\"",
+    );
+    let c = Config::parse(&aes, "pg.toml").unwrap();
+    assert_eq!(c.methods[0].account.extra.cipher, Cipher::Aes);
+}
+
+#[test]
+fn paygate_config_errors_are_located_and_name_the_field() {
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let cases: Vec<(String, &str, Option<&str>)> = vec![
+        (
+            PAYGATE.replace("hmac_key = \"env:PAYGATE_HMAC\"\n", ""),
+            "hmac_key",
+            Some("erp_method"),
+        ),
+        (
+            PAYGATE.replace("merchant_id = \"shop-42\"\n", ""),
+            "merchant_id",
+            Some("erp_method"),
+        ),
+        (
+            PAYGATE.replace("encryption_key = \"env:PAYGATE_BLOWFISH\"\n", ""),
+            "encryption_key",
+            Some("erp_method"),
+        ),
+        (
+            PAYGATE.replace("psp_method = \"card\"\n", ""),
+            "psp_method",
+            Some("erp_method"),
+        ),
+        (
+            PAYGATE.replace("psp_method = \"card\"", "psp_method = \"giropay\""),
+            "psp_method",
+            Some("psp_method"),
+        ),
+        (
+            PAYGATE.replace("merchant_id = \"shop-42\"", "merchant_id = \"a&b=c\""),
+            "merchant_id",
+            Some("merchant_id"),
+        ),
+        (
+            PAYGATE.replace(
+                "psp_method = \"card\"",
+                "psp_method = \"card\"\npublic_key = \"s-pub-x\"",
+            ),
+            "public_key",
+            Some("public_key"),
+        ),
+        (
+            PAYGATE.replace("encryption_key", "private_key"),
+            "private_key",
+            None,
+        ),
+        (
+            PAYGATE.replace("psp = \"paygate\"", "psp = \"unzer\""),
+            "merchant_id",
+            Some("erp_method"),
+        ),
+        (
+            PAYGATE.replace(
+                "psp_method = \"card\"",
+                "psp_method = \"card\"\nencryption = \"rot13\"",
+            ),
+            "encryption",
+            Some("encryption ="),
+        ),
+    ];
+    for (text, field, at) in cases {
+        let e = Config::parse(&text, "pg.toml").unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains(field), "{field}: {shown}");
+        assert!(e.line >= 1, "{shown}");
+        if let Some(at) = at {
+            assert_eq!(e.line, line_of(&text, at), "{field}: {shown}");
+        }
+        assert!(
+            !shown.contains("PAYGATE_"),
+            "no secret reference printed: {shown}"
+        );
+    }
+}

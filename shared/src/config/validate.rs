@@ -218,6 +218,7 @@ fn methods(
     for (i, m) in raw.into_iter().enumerate() {
         let m = m.into_inner();
         method_rules(&m, i, erp_kinds, loc)?;
+        let account = account(&m, i, loc)?;
         let key = (
             m.erp.get_ref().clone(),
             m.mandant.clone(),
@@ -241,11 +242,7 @@ fn methods(
             pending_error_after_hours: m
                 .pending_error_after_hours
                 .map_or(DEFAULT_PENDING_ERROR_HOURS, Spanned::into_inner),
-            account: PspAccount {
-                public_key: m.public_key.into_inner(),
-                private_key: m.private_key,
-                api_host: m.api_host,
-            },
+            account,
         });
     }
     Ok(methods)
@@ -306,12 +303,108 @@ fn method_rules(
         let field = format!("method[{i}].pending_error_after_hours");
         return loc.err(h.span(), &field, msg);
     }
-    let key = m.public_key.get_ref();
-    if m.psp == PspKind::Unzer && !(key.starts_with("s-pub-") || key.starts_with("p-pub-")) {
+    if let Some(key) = &m.public_key
+        && m.psp == PspKind::Unzer
+        && !(key.get_ref().starts_with("s-pub-") || key.get_ref().starts_with("p-pub-"))
+    {
         let msg = "an Unzer public key starts with s-pub- or p-pub-";
-        return loc.err(m.public_key.span(), &format!("method[{i}].public_key"), msg);
+        return loc.err(key.span(), &format!("method[{i}].public_key"), msg);
     }
     Ok(())
+}
+
+/// The payment methods a Paygate config may name (`psp_method`).
+pub const PAYGATE_METHODS: &[&str] = &["card", "klarna", "billsafe", "paypal", "sofort"];
+
+/// The account of one `[[method]]`, by its PSP kind: Unzer and memory take `public_key` +
+/// `private_key`; Paygate takes `merchant_id`, `encryption_key`, `hmac_key`, `psp_method` and
+/// optionally `encryption`. A field of the other kind is refused where it stands; a missing one
+/// is located at the config's `erp_method`.
+fn account(m: &RawMethod, i: usize, loc: &Locator<'_>) -> Result<PspAccount, ConfigError> {
+    let at = m.erp_method.span();
+    let missing = |field: &str, why: &str| -> Result<PspAccount, ConfigError> {
+        loc.err(
+            at.clone(),
+            &format!("method[{i}].{field}"),
+            format!("missing `{field}`: {why}"),
+        )
+    };
+    match m.psp {
+        PspKind::Paygate => {
+            if let Some(k) = &m.public_key {
+                let msg = "a Paygate config names its account with `merchant_id`, not `public_key`";
+                return loc.err(k.span(), &format!("method[{i}].public_key"), msg);
+            }
+            if m.private_key.is_some() {
+                let msg =
+                    "a Paygate config takes `encryption_key` and `hmac_key`, not `private_key`";
+                return loc.err(at, &format!("method[{i}].private_key"), msg);
+            }
+            let Some(mid) = &m.merchant_id else {
+                return missing("merchant_id", "the Paygate MerchantID");
+            };
+            let id = mid.get_ref();
+            let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+            if id.is_empty() || id.len() > 30 || !id.chars().all(plain) {
+                let msg = "a Paygate MerchantID: 1 to 30 letters, digits, '_', '-' or '.'";
+                return loc.err(mid.span(), &format!("method[{i}].merchant_id"), msg);
+            }
+            let Some(key) = m.encryption_key.clone() else {
+                return missing(
+                    "encryption_key",
+                    "a reference to the Blowfish (or AES) password",
+                );
+            };
+            let Some(mac) = m.hmac_key.clone() else {
+                return missing("hmac_key", "a reference to the HMAC password");
+            };
+            let Some(method) = &m.psp_method else {
+                let why = format!("the payment method at Paygate, one of {PAYGATE_METHODS:?}");
+                return missing("psp_method", &why);
+            };
+            if !PAYGATE_METHODS.contains(&method.get_ref().as_str()) {
+                let msg =
+                    format!("not a Paygate method paybridge handles; one of {PAYGATE_METHODS:?}");
+                return loc.err(method.span(), &format!("method[{i}].psp_method"), msg);
+            }
+            Ok(PspAccount {
+                public_key: id.clone(),
+                private_key: key,
+                api_host: m.api_host.clone(),
+                extra: AccountExtra {
+                    mac_key: Some(mac),
+                    cipher: m.encryption.unwrap_or_default(),
+                    psp_method: Some(method.get_ref().clone()),
+                },
+            })
+        }
+        PspKind::Unzer | PspKind::Memory => {
+            for (field, present) in [
+                ("merchant_id", m.merchant_id.is_some()),
+                ("encryption_key", m.encryption_key.is_some()),
+                ("hmac_key", m.hmac_key.is_some()),
+                ("encryption", m.encryption.is_some()),
+                ("psp_method", m.psp_method.is_some()),
+            ] {
+                if present {
+                    let msg = format!("`{field}` belongs to psp = \"paygate\" configs");
+                    return loc.err(at, &format!("method[{i}].{field}"), msg);
+                }
+            }
+            let Some(key) = &m.public_key else {
+                return missing("public_key", "the account's public key");
+            };
+            let Some(private) = m.private_key.clone() else {
+                return missing("private_key", "a reference to the account's private key");
+            };
+            Ok(PspAccount {
+                public_key: key.get_ref().clone(),
+                private_key: private,
+                api_host: m.api_host.clone(),
+                extra: AccountExtra::default(),
+            })
+        }
+    }
 }
 
 fn smtp(s: RawSmtp, loc: &Locator<'_>) -> Result<Smtp, ConfigError> {

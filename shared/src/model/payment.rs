@@ -161,6 +161,12 @@ pub struct PspPayment {
     /// In order: the initial authorize/charge first.
     pub transactions: Vec<PspTransaction>,
     pub bank_details: Option<BankDetails>,
+    /// The PSP reports per-kind totals, not single transactions (one transaction per kind
+    /// standing for their sum, carrying no reference): a read taken after a call already
+    /// counts it, and a stored one cannot tell which calls it counts, so it is never extended
+    /// with paybridge's own calls; such a payment is read fresh instead.
+    #[serde(default)]
+    pub totals_only: bool,
 }
 
 /// Amounts derived from the successful transactions.

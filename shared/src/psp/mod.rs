@@ -31,12 +31,48 @@ pub fn webhook(psp: &str) -> Option<&'static dyn IncomingWebhook> {
     match psp {
         #[cfg(feature = "unzer")]
         "unzer" => Some(&unzer::webhook::UnzerWebhook),
+        #[cfg(feature = "paygate")]
+        "paygate" => Some(&paygate::webhook::PaygateNotify),
         "memory" => Some(&memory::MemoryWebhook),
         _ => None,
     }
 }
 
 use async_trait::async_trait;
+
+/// A connector's API base from its configured host: `scheme://host[:port]` only, `https`, or
+/// plain `http` for a loopback host (a simulator), so a key never crosses a network
+/// unencrypted. `adds` names the paths the connector appends, for the error.
+pub fn checked_base(raw: &str, adds: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(raw).map_err(|e| format!("api_host {raw:?} is not a URL: {e}"))?;
+    let loopback = match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(format!(
+                "api_host {raw:?} must use https (plain http only for a loopback simulator)"
+            ));
+        }
+        other => return Err(format!("api_host {raw:?}: unsupported scheme {other:?}")),
+    }
+    if u.host().is_none()
+        || !u.username().is_empty()
+        || u.password().is_some()
+        || u.query().is_some()
+        || u.path() != "/"
+    {
+        return Err(format!(
+            "api_host {raw:?} must be scheme://host[:port] only; the connector adds {adds}"
+        ));
+    }
+    Ok(u)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PspError {

@@ -245,34 +245,7 @@ pub fn api_base(api_host: Option<&str>, private_key: &Secret) -> Result<Url, Str
             );
         }
     };
-    let u = Url::parse(&raw).map_err(|e| format!("api_host {raw:?} is not a URL: {e}"))?;
-    let loopback = match u.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
-    match u.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(format!(
-                "api_host {raw:?} must use https (plain http only for a loopback simulator)"
-            ));
-        }
-        other => return Err(format!("api_host {raw:?}: unsupported scheme {other:?}")),
-    }
-    if u.host().is_none()
-        || !u.username().is_empty()
-        || u.password().is_some()
-        || u.query().is_some()
-        || u.path() != "/"
-    {
-        return Err(format!(
-            "api_host {raw:?} must be scheme://host[:port] only; the connector adds /v1/…"
-        ));
-    }
-    Ok(u)
+    crate::psp::checked_base(&raw, "/v1/…")
 }
 
 fn declined(code: &str, message: impl Into<String>) -> PspOutcome {

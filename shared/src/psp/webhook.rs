@@ -20,6 +20,10 @@ pub enum WebhookError {
     /// The body names an account no method config has (its kind of identifier follows).
     #[error("unknown {0}")]
     UnknownAccount(&'static str),
+    /// The body does not authenticate (it does not decrypt with the account's key, or its
+    /// MAC does not verify); the text says which.
+    #[error("not authentic: {0}")]
+    Unauthentic(String),
     /// No connector of that name takes webhooks.
     #[error("no webhook route for PSP {0:?}")]
     UnknownPsp(String),

@@ -29,8 +29,14 @@ fn secret_fields_are_found_by_name_misspelt_ones_included() {
     ] {
         assert!(is_secret_field(name), "{name} should be secret-bearing");
     }
-    // Every key of the configuration but the three that hold keys and passwords.
-    let secret = ["password", "private_key", "public_key"];
+    // Every key of the configuration but the five that hold keys and passwords.
+    let secret = [
+        "password",
+        "private_key",
+        "public_key",
+        "encryption_key",
+        "hmac_key",
+    ];
     for name in KNOWN_KEYS.iter().filter(|k| !secret.contains(k)) {
         assert!(!is_secret_field(name), "{name} is not secret-bearing");
     }

@@ -77,6 +77,7 @@ fn config(mode: Mode) -> MethodConfig {
             public_key: "s-pub-test".into(),
             private_key: SecretRef::Plain(Secret::new("s-priv-test")),
             api_host: None,
+            extra: Default::default(),
         },
     }
 }
@@ -129,6 +130,7 @@ fn payment(method: PM, kind: TxKind, status: TxStatus, amount: Money) -> PspPaym
         transactions: vec![tx(kind, status, amount)],
         bank_details: matches!(method, PM::Prepayment | PM::Invoice | PM::InvoiceSecured)
             .then(bank),
+        totals_only: false,
     }
 }
 

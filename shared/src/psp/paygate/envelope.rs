@@ -8,14 +8,20 @@
 //! "Hash MAC" page; spryker-eco/computop-api, FATCHIP library-computop and pretix as the public
 //! implementations that agree). The MAC strings: request `PayID*TransID*MerchantID*Amount*Currency`,
 //! response / notify `PayID*TransID*mid*Status*Code` (empty fields keep their `*`). MACs are
-//! compared case-insensitively in constant time. The AES variant (§1.4) is not built yet.
+//! compared case-insensitively in constant time.
 //!
-//! The cipher and the MAC are RustCrypto's `blowfish` + `ecb` and `hmac` + `sha2`; `subtle`
-//! compares.
+//! The AES variant (§1.4, for accounts Computop switched to AES; FATCHIP library-computop
+//! `Encryption.php` and plugin-magento2-computop `AES.php`): AES-CBC with the password bytes as
+//! the key (16/24/32 bytes → AES-128/192/256), a random 16-byte IV, PKCS#7 padding, `Data` =
+//! `hex(IV)-hex(ciphertext)`, `Len` still the plaintext length. A reader tells the two apart by
+//! the `-` in `Data` ([`open`]) and cuts at `Len` either way.
+//!
+//! The ciphers and the MAC are RustCrypto's `blowfish` + `ecb`, `aes` + `cbc` and `hmac` +
+//! `sha2`; `subtle` compares.
 
 use blowfish::Blowfish;
 use ecb::cipher::block_padding::{NoPadding, ZeroPadding};
-use ecb::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
+use ecb::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -34,6 +40,103 @@ pub enum EnvelopeError {
     BadLen { len: usize, available: usize },
     #[error("the decrypted plaintext is not ASCII")]
     NotAscii,
+    /// AES takes a 16, 24 or 32 byte password.
+    #[error("the AES password must be 16, 24 or 32 bytes long")]
+    BadAesKey,
+    #[error("AES Data is not IV-ciphertext")]
+    NotAesData,
+    #[error("no randomness for the AES IV")]
+    NoRandom,
+}
+
+/// The cipher of an account's envelope.
+pub use crate::config::Cipher;
+
+/// Encrypts with the account's cipher: Blowfish ([`encrypt`]) or AES with a fresh random IV
+/// ([`encrypt_aes`]).
+pub fn seal(cipher: Cipher, key: &[u8], plaintext: &str) -> Result<(String, usize), EnvelopeError> {
+    match cipher {
+        Cipher::Blowfish => encrypt(key, plaintext),
+        Cipher::Aes => {
+            let mut iv = [0u8; 16];
+            getrandom::fill(&mut iv).map_err(|_| EnvelopeError::NoRandom)?;
+            encrypt_aes(key, &iv, plaintext)
+        }
+    }
+}
+
+/// Decrypts `data` cut at `len`: AES when `data` has the `IV-ciphertext` shape, else Blowfish.
+pub fn open(key: &[u8], data: &str, len: usize) -> Result<String, EnvelopeError> {
+    if data.contains('-') {
+        decrypt_aes(key, data, len)
+    } else {
+        decrypt(key, data, len)
+    }
+}
+
+/// AES-CBC with PKCS#7 padding: `Data` = `hex(iv)-hex(ciphertext)` (uppercase), and `Len`.
+pub fn encrypt_aes(
+    key: &[u8],
+    iv: &[u8; 16],
+    plaintext: &str,
+) -> Result<(String, usize), EnvelopeError> {
+    use cbc::cipher::block_padding::Pkcs7;
+    let bytes = match key.len() {
+        16 => cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv)
+            .map_err(|_| EnvelopeError::BadAesKey)?
+            .encrypt_padded_vec_mut::<Pkcs7>(plaintext.as_bytes()),
+        24 => cbc::Encryptor::<aes::Aes192>::new_from_slices(key, iv)
+            .map_err(|_| EnvelopeError::BadAesKey)?
+            .encrypt_padded_vec_mut::<Pkcs7>(plaintext.as_bytes()),
+        32 => cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv)
+            .map_err(|_| EnvelopeError::BadAesKey)?
+            .encrypt_padded_vec_mut::<Pkcs7>(plaintext.as_bytes()),
+        _ => return Err(EnvelopeError::BadAesKey),
+    };
+    let data = format!("{}-{}", hex::encode_upper(iv), hex::encode_upper(bytes));
+    Ok((data, plaintext.len()))
+}
+
+/// The plaintext of AES `Data` (`hex(iv)-hex(ciphertext)`, either case) cut at `len` (the
+/// padding, PKCS#7 or zeros, is never interpreted).
+pub fn decrypt_aes(key: &[u8], data: &str, len: usize) -> Result<String, EnvelopeError> {
+    let (iv, body) = data
+        .trim()
+        .split_once('-')
+        .ok_or(EnvelopeError::NotAesData)?;
+    let iv = hex::decode(iv).map_err(|_| EnvelopeError::NotHex)?;
+    let mut bytes = hex::decode(body).map_err(|_| EnvelopeError::NotHex)?;
+    if iv.len() != 16 {
+        return Err(EnvelopeError::NotAesData);
+    }
+    if bytes.is_empty() || bytes.len() % 16 != 0 {
+        return Err(EnvelopeError::NotBlocks);
+    }
+    if len > bytes.len() {
+        return Err(EnvelopeError::BadLen {
+            len,
+            available: bytes.len(),
+        });
+    }
+    let plain = match key.len() {
+        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(key, &iv)
+            .map_err(|_| EnvelopeError::BadAesKey)?
+            .decrypt_padded_mut::<NoPadding>(&mut bytes),
+        24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(key, &iv)
+            .map_err(|_| EnvelopeError::BadAesKey)?
+            .decrypt_padded_mut::<NoPadding>(&mut bytes),
+        32 => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, &iv)
+            .map_err(|_| EnvelopeError::BadAesKey)?
+            .decrypt_padded_mut::<NoPadding>(&mut bytes),
+        _ => return Err(EnvelopeError::BadAesKey),
+    }
+    .map_err(|_| EnvelopeError::NotBlocks)?;
+    let mut plain = plain.to_vec();
+    plain.truncate(len);
+    if !plain.is_ascii() {
+        return Err(EnvelopeError::NotAscii);
+    }
+    String::from_utf8(plain).map_err(|_| EnvelopeError::NotAscii)
 }
 
 /// The ciphertext of `plaintext` as Paygate's `Data` (uppercase hex) and its `Len`.
@@ -150,6 +253,51 @@ mod tests {
         let (data, _) = encrypt(&padded, "plaintext").unwrap();
         assert_eq!(data, "24FD2720350FB5072E653D133C52F7B8");
         assert_ne!(data, encrypt(b"password", "plaintext").unwrap().0);
+    }
+
+    #[test]
+    fn paygate_d3_aes128_cbc_pkcs7_with_iv() {
+        let iv: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let (data, len) = encrypt_aes(b"0123456789abcdef", &iv, "plaintext").unwrap();
+        assert_eq!(
+            data.to_lowercase(),
+            "000102030405060708090a0b0c0d0e0f-292653fe66a932914e43882b838c4e54"
+        );
+        assert_eq!(len, 9);
+        assert_eq!(open(b"0123456789abcdef", &data, 9).unwrap(), "plaintext");
+        assert_eq!(
+            decrypt_aes(b"0123456789abcdef", &data.to_lowercase(), 9).unwrap(),
+            "plaintext"
+        );
+    }
+
+    #[test]
+    fn paygate_aes_round_trips_every_key_size_and_refuses_bad_input() {
+        for key in [&b"0123456789abcdef"[..], &[7u8; 24][..], &[9u8; 32][..]] {
+            let text = "MerchantID=m&PayID=abc&Amount=1234&Currency=EUR";
+            let (data, len) = seal(Cipher::Aes, key, text).unwrap();
+            assert_eq!(open(key, &data, len).unwrap(), text);
+            // a fresh IV each time
+            assert_ne!(seal(Cipher::Aes, key, text).unwrap().0, data);
+        }
+        assert_eq!(
+            encrypt_aes(b"short", &[0; 16], "x"),
+            Err(EnvelopeError::BadAesKey)
+        );
+        assert_eq!(
+            decrypt_aes(b"0123456789abcdef", "00-11", 1),
+            Err(EnvelopeError::NotAesData)
+        );
+        let (data, _) = seal(Cipher::Aes, b"0123456789abcdef", "plaintext").unwrap();
+        assert!(matches!(
+            decrypt_aes(b"0123456789abcdef", &data, 99),
+            Err(EnvelopeError::BadLen { .. })
+        ));
+        // the wrong key gives bytes that are not the plaintext (or not ASCII)
+        assert_ne!(
+            decrypt_aes(b"fedcba9876543210", &data, 9).ok().as_deref(),
+            Some("plaintext")
+        );
     }
 
     #[test]

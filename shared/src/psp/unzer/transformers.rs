@@ -533,6 +533,7 @@ impl TryFrom<WirePayment> for PaymentView {
                 })
                 .collect(),
             bank_details: None,
+            totals_only: false,
         };
         Ok(PaymentView { payment, txs })
     }

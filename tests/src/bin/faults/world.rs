@@ -414,6 +414,7 @@ fn initial_payment(sc: &Scenario) -> PspPayment {
             bic: "COBADEFFXXX".into(),
             descriptor: "4711.0815.1234".into(),
         }),
+        totals_only: false,
     }
 }
 
