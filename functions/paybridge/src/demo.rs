@@ -34,15 +34,18 @@ use crate::startup::{self, StartError};
 use chrono::{DateTime, Utc};
 use paybridge_core::app::{App, AppError};
 use paybridge_core::config::PspKind;
+use paybridge_core::config::SecretRef;
 use paybridge_core::engine::{Flag, Severity};
 use paybridge_core::ledger::{OrderKey, PspCall};
 use paybridge_core::money::Money;
 use paybridge_core::notify::email::EmailNotifier;
+use paybridge_core::psp::paygate::{PaygatePsp, PaygateTimeouts};
 use paybridge_core::psp::unzer::{UnzerPsp, UnzerTimeouts};
 use paybridge_core::psp::{PspOutcome, PspRouter};
 use paybridge_core::queue::QueueError;
 use paybridge_core::store::repo::Repo;
 use paybridge_core::store::{Store, StoreError};
+use paybridge_testkit::paygate_sim::{PaygateSim, PaymentKind, SimPaymentView};
 use paybridge_testkit::pixi_sim::{NewOrder, PixiSim};
 use paybridge_testkit::unzer_sim::{Initial, NewPayment, UnzerSim, sim_bank_data};
 use rust_decimal::Decimal;
@@ -118,10 +121,25 @@ pub enum Method {
     InvoiceSecured,
     /// Unzer Invoice (deprecated, unsecured `ivc`: no shipment call).
     Invoice,
+    /// Computop Paygate card, expert mode (reserved at checkout, captured per invoice).
+    PaygateCardExpert,
+    /// Computop Paygate card, standard mode (captured in full before the release).
+    PaygateCardStandard,
+    /// Computop Paygate Klarna (reserved, captured per invoice).
+    PaygateKlarna,
+    /// Computop Paygate PayPal (booked at once in the shop: only refunds remain).
+    PaygatePaypal,
 }
 
+/// The demo's Paygate merchant (one MerchantID for every Paygate method, as a real account has).
+pub const PAYGATE_MERCHANT: &str = "paybridgeDemo";
+/// The demo merchant's Blowfish password (the simulator's; not a real one).
+pub const PAYGATE_BLOWFISH: &str = "demoBlowfish01";
+/// The demo merchant's HMAC password (the simulator's; not a real one).
+pub const PAYGATE_HMAC: &str = "demo-hmac-password-0001";
+
 impl Method {
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 12] = [
         Method::CardStandard,
         Method::CardExpert,
         Method::Prepayment,
@@ -130,7 +148,31 @@ impl Method {
         Method::Sofort,
         Method::InvoiceSecured,
         Method::Invoice,
+        Method::PaygateCardExpert,
+        Method::PaygateCardStandard,
+        Method::PaygateKlarna,
+        Method::PaygatePaypal,
     ];
+
+    /// Whether the config's PSP is Computop Paygate (else Unzer).
+    pub fn is_paygate(self) -> bool {
+        matches!(
+            self,
+            Method::PaygateCardExpert
+                | Method::PaygateCardStandard
+                | Method::PaygateKlarna
+                | Method::PaygatePaypal
+        )
+    }
+
+    /// The Paygate `psp_method` of a Paygate config.
+    fn paygate_method(self) -> &'static str {
+        match self {
+            Method::PaygateKlarna => "klarna",
+            Method::PaygatePaypal => "paypal",
+            _ => "card",
+        }
+    }
 
     fn slug(self) -> &'static str {
         match self {
@@ -142,6 +184,10 @@ impl Method {
             Method::Sofort => "sofort",
             Method::InvoiceSecured => "inv-sec",
             Method::Invoice => "inv",
+            Method::PaygateCardExpert => "pg-card-exp",
+            Method::PaygateCardStandard => "pg-card-std",
+            Method::PaygateKlarna => "pg-klarna",
+            Method::PaygatePaypal => "pg-paypal",
         }
     }
 
@@ -157,6 +203,10 @@ impl Method {
             Method::Sofort => "S",
             Method::InvoiceSecured => "I",
             Method::Invoice => "N",
+            Method::PaygateCardExpert => "G",
+            Method::PaygateCardStandard => "H",
+            Method::PaygateKlarna => "J",
+            Method::PaygatePaypal => "P",
         }
     }
 
@@ -171,13 +221,19 @@ impl Method {
             Method::Sofort => "sofort",
             Method::InvoiceSecured => "invoice secured",
             Method::Invoice => "invoice",
+            Method::PaygateCardExpert => "paygate card exp",
+            Method::PaygateCardStandard => "paygate card std",
+            Method::PaygateKlarna => "paygate klarna",
+            Method::PaygatePaypal => "paygate paypal",
         }
     }
 
     /// The configured `mode`.
     pub fn mode(self) -> &'static str {
         match self {
-            Method::CardStandard | Method::PaylaterInvoice => "standard",
+            Method::CardStandard | Method::PaylaterInvoice | Method::PaygateCardStandard => {
+                "standard"
+            }
             _ => "expert",
         }
     }
@@ -186,6 +242,9 @@ impl Method {
     pub fn invoice_event(self) -> &'static str {
         match self {
             Method::CardStandard | Method::CardExpert => "ZE",
+            Method::PaygateCardExpert | Method::PaygateCardStandard => "ZE",
+            Method::PaygateKlarna => "KLA",
+            Method::PaygatePaypal => "PPL",
             Method::Prepayment => "VK",
             Method::PaylaterInvoice => "PLI",
             Method::PaylaterDebit => "PLD",
@@ -199,6 +258,9 @@ impl Method {
     pub fn return_event(self) -> &'static str {
         match self {
             Method::CardStandard | Method::CardExpert => "RE",
+            Method::PaygateCardExpert | Method::PaygateCardStandard => "RE",
+            Method::PaygateKlarna => "KLR",
+            Method::PaygatePaypal => "PPR",
             Method::Prepayment => "VKR",
             Method::PaylaterInvoice => "PLR",
             Method::PaylaterDebit => "PDR",
@@ -212,6 +274,7 @@ impl Method {
     pub fn tolerance(self) -> u32 {
         match self {
             Method::CardStandard | Method::CardExpert => 2,
+            Method::PaygateCardExpert | Method::PaygateCardStandard => 2,
             _ => 0,
         }
     }
@@ -236,6 +299,11 @@ impl Method {
             Method::Sofort => "sft",
             Method::InvoiceSecured => "ivs",
             Method::Invoice => "ivc",
+            // Paygate payments have no Unzer type.
+            Method::PaygateCardExpert
+            | Method::PaygateCardStandard
+            | Method::PaygateKlarna
+            | Method::PaygatePaypal => "",
         }
     }
 }
@@ -247,12 +315,14 @@ pub fn config_toml(
     pixi_user: &str,
     pixi_password: &str,
     unzer_base: &str,
+    paygate_base: &str,
 ) -> String {
     config_toml_with_keys(
         pixi_url,
         pixi_user,
         pixi_password,
         unzer_base,
+        paygate_base,
         Method::private_key,
     )
 }
@@ -264,6 +334,7 @@ pub fn config_toml_with_keys(
     pixi_user: &str,
     pixi_password: &str,
     unzer_base: &str,
+    paygate_base: &str,
     private_key: fn(Method) -> String,
 ) -> String {
     let mut out = format!(
@@ -287,6 +358,36 @@ password = "plain:{pixi_password}"
 "#
     );
     for m in Method::ALL {
+        if m.is_paygate() {
+            out.push_str(&format!(
+                r#"
+# {label}
+[[method]]
+erp = "{CONNECTION}"
+mandant = "{MANDANT}"
+erp_method = "{code}"
+psp = "paygate"
+mode = "{mode}"
+invoice_event = "{inv}"
+return_event = "{ret}"
+rounding_tolerance = {tol}
+merchant_id = "{PAYGATE_MERCHANT}"
+encryption_key = "plain:{PAYGATE_BLOWFISH}"
+hmac_key = "plain:{PAYGATE_HMAC}"
+psp_method = "{pm}"
+authorization_validity_days = 28
+api_host = "{paygate_base}"
+"#,
+                label = m.label(),
+                code = m.code(),
+                mode = m.mode(),
+                inv = m.invoice_event(),
+                ret = m.return_event(),
+                tol = m.tolerance(),
+                pm = m.paygate_method(),
+            ));
+            continue;
+        }
         out.push_str(&format!(
             r#"
 # {label}
@@ -314,6 +415,27 @@ api_host = "{unzer_base}"
         ));
     }
     out
+}
+
+/// A Paygate payment as [`PspState`], from the simulator's totals (`AmountAuth`, `AmountCap`,
+/// `AmountCred`) and its reversed flag: charged net of credits, the authorization reversed in
+/// full, remaining what is still capturable of a reserved payment (a rest paybridge leaves to
+/// expire shows here: Paygate's reverse would undo the last capture instead).
+pub fn paygate_state(p: &SimPaymentView) -> PspState {
+    let cents = |c: i64| amount(c);
+    let reserved = matches!(p.kind, PaymentKind::Reserved);
+    let remaining = if reserved && !p.reversed {
+        (p.amount_auth - p.amount_cap).max(0)
+    } else {
+        0
+    };
+    PspState {
+        charged: cents(p.amount_cap - p.amount_cred),
+        reversed: cents(if p.reversed { p.amount_auth } else { 0 }),
+        refunded: cents(p.amount_cred),
+        remaining: cents(remaining),
+        shipped: false,
+    }
 }
 
 // ------------------------------------------------------------------------------- money text
@@ -1344,6 +1466,216 @@ pub fn catalogue() -> Vec<Scenario> {
         .then(vec![Ship(vec![])])
         .ends_as(Expect::closed().charged(8319).booked("ZE", 8319)),
     ]
+    .into_iter()
+    .chain(paygate_catalogue())
+    .collect()
+}
+
+/// The flows of behaviour.md §3.1–§3.5 on Computop Paygate (orders 11001–11032): the same
+/// engine decisions as for Unzer, with Paygate's own rules — PayPal is booked in the shop, and
+/// the rest of an authorization after a partial capture is left to expire (Paygate's reverse
+/// would undo the last capture), so it shows as `remaining`.
+pub fn paygate_catalogue() -> Vec<Scenario> {
+    use Method::*;
+    use Step::*;
+    let sc = Scenario::new;
+    vec![
+        sc(
+            11001,
+            "pg-3.1-release-expert",
+            "3.1 Paygate: checked, released",
+            PaygateCardExpert,
+        )
+        .ends_as(Expect::open().remaining(10000)),
+        sc(
+            11002,
+            "pg-3.1-release-standard",
+            "3.1 Paygate: captured, released",
+            PaygateCardStandard,
+        )
+        .ends_as(Expect::open().charged(10000)),
+        sc(
+            11003,
+            "pg-3.1-mismatch",
+            "3.1 Paygate: amount mismatch",
+            PaygateCardExpert,
+        )
+        .lines(&[25000])
+        .start(Start::AuthorizedCents(2500))
+        .ends_as(
+            Expect::open()
+                .locked()
+                .remaining(2500)
+                .problem("authorization_check"),
+        ),
+        sc(
+            11004,
+            "pg-3.1-failed",
+            "3.1 Paygate: authorization failed",
+            PaygateCardExpert,
+        )
+        .start(Start::Failed)
+        .ends_as(Expect::open().locked().problem("authorization_check")),
+        sc(
+            11005,
+            "pg-3.1-pending",
+            "3.1 Paygate: pending, then released",
+            PaygateCardExpert,
+        )
+        .start(Start::Pending)
+        .then(vec![AuthorizationSucceeds])
+        .ends_as(Expect::open().remaining(10000)),
+        sc(
+            11006,
+            "pg-3.1-manual",
+            "3.1 Paygate: manual order ignored",
+            PaygateCardExpert,
+        )
+        .start(Start::Manual)
+        .ends_as(Expect::hold().no_comment().no_payment()),
+        sc(
+            11010,
+            "pg-3.3-expert",
+            "3.3 Paygate: capture per invoice",
+            PaygateCardExpert,
+        )
+        .freight(495)
+        .then(vec![Ship(vec![0])])
+        .then(vec![Ship(vec![1])])
+        .ends_as(
+            Expect::closed()
+                .charged(10495)
+                .booked("ZE", 6495)
+                .booked("ZE", 4000),
+        ),
+        sc(
+            11011,
+            "pg-3.3-standard",
+            "3.3 Paygate: invoices checked",
+            PaygateCardStandard,
+        )
+        .then(vec![Ship(vec![0])])
+        .then(vec![Ship(vec![1])])
+        .ends_as(
+            Expect::closed()
+                .charged(10000)
+                .booked("ZE", 6000)
+                .booked("ZE", 4000),
+        ),
+        sc(
+            11012,
+            "pg-3.3-klarna",
+            "3.3 Paygate Klarna: captured",
+            PaygateKlarna,
+        )
+        .then(vec![Ship(vec![])])
+        .ends_as(Expect::closed().charged(10000).booked("KLA", 10000)),
+        sc(
+            11013,
+            "pg-3.3-paypal",
+            "3.3 Paygate PayPal: booked in shop",
+            PaygatePaypal,
+        )
+        .then(vec![Ship(vec![])])
+        .ends_as(Expect::closed().charged(10000).booked("PPL", 10000)),
+        sc(
+            11020,
+            "pg-3.4-whole-expert",
+            "3.4 Paygate: whole order reversed",
+            PaygateCardExpert,
+        )
+        .then(vec![CancelAll])
+        .ends_as(Expect::closed().reversed(10000)),
+        sc(
+            11021,
+            "pg-3.4-whole-standard",
+            "3.4 Paygate: whole order credited",
+            PaygateCardStandard,
+        )
+        .then(vec![CancelAll])
+        .ends_as(Expect::closed().refunded(10000)),
+        sc(
+            11022,
+            "pg-3.4-lines-expert",
+            "3.4 Paygate: rest left to expire",
+            PaygateCardExpert,
+        )
+        .then(vec![Ship(vec![0]), Cancel(vec![1])])
+        .ends_as(
+            Expect::closed()
+                .charged(6000)
+                .remaining(4000)
+                .booked("ZE", 6000),
+        ),
+        sc(
+            11023,
+            "pg-3.4-lines-standard",
+            "3.4 Paygate: line credited",
+            PaygateCardStandard,
+        )
+        .then(vec![Ship(vec![0]), Cancel(vec![1])])
+        .ends_as(
+            Expect::closed()
+                .charged(6000)
+                .refunded(4000)
+                .booked("ZE", 6000),
+        ),
+        sc(
+            11024,
+            "pg-3.4-paypal-whole",
+            "3.4 Paygate PayPal: credited",
+            PaygatePaypal,
+        )
+        .then(vec![CancelAll])
+        .ends_as(Expect::closed().refunded(10000)),
+        sc(
+            11030,
+            "pg-3.5-expert",
+            "3.5 Paygate: credit note",
+            PaygateCardExpert,
+        )
+        .then(vec![Ship(vec![])])
+        .then(vec![CreditNote(3000)])
+        .ends_as(
+            Expect::closed()
+                .charged(7000)
+                .refunded(3000)
+                .booked("ZE", 10000)
+                .booked("RE", -3000),
+        ),
+        sc(
+            11031,
+            "pg-3.5-two-captures",
+            "3.5 Paygate: credit across captures",
+            PaygateCardExpert,
+        )
+        .then(vec![Ship(vec![0])])
+        .then(vec![Ship(vec![1])])
+        .then(vec![CreditNote(7000)])
+        .ends_as(
+            Expect::closed()
+                .charged(3000)
+                .refunded(7000)
+                .booked("ZE", 6000)
+                .booked("ZE", 4000)
+                .booked("RE", -7000),
+        ),
+        sc(
+            11032,
+            "pg-3.5-paypal",
+            "3.5 Paygate PayPal: credit note",
+            PaygatePaypal,
+        )
+        .then(vec![Ship(vec![])])
+        .then(vec![CreditNote(2500)])
+        .ends_as(
+            Expect::closed()
+                .charged(7500)
+                .refunded(2500)
+                .booked("PPL", 10000)
+                .booked("PPR", -2500),
+        ),
+    ]
 }
 
 /// The scenarios of [`catalogue`] with these keys, in the order given.
@@ -1367,9 +1699,10 @@ pub type StoreWrapper = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store> + Send>
 /// Knobs of [`Harness::start_with`]; the default is exactly `paybridge serve`'s wiring.
 #[derive(Default)]
 pub struct Options {
-    /// Request timeout of the Unzer connector (default: the connector's own, 60 s). Fault tests
-    /// shorten it so that a held-back reply times out quickly. The connector is then built like
-    /// `startup::prepare` builds it (router by config kind, wrapped in the logging PSP).
+    /// Request timeout of the Unzer and Paygate connectors (default: the connectors' own, 60 s).
+    /// Fault tests shorten it so that a held-back reply times out quickly. The connectors are
+    /// then built like `startup::prepare` builds them (router by config kind, wrapped in the
+    /// logging PSP).
     pub unzer_request_timeout: Option<Duration>,
     /// With `unzer_request_timeout`: leave out the logging wrapper (`connectors::LoggedPsp`),
     /// so the app talks to the Unzer connector through the router only. Lets a test tell a
@@ -1455,6 +1788,7 @@ impl Outcome {
 pub struct Harness {
     pub pixi: PixiSim,
     pub unzer: UnzerSim,
+    pub paygate: PaygateSim,
     pub app: Arc<App>,
     http: Option<HttpHandle>,
     /// The generated configuration file.
@@ -1480,8 +1814,12 @@ impl Harness {
         let unzer = UnzerSim::start_on(loopback)
             .await
             .map_err(DemoError::Simulator)?;
+        let paygate = PaygateSim::start_on(loopback)
+            .await
+            .map_err(DemoError::Simulator)?;
+        paygate.add_merchant(PAYGATE_MERCHANT, PAYGATE_BLOWFISH, PAYGATE_HMAC);
         let private_key = options.private_key.unwrap_or(Method::private_key);
-        for m in Method::ALL {
+        for m in Method::ALL.into_iter().filter(|m| !m.is_paygate()) {
             unzer.add_keypair(&m.public_key(), &private_key(m));
         }
         let dir = tempfile::Builder::new()
@@ -1494,6 +1832,7 @@ impl Harness {
             &pixi.user(),
             &pixi.password(),
             &unzer.base_url(),
+            &paygate.base_url(),
             private_key,
         );
         if let Some(extra) = &options.extra_config {
@@ -1522,7 +1861,18 @@ impl Harness {
                 },
             )
             .map_err(|e| DemoError::Unzer(e.to_string()))?;
-            let router = PspRouter::default().with(PspKind::Unzer, Arc::new(unzer_psp));
+            let paygate_psp = PaygatePsp::for_config_resolved(
+                &config,
+                PaygateTimeouts {
+                    connect: Duration::from_secs(2),
+                    request: timeout,
+                },
+                &SecretRef::resolve_local,
+            )
+            .map_err(|e| DemoError::Unzer(e.to_string()))?;
+            let router = PspRouter::default()
+                .with(PspKind::Unzer, Arc::new(unzer_psp))
+                .with(PspKind::Paygate, Arc::new(paygate_psp));
             app.psp = if options.without_psp_logging {
                 Arc::new(router)
             } else {
@@ -1544,6 +1894,7 @@ impl Harness {
         Ok(Harness {
             pixi,
             unzer,
+            paygate,
             app,
             http: Some(http),
             config_path,
@@ -1631,6 +1982,9 @@ impl Harness {
 
     /// Creates the scenario's payment at Unzer (not yet the pixi order).
     pub fn prepare(&self, scenario: &Scenario) -> Running {
+        if scenario.method.is_paygate() {
+            return self.prepare_paygate(scenario);
+        }
         let m = scenario.method;
         let total = money_text(amount(scenario.total()));
         let pk = m.public_key();
@@ -1658,7 +2012,12 @@ impl Harness {
                 Method::CardStandard
                 | Method::CardExpert
                 | Method::PaylaterInvoice
-                | Method::PaylaterDebit => {
+                | Method::PaylaterDebit
+                // (Paygate methods are prepared by `prepare_paygate`.)
+                | Method::PaygateCardExpert
+                | Method::PaygateCardStandard
+                | Method::PaygateKlarna
+                | Method::PaygatePaypal => {
                     self.unzer.authorized(&pk, m.unzer_type(), "EUR", &total)
                 }
                 Method::Sofort => self.unzer.charged(&pk, m.unzer_type(), "EUR", &total),
@@ -1677,6 +2036,40 @@ impl Harness {
         if let (Start::AuthorizedHoursAgo(hours), Some(p)) = (scenario.start, &payment_id) {
             self.unzer.set_dates(p, self.hours_ago(hours));
         }
+        Running {
+            scenario: scenario.clone(),
+            payment_id,
+            line_keys: Vec::new(),
+        }
+    }
+
+    /// Creates the scenario's payment at Paygate: reserved (card, Klarna) or booked (PayPal),
+    /// with the order number as the shop's TransID.
+    fn prepare_paygate(&self, scenario: &Scenario) -> Running {
+        let m = scenario.method;
+        let reserved_or_booked = if m == Method::PaygatePaypal {
+            PaymentKind::Booked
+        } else {
+            PaymentKind::Reserved
+        };
+        let create = |cents: i64, kind: PaymentKind| {
+            self.paygate.create_payment(
+                PAYGATE_MERCHANT,
+                &format!("T{}", scenario.order),
+                cents,
+                "EUR",
+                kind,
+            )
+        };
+        let payment_id = match scenario.start {
+            Start::Manual | Start::NoPaymentId => None,
+            Start::Pending => Some(create(scenario.total(), PaymentKind::Pending)),
+            Start::Failed => Some(create(scenario.total(), PaymentKind::Failed)),
+            Start::AuthorizedCents(c) => Some(create(c, reserved_or_booked)),
+            Start::Usual | Start::AuthorizedHoursAgo(_) => {
+                Some(create(scenario.total(), reserved_or_booked))
+            }
+        };
         Running {
             scenario: scenario.clone(),
             payment_id,
@@ -1792,6 +2185,15 @@ impl Harness {
                     )));
                 }
             }
+            Step::AuthorizationSucceeds if run.scenario.method.is_paygate() => {
+                let pid = self.pid(run)?.to_string();
+                if !self.paygate.settle(&pid, None, true) {
+                    return Err(DemoError::Scenario(format!(
+                        "payment {pid} has no pending authorization"
+                    )));
+                }
+                self.expect_200(nr, self.send_webhook("", &pid).await?)?;
+            }
             Step::AuthorizationSucceeds => {
                 let pid = self.pid(run)?.to_string();
                 let initial = self
@@ -1875,6 +2277,14 @@ impl Harness {
     /// Unzer POSTs the webhook for `event` on `payment_id` to paybridge's listener; the HTTP
     /// status of the answer.
     pub async fn send_webhook(&self, event: &str, payment_id: &str) -> Result<u16, DemoError> {
+        if self.paygate.payment(payment_id).is_some() {
+            // Paygate's notify names no event: it reports the payment's last step.
+            return self
+                .paygate
+                .notify(payment_id, &self.url("/webhooks/paygate"), None)
+                .await
+                .map_err(DemoError::Http);
+        }
         self.unzer
             .send_webhook(&self.webhook_url(), event, payment_id)
             .await
@@ -1958,8 +2368,11 @@ impl Harness {
         })
     }
 
-    /// The payment as Unzer shows it.
+    /// The payment as its PSP shows it.
     pub fn psp_state(&self, payment_id: &str) -> Result<PspState, DemoError> {
+        if let Some(p) = self.paygate.payment(payment_id) {
+            return Ok(paygate_state(&p));
+        }
         let json = self
             .unzer
             .payment_json(payment_id)
@@ -1985,6 +2398,15 @@ impl Harness {
                 .iter()
                 .any(|t| t.kind == "shipment" && t.status == "success"),
         })
+    }
+
+    fn expect_200(&self, order: i64, status: u16) -> Result<(), DemoError> {
+        if status == 200 {
+            return Ok(());
+        }
+        Err(DemoError::Scenario(format!(
+            "order {order}: the webhook was answered with HTTP {status}"
+        )))
     }
 
     /// The state of a running scenario's order.
@@ -2041,6 +2463,7 @@ pub struct DemoSummary {
     pub ok: usize,
     pub pixi_calls: usize,
     pub unzer_calls: usize,
+    pub paygate_calls: usize,
     pub elapsed: Duration,
 }
 
@@ -2138,16 +2561,18 @@ pub async fn run_demo(out: &mut dyn Write) -> Result<DemoSummary, DemoError> {
         ok: outcomes.iter().filter(|o| o.ok()).count(),
         pixi_calls: h.pixi.request_count(),
         unzer_calls: h.unzer.requests().len(),
+        paygate_calls: h.paygate.calls().len(),
         elapsed: started.elapsed(),
     };
     writeln!(
         out,
-        "\n{} orders: {} OK, {} FAIL — {} pixi SOAP calls, {} Unzer API calls, {:.1} s",
+        "\n{} orders: {} OK, {} FAIL — {} pixi SOAP calls, {} Unzer API calls, {} Paygate calls, {:.1} s",
         summary.orders,
         summary.ok,
         summary.orders - summary.ok,
         summary.pixi_calls,
         summary.unzer_calls,
+        summary.paygate_calls,
         summary.elapsed.as_secs_f64()
     )
     .map_err(io)?;
@@ -2190,7 +2615,13 @@ mod tests {
 
     #[test]
     fn the_demo_configuration_is_valid_and_pixi_event_codes_fit() {
-        let text = config_toml("http://127.0.0.1:1/soap/", "u", "pw", "http://127.0.0.1:2");
+        let text = config_toml(
+            "http://127.0.0.1:1/soap/",
+            "u",
+            "pw",
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:3",
+        );
         let cfg = Config::parse(&text, "demo.toml").expect("valid");
         assert_eq!(cfg.methods.len(), Method::ALL.len());
         for m in &cfg.methods {
