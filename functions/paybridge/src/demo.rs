@@ -1718,6 +1718,9 @@ pub struct Options {
     /// Each method's Unzer private key (registered at the simulator and written into the
     /// configuration) instead of [`Method::private_key`].
     pub private_key: Option<fn(Method) -> String>,
+    /// The Paygate merchant's Blowfish and HMAC passwords (registered at the simulator and
+    /// written into the configuration) instead of [`PAYGATE_BLOWFISH`] and [`PAYGATE_HMAC`].
+    pub paygate_keys: Option<(String, String)>,
     /// TOML appended to the generated configuration, e.g. an `[smtp]` section.
     pub extra_config: Option<String>,
     /// PEM certificates the e-mail notifier trusts besides the public roots (an SMTP test server
@@ -1817,7 +1820,9 @@ impl Harness {
         let paygate = PaygateSim::start_on(loopback)
             .await
             .map_err(DemoError::Simulator)?;
-        paygate.add_merchant(PAYGATE_MERCHANT, PAYGATE_BLOWFISH, PAYGATE_HMAC);
+        let (paygate_blowfish, paygate_hmac) = (options.paygate_keys.clone())
+            .unwrap_or_else(|| (PAYGATE_BLOWFISH.into(), PAYGATE_HMAC.into()));
+        paygate.add_merchant(PAYGATE_MERCHANT, &paygate_blowfish, &paygate_hmac);
         let private_key = options.private_key.unwrap_or(Method::private_key);
         for m in Method::ALL.into_iter().filter(|m| !m.is_paygate()) {
             unzer.add_keypair(&m.public_key(), &private_key(m));
@@ -1834,6 +1839,14 @@ impl Harness {
             &unzer.base_url(),
             &paygate.base_url(),
             private_key,
+        )
+        .replace(
+            &format!("\"plain:{PAYGATE_BLOWFISH}\""),
+            &format!("\"plain:{paygate_blowfish}\""),
+        )
+        .replace(
+            &format!("\"plain:{PAYGATE_HMAC}\""),
+            &format!("\"plain:{paygate_hmac}\""),
         );
         if let Some(extra) = &options.extra_config {
             text.push('\n');
