@@ -170,6 +170,9 @@ impl<'de> Deserialize<'de> for SecretRef {
 pub enum Mode {
     Standard,
     Expert,
+    /// behaviour.md §3.6: the order comes without a payment; paybridge asks the PSP for one
+    /// and e-mails the customer the link; once paid, the money moves as in expert mode.
+    Link,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -189,6 +192,17 @@ pub enum PspKind {
     Paygate,
     /// In-process PSP fed from a JSON file: for local trials and tests.
     Memory,
+}
+
+impl PspKind {
+    /// The name in the configuration and in the webhook route `POST /webhooks/{name}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PspKind::Unzer => "unzer",
+            PspKind::Paygate => "paygate",
+            PspKind::Memory => "memory",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +230,8 @@ pub struct Tenant {
     /// New events for payments with no known order (early or forged webhooks) accepted per
     /// hour; more are answered 429. Events for known payments are never refused.
     pub unverified_events_per_hour: u32,
+    /// The shop's name as customers know it (payment-link e-mails); default: the tenant id.
+    pub shop_name: String,
 }
 
 /// Default of `tenant.unverified_events_per_hour`.
@@ -226,6 +242,10 @@ pub struct Server {
     pub listen: std::net::SocketAddr,
     pub database: PathBuf,
     pub poll_interval_secs: u64,
+    /// Where the PSP and customers reach this deployment (`https://host[:port]`, no path):
+    /// payment links name `{public_url}/webhooks/{psp}` for the PSP's notify and
+    /// `{public_url}/paylink/…` for the customer's return. Required by `mode = "link"`.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -475,6 +495,8 @@ struct RawTenant {
     quiet_hours: Option<Spanned<String>>,
     #[serde(default)]
     unverified_events_per_hour: Option<Spanned<u32>>,
+    #[serde(default)]
+    shop_name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -486,6 +508,8 @@ struct RawServer {
     database: Option<PathBuf>,
     #[serde(default)]
     poll_interval_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    public_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -514,7 +538,7 @@ struct RawMethod {
     psp: PspKind,
     #[serde(default = "yes")]
     active: bool,
-    mode: Mode,
+    mode: Spanned<Mode>,
     invoice_event: Spanned<String>,
     return_event: Spanned<String>,
     #[serde(default)]

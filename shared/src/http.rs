@@ -7,6 +7,7 @@
 //! | `GET /health` | 200 `{"status":"ok","tenant":..}`; 503 when the store cannot be read |
 //! | `POST /webhooks/{psp}` | [`App::accept_webhook`] with the connector of `{psp}` (`unzer`, `paygate`, `memory`): 200 `{"status":"accepted"\|"duplicate"}`, 400 malformed, 401 unknown account or not authentic (Paygate: no decrypt / MAC), 404 no such PSP, 413 too large, 429 budget of events for unknown payments used up (`Retry-After`), 503 store unavailable |
 //! | `GET /problems` | orders with open errors: connection, order id, codes, messages (amounts redacted) |
+//! | `GET`/`POST /paylink/done`, `/paylink/failed` | the customer's return from a payment link's page (§3.6): a static page; the redirect's data is not read |
 //!
 //! A webhook's `Content-Type` is not checked: the PSPs do not promise one (Unzer's docs name
 //! none), so every body is parsed as the PSP's JSON and judged by what it says.
@@ -46,6 +47,19 @@ pub fn router(app: Arc<App>) -> Router {
                     refuse_declared_oversize,
                 )),
         )
+        // Where the customer returns from the PSP's payment page (§3.6). The redirect's data
+        // is not read: anyone can post it (reference paygate.md §1.7); the PSP's webhook and
+        // a fresh read decide.
+        .route(
+            "/paylink/done",
+            get(paylink_done).post(paylink_done).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+        )
+        .route(
+            "/paylink/failed",
+            get(paylink_failed)
+                .post(paylink_failed)
+                .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             error(
@@ -54,6 +68,51 @@ pub fn router(app: Arc<App>) -> Router {
             )
         })
         .with_state(app)
+}
+
+/// A small page for the customer back from the payment page; says nothing about the payment
+/// (the redirect proves nothing) beyond what the customer did.
+fn paylink_page(shop: &str, title: &str, text: &str) -> axum::response::Response {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title></head><body style=\"font-family:sans-serif;max-width:36em;margin:3em auto\">\
+         <h1>{title}</h1><p>{text}</p><p>{shop}</p></body></html>",
+        title = esc(title),
+        text = esc(text),
+        shop = esc(shop),
+    );
+    (
+        StatusCode::OK,
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+async fn paylink_done(State(app): State<Arc<App>>) -> axum::response::Response {
+    paylink_page(
+        &app.config.tenant.shop_name,
+        "Thank you",
+        "Your payment is being processed. You will hear from us when your order ships.",
+    )
+}
+
+async fn paylink_failed(State(app): State<Arc<App>>) -> axum::response::Response {
+    paylink_page(
+        &app.config.tenant.shop_name,
+        "Payment not completed",
+        "The payment was not completed. You can use the link in our e-mail again.",
+    )
 }
 
 /// 413 for a request whose `Content-Length` exceeds `limit` (the route's body limit), at once

@@ -108,6 +108,15 @@ pub enum Purpose {
     HandsOff,
     /// An ERP comment: the order is back in automation (the same document as its `HandsOff`).
     HandsOn,
+    /// §3.6: a payment asked of the PSP for an order that came without one, its link e-mailed
+    /// to the customer (document: the order).
+    PaymentLink,
+    /// §3.6: the same link e-mailed again by an operator (document `{order}#{n}`); the link is
+    /// the first one, so it can never make a second payment.
+    PaymentLinkResend,
+    /// §3.6: an ERP comment: the customer did not complete a link payment (document: that
+    /// payment's id); the link stays usable.
+    PaymentLinkFailed,
 }
 
 /// One PSP money movement (or shipment report).
@@ -128,6 +137,11 @@ pub enum PspCall {
     Shipment {
         invoice_id: String,
     },
+    /// §3.6: ask for a payment of `amount` from the customer (a payment page link); moves no
+    /// money itself: the customer pays on the PSP's page.
+    RequestPayment {
+        amount: Money,
+    },
 }
 
 impl PspCall {
@@ -135,7 +149,8 @@ impl PspCall {
         match self {
             PspCall::Capture { amount }
             | PspCall::Reverse { amount }
-            | PspCall::Refund { amount, .. } => Some(*amount),
+            | PspCall::Refund { amount, .. }
+            | PspCall::RequestPayment { amount } => Some(*amount),
             PspCall::Shipment { .. } => None,
         }
     }
@@ -598,7 +613,7 @@ pub fn check_call(
                 });
             }
         }
-        PspCall::Shipment { .. } => {}
+        PspCall::Shipment { .. } | PspCall::RequestPayment { .. } => {}
     }
     Ok(())
 }

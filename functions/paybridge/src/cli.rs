@@ -90,6 +90,9 @@ pub enum OrderCommand {
     HandsOn(OrderTarget),
     /// Mark the order's problems solved: clears the error mark, does nothing else.
     Solved(OrderTarget),
+    /// E-mail the order's payment link to the customer again (behaviour.md §3.6): the same
+    /// link, so it can never make a second payment; refused when the order is paid.
+    ResendLink(OrderTarget),
 }
 
 /// The order an operator command acts on.

@@ -56,6 +56,7 @@ pub fn call_label(c: &PspCall) -> String {
         PspCall::Reverse { amount } => format!("reverse {amount}"),
         PspCall::Refund { amount, reason } => format!("refund {amount} ({reason:?})"),
         PspCall::Shipment { invoice_id } => format!("shipment of invoice {invoice_id}"),
+        PspCall::RequestPayment { amount } => format!("payment request {amount}"),
     }
 }
 
@@ -176,6 +177,20 @@ impl Psp for LoggedPsp {
         self.inner
             .find_transaction(account, payment, call, reference)
             .await
+    }
+
+    fn payment_link(
+        &self,
+        account: &MethodConfig,
+        request: &paybridge_core::psp::LinkRequest,
+    ) -> Result<String, PspError> {
+        // Forwarded: the default says "unsupported". The link itself is the customer's: not logged.
+        let link = self.inner.payment_link(account, request);
+        match &link {
+            Ok(_) => tracing::info!(reference = %request.reference, "PSP: payment link built"),
+            Err(e) => tracing::warn!(reference = %request.reference, error = %e, "PSP: no payment link"),
+        }
+        link
     }
 }
 

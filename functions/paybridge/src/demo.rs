@@ -39,6 +39,10 @@ use paybridge_core::engine::{Flag, Severity};
 use paybridge_core::ledger::{OrderKey, PspCall};
 use paybridge_core::money::Money;
 use paybridge_core::notify::email::EmailNotifier;
+use paybridge_core::notify::recording::RecordingNotifier;
+use paybridge_core::notify::{
+    Notifier, NotifyError, PaymentLinkMail, Problem as NotifyProblem,
+};
 use paybridge_core::psp::paygate::{PaygatePsp, PaygateTimeouts};
 use paybridge_core::psp::unzer::{UnzerPsp, UnzerTimeouts};
 use paybridge_core::psp::{PspOutcome, PspRouter};
@@ -129,6 +133,10 @@ pub enum Method {
     PaygateKlarna,
     /// Computop Paygate PayPal (booked at once in the shop: only refunds remain).
     PaygatePaypal,
+    /// Computop Paygate payment link (behaviour.md §3.6: the order comes without a payment;
+    /// paybridge e-mails the customer a link to Paygate's payment page; card, captured per
+    /// invoice). Configured only with [`Options::payment_links`] (it needs `[smtp]`).
+    PaygateLink,
 }
 
 /// The demo's Paygate merchant (one MerchantID for every Paygate method, as a real account has).
@@ -162,6 +170,7 @@ impl Method {
                 | Method::PaygateCardStandard
                 | Method::PaygateKlarna
                 | Method::PaygatePaypal
+                | Method::PaygateLink
         )
     }
 
@@ -188,6 +197,7 @@ impl Method {
             Method::PaygateCardStandard => "pg-card-std",
             Method::PaygateKlarna => "pg-klarna",
             Method::PaygatePaypal => "pg-paypal",
+            Method::PaygateLink => "pg-link",
         }
     }
 
@@ -207,6 +217,7 @@ impl Method {
             Method::PaygateCardStandard => "H",
             Method::PaygateKlarna => "J",
             Method::PaygatePaypal => "P",
+            Method::PaygateLink => "Y",
         }
     }
 
@@ -225,6 +236,7 @@ impl Method {
             Method::PaygateCardStandard => "paygate card std",
             Method::PaygateKlarna => "paygate klarna",
             Method::PaygatePaypal => "paygate paypal",
+            Method::PaygateLink => "paygate link",
         }
     }
 
@@ -234,6 +246,7 @@ impl Method {
             Method::CardStandard | Method::PaylaterInvoice | Method::PaygateCardStandard => {
                 "standard"
             }
+            Method::PaygateLink => "link",
             _ => "expert",
         }
     }
@@ -242,7 +255,7 @@ impl Method {
     pub fn invoice_event(self) -> &'static str {
         match self {
             Method::CardStandard | Method::CardExpert => "ZE",
-            Method::PaygateCardExpert | Method::PaygateCardStandard => "ZE",
+            Method::PaygateCardExpert | Method::PaygateCardStandard | Method::PaygateLink => "ZE",
             Method::PaygateKlarna => "KLA",
             Method::PaygatePaypal => "PPL",
             Method::Prepayment => "VK",
@@ -258,7 +271,7 @@ impl Method {
     pub fn return_event(self) -> &'static str {
         match self {
             Method::CardStandard | Method::CardExpert => "RE",
-            Method::PaygateCardExpert | Method::PaygateCardStandard => "RE",
+            Method::PaygateCardExpert | Method::PaygateCardStandard | Method::PaygateLink => "RE",
             Method::PaygateKlarna => "KLR",
             Method::PaygatePaypal => "PPR",
             Method::Prepayment => "VKR",
@@ -274,7 +287,7 @@ impl Method {
     pub fn tolerance(self) -> u32 {
         match self {
             Method::CardStandard | Method::CardExpert => 2,
-            Method::PaygateCardExpert | Method::PaygateCardStandard => 2,
+            Method::PaygateCardExpert | Method::PaygateCardStandard | Method::PaygateLink => 2,
             _ => 0,
         }
     }
@@ -303,7 +316,8 @@ impl Method {
             Method::PaygateCardExpert
             | Method::PaygateCardStandard
             | Method::PaygateKlarna
-            | Method::PaygatePaypal => "",
+            | Method::PaygatePaypal
+            | Method::PaygateLink => "",
         }
     }
 }
@@ -359,33 +373,7 @@ password = "plain:{pixi_password}"
     );
     for m in Method::ALL {
         if m.is_paygate() {
-            out.push_str(&format!(
-                r#"
-# {label}
-[[method]]
-erp = "{CONNECTION}"
-mandant = "{MANDANT}"
-erp_method = "{code}"
-psp = "paygate"
-mode = "{mode}"
-invoice_event = "{inv}"
-return_event = "{ret}"
-rounding_tolerance = {tol}
-merchant_id = "{PAYGATE_MERCHANT}"
-encryption_key = "plain:{PAYGATE_BLOWFISH}"
-hmac_key = "plain:{PAYGATE_HMAC}"
-psp_method = "{pm}"
-authorization_validity_days = 28
-api_host = "{paygate_base}"
-"#,
-                label = m.label(),
-                code = m.code(),
-                mode = m.mode(),
-                inv = m.invoice_event(),
-                ret = m.return_event(),
-                tol = m.tolerance(),
-                pm = m.paygate_method(),
-            ));
+            out.push_str(&paygate_method_block(m, paygate_base));
             continue;
         }
         out.push_str(&format!(
@@ -417,6 +405,25 @@ api_host = "{unzer_base}"
     out
 }
 
+/// The app's notifier, with a copy of every payment-link mail it sent (the customer's inbox
+/// for the harness's [`Step::PayLink`]).
+struct TeeNotifier {
+    inner: Arc<dyn Notifier>,
+    links: Arc<RecordingNotifier>,
+}
+
+#[async_trait::async_trait]
+impl Notifier for TeeNotifier {
+    async fn notify(&self, problem: &NotifyProblem) -> Result<(), NotifyError> {
+        self.inner.notify(problem).await
+    }
+
+    async fn payment_link(&self, mail: &PaymentLinkMail) -> Result<(), NotifyError> {
+        self.inner.payment_link(mail).await?;
+        self.links.payment_link(mail).await
+    }
+}
+
 /// A Paygate payment as [`PspState`], from the simulator's totals (`AmountAuth`, `AmountCap`,
 /// `AmountCred`) and its reversed flag: charged net of credits, the authorization reversed in
 /// full, remaining what is still capturable of a reserved payment (a rest paybridge leaves to
@@ -436,6 +443,37 @@ pub fn paygate_state(p: &SimPaymentView) -> PspState {
         remaining: cents(remaining),
         shipped: false,
     }
+}
+
+/// The `[[method]]` of a Paygate method of the demo, for the Paygate simulator at `paygate_base`.
+pub fn paygate_method_block(m: Method, paygate_base: &str) -> String {
+    format!(
+                r#"
+# {label}
+[[method]]
+erp = "{CONNECTION}"
+mandant = "{MANDANT}"
+erp_method = "{code}"
+psp = "paygate"
+mode = "{mode}"
+invoice_event = "{inv}"
+return_event = "{ret}"
+rounding_tolerance = {tol}
+merchant_id = "{PAYGATE_MERCHANT}"
+encryption_key = "plain:{PAYGATE_BLOWFISH}"
+hmac_key = "plain:{PAYGATE_HMAC}"
+psp_method = "{pm}"
+authorization_validity_days = 28
+api_host = "{paygate_base}"
+"#,
+                label = m.label(),
+                code = m.code(),
+                mode = m.mode(),
+                inv = m.invoice_event(),
+                ret = m.return_event(),
+                tol = m.tolerance(),
+                pm = m.paygate_method(),
+            )
 }
 
 // ------------------------------------------------------------------------------- money text
@@ -747,6 +785,12 @@ pub enum Step {
     HandsOff,
     /// An operator puts it back (`App::set_hands_off(key, false, now)`).
     HandsOn,
+    /// The customer opens the newest payment-link mail of the order and pays on Paygate's page
+    /// (over HTTP); Paygate posts its notify to paybridge. The payment becomes the run's.
+    PayLink,
+    /// The customer opens the newest link and cancels on Paygate's page (a failed payment; the
+    /// notify says so).
+    CancelLink,
     /// The one simulated clock is moved to this many hours ahead of the real clock, unless it
     /// is that far already ([`Harness::clock_ahead`]): for **every** order of the run, so
     /// scenarios asking for the same hours share one jump. Every expected end state of the
@@ -1727,6 +1771,10 @@ pub struct Options {
     /// with a self-signed certificate): the notifier is built from the configuration's `[smtp]`
     /// again with them (`EmailNotifier::with_tls_roots`).
     pub smtp_tls_roots: Option<Vec<u8>>,
+    /// Adds the payment-link method ([`Method::PaygateLink`], behaviour.md §3.6); the
+    /// configuration then needs an `[smtp]` section (in `extra_config`). The customer's mails
+    /// are sent through it and also kept by the harness ([`Harness::links`]).
+    pub payment_links: bool,
 }
 
 /// What one [`Harness::settle`] did.
@@ -1789,6 +1837,8 @@ impl Outcome {
 /// Simulators + the app as `serve` builds it + the HTTP router on a loopback socket + a
 /// simulated clock. See the module documentation.
 pub struct Harness {
+    /// The payment-link mails paybridge sent (a copy; they also went out through `[smtp]`).
+    pub links: Arc<RecordingNotifier>,
     pub pixi: PixiSim,
     pub unzer: UnzerSim,
     pub paygate: PaygateSim,
@@ -1848,6 +1898,29 @@ impl Harness {
             &format!("\"plain:{PAYGATE_HMAC}\""),
             &format!("\"plain:{paygate_hmac}\""),
         );
+        // paybridge's listener first: its URL is the `public_url` payment links name.
+        let listener = tokio::net::TcpListener::bind(loopback)
+            .await
+            .map_err(DemoError::Io)?;
+        let public_url = format!("http://{}", listener.local_addr().map_err(DemoError::Io)?);
+        text = text.replacen(
+            "poll_interval_secs = 1\n",
+            &format!("poll_interval_secs = 1\npublic_url = \"{public_url}\"\n"),
+            1,
+        );
+        if options.payment_links {
+            text.push_str(
+                &paygate_method_block(Method::PaygateLink, &paygate.base_url())
+                    .replace(
+                        &format!("\"plain:{PAYGATE_BLOWFISH}\""),
+                        &format!("\"plain:{paygate_blowfish}\""),
+                    )
+                    .replace(
+                        &format!("\"plain:{PAYGATE_HMAC}\""),
+                        &format!("\"plain:{paygate_hmac}\""),
+                    ),
+            );
+        }
         if let Some(extra) = &options.extra_config {
             text.push('\n');
             text.push_str(extra);
@@ -1899,10 +1972,12 @@ impl Harness {
         if let Some(wrap) = options.wrap_store {
             app.store = wrap(Arc::clone(&app.store));
         }
+        let links = Arc::new(RecordingNotifier::default());
+        app.notifier = Arc::new(TeeNotifier {
+            inner: Arc::clone(&app.notifier),
+            links: Arc::clone(&links),
+        });
         let app = Arc::new(app);
-        let listener = tokio::net::TcpListener::bind(loopback)
-            .await
-            .map_err(DemoError::Io)?;
         let http = serve::spawn_http(Arc::clone(&app), listener).map_err(DemoError::Io)?;
         Ok(Harness {
             pixi,
@@ -1910,6 +1985,7 @@ impl Harness {
             paygate,
             app,
             http: Some(http),
+            links,
             config_path,
             offset_ms: AtomicI64::new(0),
             _dir: dir,
@@ -2030,7 +2106,8 @@ impl Harness {
                 | Method::PaygateCardExpert
                 | Method::PaygateCardStandard
                 | Method::PaygateKlarna
-                | Method::PaygatePaypal => {
+                | Method::PaygatePaypal
+                | Method::PaygateLink => {
                     self.unzer.authorized(&pk, m.unzer_type(), "EUR", &total)
                 }
                 Method::Sofort => self.unzer.charged(&pk, m.unzer_type(), "EUR", &total),
@@ -2060,6 +2137,14 @@ impl Harness {
     /// with the order number as the shop's TransID.
     fn prepare_paygate(&self, scenario: &Scenario) -> Running {
         let m = scenario.method;
+        if m == Method::PaygateLink {
+            // The order comes without a payment: paybridge asks for one (§3.6).
+            return Running {
+                scenario: scenario.clone(),
+                payment_id: None,
+                line_keys: Vec::new(),
+            };
+        }
         let reserved_or_booked = if m == Method::PaygatePaypal {
             PaymentKind::Booked
         } else {
@@ -2141,7 +2226,8 @@ impl Harness {
         match step {
             Step::Import => {
                 let s = &run.scenario;
-                let mut o = NewOrder::new(nr, s.method.code());
+                let mut o = NewOrder::new(nr, s.method.code())
+                    .customer_email(&format!("customer-{nr}@example.com"));
                 for c in &s.lines {
                     o = o.line(1, &money_text(amount(*c)));
                 }
@@ -2245,6 +2331,18 @@ impl Harness {
                     return Err(DemoError::Scenario(format!(
                         "order {nr}: {step:?} changed nothing (unknown to paybridge, or already so)"
                     )));
+                }
+            }
+            Step::PayLink | Step::CancelLink => {
+                let url = self.link_of(nr)?;
+                let pid = if *step == Step::PayLink {
+                    self.paygate.pay_link(&url).await
+                } else {
+                    self.paygate.cancel_link(&url).await
+                }
+                .map_err(DemoError::Http)?;
+                if *step == Step::PayLink {
+                    run.payment_id = Some(pid);
                 }
             }
             Step::ClockAhead(hours) => {
@@ -2411,6 +2509,17 @@ impl Harness {
                 .iter()
                 .any(|t| t.kind == "shipment" && t.status == "success"),
         })
+    }
+
+    /// The link of the newest payment-link mail for `order`.
+    pub fn link_of(&self, order: i64) -> Result<String, DemoError> {
+        self.links
+            .payment_links()
+            .into_iter()
+            .rev()
+            .find(|m| m.order_id == order.to_string())
+            .map(|m| m.url)
+            .ok_or_else(|| DemoError::Scenario(format!("order {order}: no payment link was e-mailed")))
     }
 
     fn expect_200(&self, order: i64, status: u16) -> Result<(), DemoError> {

@@ -8,12 +8,13 @@
 //! | `order hands-off ORDER` | out of automation: unstarted operations cancelled, the switch commented, nothing planned |
 //! | `order hands-on ORDER` | back into automation: commented, then planned as the order needs |
 //! | `order solved ORDER` | the problem marked solved: the error mark cleared, nothing else |
+//! | `order resend-link ORDER` | the payment link e-mailed again (the same link: never a second payment); refused when paid |
 
 use crate::cli::{OrderCommand, OrderTarget};
 use crate::serve;
 use crate::startup::{self, StartError};
 use chrono::Utc;
-use paybridge_core::app::AppError;
+use paybridge_core::app::{AppError, Resend};
 use paybridge_core::config::Config;
 use paybridge_core::ledger::OrderKey;
 
@@ -31,6 +32,9 @@ pub enum OrderError {
         "order {order} of connection {erp:?} is not known to paybridge (it is known once a poll has seen it)"
     )]
     UnknownOrder { order: String, erp: String },
+    /// Nothing to re-send, with the reason.
+    #[error("order {order}: {why}")]
+    NoResend { order: String, why: String },
 }
 
 impl OrderError {
@@ -39,7 +43,7 @@ impl OrderError {
         match self {
             OrderError::Start(e) => e.exit_code(),
             OrderError::Connection(_) => 2,
-            OrderError::App(_) | OrderError::UnknownOrder { .. } => 1,
+            OrderError::App(_) | OrderError::UnknownOrder { .. } | OrderError::NoResend { .. } => 1,
         }
     }
 }
@@ -50,6 +54,7 @@ pub async fn run(command: OrderCommand) -> Result<String, OrderError> {
         OrderCommand::HandsOff(t) => (Action::HandsOff, t),
         OrderCommand::HandsOn(t) => (Action::HandsOn, t),
         OrderCommand::Solved(t) => (Action::Solved, t),
+        OrderCommand::ResendLink(t) => (Action::ResendLink, t),
     };
     let prepared = startup::prepare(&target.backend.config)?;
     let key = order_key(&prepared.config, &target)?;
@@ -59,6 +64,7 @@ pub async fn run(command: OrderCommand) -> Result<String, OrderError> {
         Action::HandsOff => app.set_hands_off(&key, true, now).await?,
         Action::HandsOn => app.set_hands_off(&key, false, now).await?,
         Action::Solved => app.mark_solved(&key, now).await?,
+        Action::ResendLink => return resend(&app, key, now).await,
     };
     if !changed && !known(&app, &key).await? {
         return Err(OrderError::UnknownOrder {
@@ -72,8 +78,27 @@ pub async fn run(command: OrderCommand) -> Result<String, OrderError> {
         (Action::HandsOn, true) => "put back into automation",
         (Action::HandsOn, false) => "was not out of automation: nothing changed",
         (Action::Solved, _) => "problems marked solved",
+        (Action::ResendLink, _) => "payment link e-mailed again",
     };
     Ok(format!("order {} ({}): {what}", key.order_id, key.conn))
+}
+
+/// `order resend-link`: the same link e-mailed again, or why not.
+async fn resend(
+    app: &paybridge_core::app::App,
+    key: OrderKey,
+    now: chrono::DateTime<Utc>,
+) -> Result<String, OrderError> {
+    match app.resend_payment_link(&key, now).await? {
+        Resend::Queued(_) => Ok(format!(
+            "order {} ({}): the payment link is e-mailed again (the same link: it can never be paid twice)",
+            key.order_id, key.conn
+        )),
+        Resend::Refused(why) => Err(OrderError::NoResend {
+            order: key.order_id,
+            why,
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +106,7 @@ enum Action {
     HandsOff,
     HandsOn,
     Solved,
+    ResendLink,
 }
 
 async fn known(app: &paybridge_core::app::App, key: &OrderKey) -> Result<bool, AppError> {

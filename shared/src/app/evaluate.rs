@@ -112,7 +112,16 @@ impl App {
         let Some(cfg) = self.method_for(key, &facts) else {
             return Ok(Some(0)); // not a payment method paybridge handles
         };
-        let pid = facts.psp_payment_id.clone().filter(|p| !p.is_empty());
+        // The ERP's payment, else the one made on paybridge's payment link (§3.6), which the
+        // engine then sees as the order's.
+        let pid = rec.payment_id().map(str::to_string);
+        let facts = match (&facts.psp_payment_id, &pid) {
+            (None, Some(p)) => ErpOrder {
+                psp_payment_id: Some(p.clone()),
+                ..facts
+            },
+            _ => facts,
+        };
         let ridden = rider.as_deref();
         let Known {
             view: psp_view,
@@ -193,10 +202,7 @@ impl App {
             });
         };
         // A stored record whose facts name this payment was linked to it before it was saved.
-        let linked = before
-            .and_then(|b| b.facts.as_ref())
-            .and_then(|f| f.psp_payment_id.as_deref())
-            == Some(pid);
+        let linked = before.and_then(OrderRecord::payment_id) == Some(pid);
         if !linked {
             repo.link_payment(&key.tenant, pid, key, now).await?;
         }

@@ -51,8 +51,8 @@ impl App {
         }
         let event = hook.verify(&self.config, body)?;
         let repo = self.repo();
-        let known = repo
-            .order_for_payment(self.tenant(), &event.payment_id, now)
+        let known = self
+            .order_of_event(&event.payment_id, event.reference.as_deref(), now)
             .await
             .map_err(|_| WebhookError::Unavailable)?
             .is_some();
@@ -70,6 +70,7 @@ impl App {
             unverified: !known,
             next_sweep_at: Some(sweep_at),
             sweeps: 0,
+            reference: event.reference,
             version: 0,
         };
         if !known {

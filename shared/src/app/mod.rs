@@ -13,6 +13,7 @@ mod evaluate;
 mod inbound;
 mod operation;
 mod operator;
+mod payment_link;
 mod poll;
 mod psp_step;
 mod psp_view;
@@ -45,6 +46,7 @@ pub enum AppError {
 
 pub use crate::psp::webhook::{MAX_WEBHOOK_BYTES, WebhookError};
 pub use inbound::over_budget_count;
+pub use payment_link::{Resend, link_reference};
 
 /// Tunables of the orchestration.
 #[derive(Debug, Clone)]

@@ -147,8 +147,8 @@ impl App {
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e.into()),
             }
-            if repo
-                .order_for_payment(tenant, &ev.payment_id, now)
+            if self
+                .order_of_event(&ev.payment_id, ev.reference.as_deref(), now)
                 .await?
                 .is_some()
             {

@@ -28,7 +28,10 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<Next, AppError> {
         let call = op.plan.psp.clone().expect("next_step says psp");
-        let pid = rec.facts.as_ref().and_then(|f| f.psp_payment_id.as_deref());
+        if let PspCall::RequestPayment { amount } = call {
+            return self.link_step(key, op, rec, cfg, amount, now).await;
+        }
+        let pid = rec.payment_id();
         let Some(pid) = pid.filter(|p| !p.is_empty()) else {
             return Ok(Some(StepResult::Failed(
                 "the order has no PSP payment id".into(),

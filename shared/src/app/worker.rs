@@ -96,13 +96,19 @@ impl App {
             .order_for_payment(&ev.tenant, &ev.payment_id, now)
             .await?
         {
-            // Early event: the order is not imported yet. It stays stored and is applied when
-            // the order appears (evaluate marks it).
-            None => Ok(JobOutcome::Done),
             Some(key) => {
                 self.evaluate(&key, None, now).await?;
                 Ok(JobOutcome::Done)
             }
+            // A payment made on paybridge's payment link: its reference names the order.
+            None if let Some(key) = self.link_order(ev.reference.as_deref(), now).await? => {
+                self.adopt_link_payment(&key, &ev.payment_id, now).await?;
+                self.evaluate(&key, None, now).await?;
+                Ok(JobOutcome::Done)
+            }
+            // Early event: the order is not imported yet. It stays stored and is applied when
+            // the order appears (evaluate marks it).
+            None => Ok(JobOutcome::Done),
         }
     }
 

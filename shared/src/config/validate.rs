@@ -52,7 +52,11 @@ impl RawConfig {
         let tenant = tenant(self.tenant.into_inner(), loc)?;
         let server = server(self.server.map(Spanned::into_inner), loc)?;
         let (erp, kinds) = erp_connections(self.erp, loc)?;
-        let methods = methods(self.method, &kinds, loc)?;
+        let links = LinkNeeds {
+            public_url: server.public_url.is_some(),
+            smtp: self.smtp.is_some(),
+        };
+        let methods = methods(self.method, &kinds, links, loc)?;
         let smtp = match self.smtp {
             None => None,
             Some(s) => Some(smtp(s.into_inner(), loc)?),
@@ -96,11 +100,23 @@ fn tenant(t: RawTenant, loc: &Locator<'_>) -> Result<Tenant, ConfigError> {
             return loc.err(n.span(), "tenant.unverified_events_per_hour", m);
         }
     };
+    let shop_name = match &t.shop_name {
+        None => t.id.get_ref().clone(),
+        Some(n) => {
+            let v = n.get_ref().trim();
+            if v.is_empty() || v.chars().count() > 100 || v.chars().any(char::is_control) {
+                let m = "1 to 100 characters, no control characters";
+                return loc.err(n.span(), "tenant.shop_name", m);
+            }
+            v.to_string()
+        }
+    };
     Ok(Tenant {
         id: t.id.into_inner(),
         timezone,
         quiet_hours,
         unverified_events_per_hour,
+        shop_name,
     })
 }
 
@@ -111,6 +127,7 @@ fn server(s: Option<RawServer>, loc: &Locator<'_>) -> Result<Server, ConfigError
             listen: default_listen(),
             database: PathBuf::from(DEFAULT_DATABASE),
             poll_interval_secs: DEFAULT_POLL_SECS,
+            public_url: None,
         });
     };
     let listen = match &s.listen {
@@ -131,12 +148,20 @@ fn server(s: Option<RawServer>, loc: &Locator<'_>) -> Result<Server, ConfigError
         }
         Some(p) => *p.get_ref(),
     };
+    let public_url = match &s.public_url {
+        None => None,
+        Some(u) => match crate::psp::checked_base(u.get_ref().trim(), "/webhooks/… and /paylink/…") {
+            Ok(url) => Some(url.origin().ascii_serialization()),
+            Err(m) => return loc.err(u.span(), "server.public_url", m.replace("api_host", "public_url")),
+        },
+    };
     Ok(Server {
         listen,
         database: s
             .database
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
         poll_interval_secs,
+        public_url,
     })
 }
 
@@ -208,9 +233,18 @@ fn erp_kind_fields(
     Ok(())
 }
 
+/// What `mode = "link"` needs besides the method: a public URL for the PSP's notify and the
+/// customer's return, and SMTP for the e-mail.
+#[derive(Clone, Copy)]
+struct LinkNeeds {
+    public_url: bool,
+    smtp: bool,
+}
+
 fn methods(
     raw: Vec<Spanned<RawMethod>>,
     erp_kinds: &HashMap<String, ErpKind>,
+    links: LinkNeeds,
     loc: &Locator<'_>,
 ) -> Result<Vec<MethodConfig>, ConfigError> {
     let mut keys = HashSet::new();
@@ -218,6 +252,7 @@ fn methods(
     for (i, m) in raw.into_iter().enumerate() {
         let m = m.into_inner();
         method_rules(&m, i, erp_kinds, loc)?;
+        link_rules(&m, i, links, loc)?;
         let account = account(&m, i, loc)?;
         let key = (
             m.erp.get_ref().clone(),
@@ -234,7 +269,7 @@ fn methods(
             erp_method: m.erp_method.into_inner(),
             psp: m.psp,
             active: m.active,
-            mode: m.mode,
+            mode: m.mode.into_inner(),
             invoice_event: m.invoice_event.into_inner(),
             return_event: m.return_event.into_inner(),
             rounding_tolerance: m.rounding_tolerance,
@@ -311,6 +346,30 @@ fn method_rules(
         return loc.err(key.span(), &format!("method[{i}].public_key"), msg);
     }
     Ok(())
+}
+
+/// `mode = "link"`: a PSP that makes payment links (Paygate's hosted payment page), a public
+/// URL and SMTP.
+fn link_rules(
+    m: &RawMethod,
+    i: usize,
+    links: LinkNeeds,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    if *m.mode.get_ref() != Mode::Link {
+        return Ok(());
+    }
+    let field = format!("method[{i}].mode");
+    let why = if m.psp != PspKind::Paygate {
+        "mode = \"link\" needs a PSP that makes payment links: psp = \"paygate\""
+    } else if !links.public_url {
+        "mode = \"link\" needs [server] public_url (where Paygate sends its notify and the customer returns)"
+    } else if !links.smtp {
+        "mode = \"link\" needs an [smtp] section (the link is e-mailed to the customer)"
+    } else {
+        return Ok(());
+    };
+    loc.err(m.mode.span(), &field, why)
 }
 
 /// The payment methods a Paygate config may name (`psp_method`).

@@ -58,7 +58,8 @@ impl Cx<'_, '_> {
                     b.refundable = b.refundable.saturating_sub(*amount)?;
                     b.in_progress = true;
                 }
-                Some(PspCall::Shipment { .. }) | None => {}
+                // A payment request moves no money (the customer pays on the PSP's page).
+                Some(PspCall::Shipment { .. }) | Some(PspCall::RequestPayment { .. }) | None => {}
             }
         }
         Ok(b)

@@ -40,7 +40,11 @@ impl Cx<'_, '_> {
 
     /// Every operation that needed a human stays an error until solved.
     pub(super) fn failed_ops(&mut self) {
-        if self.order().is_manual() || self.input.config.is_none() {
+        let link = self
+            .input
+            .config
+            .is_some_and(|c| c.mode == crate::config::Mode::Link);
+        if (self.order().is_manual() && !link) || self.input.config.is_none() {
             return;
         }
         // A release with shipping lock stays an error until an operator marks it solved.

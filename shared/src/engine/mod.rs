@@ -26,6 +26,7 @@
 //! | [`budget`] | money still free to move after everything in progress |
 //! | [`authorization`] | authorizations expire: hint before, error after, no capture then |
 //! | [`hands_off`] | an order an operator took out of automation: nothing planned |
+//! | [`payment_link`] | §3.6 an order without a payment: a payment link asked for and waited on |
 
 pub mod authorization;
 mod booking;
@@ -35,6 +36,7 @@ mod capture;
 mod comments;
 mod credit_note;
 mod hands_off;
+mod payment_link;
 mod prepayment;
 pub mod problems;
 mod release;
@@ -208,13 +210,20 @@ impl<'a> Cx<'_, 'a> {
     /// config, no payment id, PSP not readable, payment or currency not the order's).
     fn facts(&mut self) -> Option<Facts<'a>> {
         let o = self.order();
-        // §3.1.5: manual / exchange orders are not ours: no lock, no error.
-        if o.is_manual() {
+        let link = self
+            .input
+            .config
+            .is_some_and(|c| c.mode == Mode::Link);
+        // §3.1.5: manual / exchange orders are not ours: no lock, no error — unless their
+        // method asks for payments by link (§3.6): those orders come without a payment.
+        if o.is_manual() && !link {
             return None;
         }
         let cfg = self.input.config?;
         let Some(pid) = o.psp_payment_id.as_deref().filter(|s| !s.is_empty()) else {
-            if o.status == OrderStatus::Hold {
+            if link {
+                self.payment_link(cfg);
+            } else if o.status == OrderStatus::Hold {
                 self.release_locked("the order has no PSP payment id");
             }
             return None;
@@ -242,11 +251,14 @@ impl<'a> Cx<'_, 'a> {
             }
             return None;
         }
+        if link && self.link_payment_failed(cfg, p) {
+            return None;
+        }
         let family = p.family();
-        let mode = if family == MethodFamily::AuthorizeCapture {
-            cfg.mode
-        } else {
-            Mode::Expert
+        // A link payment moves money as in expert mode (captured per invoice).
+        let mode = match (family, cfg.mode) {
+            (MethodFamily::AuthorizeCapture, Mode::Standard) => Mode::Standard,
+            _ => Mode::Expert,
         };
         Some(Facts {
             p,

@@ -55,6 +55,9 @@ pub enum Code {
     PendingTooLong,
     CapturedElsewhere,
     HandsOff,
+    PaymentLinkOpen,
+    PaymentLinkUnpaid,
+    PaymentLinkFailed,
 }
 
 const LOOK: &str =
@@ -171,6 +174,24 @@ const CODES: &[(Code, &str, Severity, &str)] = &[
         "hands_off",
         Severity::Hint,
         "The order is out of automation: handle it by hand, then put it back with `paybridge order hands-on`.",
+    ),
+    (
+        Code::PaymentLinkOpen,
+        "payment_link_open",
+        Severity::Hint,
+        "Nothing to do yet: the customer has the payment link.",
+    ),
+    (
+        Code::PaymentLinkUnpaid,
+        "payment_link_unpaid",
+        Severity::Error,
+        "Ask the customer; e-mail the same link again with `paybridge order resend-link` (it can never be paid twice), or cancel the order.",
+    ),
+    (
+        Code::PaymentLinkFailed,
+        "payment_link_failed",
+        Severity::Hint,
+        "The customer did not complete a payment; the link stays usable. Nothing to do unless the customer asks.",
     ),
 ];
 
@@ -291,6 +312,19 @@ pub enum Problem {
     HandsOff {
         since: DateTime<Utc>,
     },
+    /// §3.6: a payment link was e-mailed and is not paid yet.
+    PaymentLinkOpen {
+        since: DateTime<Utc>,
+    },
+    /// §3.6: the link was not paid within the method's `pending_error_after_hours`.
+    PaymentLinkUnpaid {
+        since: DateTime<Utc>,
+        hours: u32,
+    },
+    /// §3.6: a payment started on the link failed or was cancelled by the customer.
+    PaymentLinkFailed {
+        payment: String,
+    },
     /// An operation failed for good; `op` names it (`doc@purpose` of its id).
     OpFailed {
         op: String,
@@ -328,6 +362,9 @@ impl Problem {
             Problem::PendingTooLong { .. } => Code::PendingTooLong,
             Problem::CapturedElsewhere { .. } => Code::CapturedElsewhere,
             Problem::HandsOff { .. } => Code::HandsOff,
+            Problem::PaymentLinkOpen { .. } => Code::PaymentLinkOpen,
+            Problem::PaymentLinkUnpaid { .. } => Code::PaymentLinkUnpaid,
+            Problem::PaymentLinkFailed { .. } => Code::PaymentLinkFailed,
         }
     }
 
@@ -346,6 +383,7 @@ impl Problem {
             | Problem::CreditSettled { credit }
             | Problem::ForeignCapture { credit, .. } => Some(credit),
             Problem::OpFailed { op, .. } => Some(op),
+            Problem::PaymentLinkFailed { payment } => Some(payment),
             _ => None,
         }
     }
@@ -433,6 +471,17 @@ impl Problem {
             Problem::HandsOff { since } => format!(
                 "taken out of automation by an operator on {}: paybridge plans nothing for this order",
                 minute(since)
+            ),
+            Problem::PaymentLinkOpen { since } => format!(
+                "a payment link was e-mailed to the customer on {}; not paid yet",
+                minute(since)
+            ),
+            Problem::PaymentLinkUnpaid { since, hours } => format!(
+                "the payment link e-mailed on {} is not paid after {hours} h",
+                minute(since)
+            ),
+            Problem::PaymentLinkFailed { payment } => format!(
+                "payment {payment} started on the link failed or was cancelled by the customer; the link stays usable"
             ),
             Problem::OpFailed {
                 purpose, doc, why, ..

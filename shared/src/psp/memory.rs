@@ -109,6 +109,12 @@ impl MemoryPsp {
             PspCall::Reverse { amount } => (TxKind::CancelAuthorize, *amount, "s-cnl"),
             PspCall::Refund { amount, .. } => (TxKind::CancelCharge, *amount, "s-cnl"),
             PspCall::Shipment { .. } => (TxKind::Shipment, Money::zero(p.currency), "s-shp"),
+            PspCall::RequestPayment { .. } => {
+                return Err((
+                    "PAYBRIDGE.UNSUPPORTED".into(),
+                    "the memory PSP makes no payment links".into(),
+                ));
+            }
         };
         // The PSP's own limits (Unzer refuses captures above the remaining amount, refunds
         // above the charged amount).
@@ -233,6 +239,7 @@ impl IncomingWebhook for MemoryWebhook {
         // One stored event per (account, payment), as for Unzer (`psp::webhook`).
         let identity = identity(&[&hook.public_key, &hook.payment_id]);
         Ok(PspEvent {
+            reference: None,
             event: hook.event,
             payment_id: hook.payment_id,
             account: hook.public_key,

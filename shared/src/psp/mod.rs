@@ -13,6 +13,7 @@
 use crate::config::MethodConfig;
 use crate::ledger::PspCall;
 use crate::model::{PspPayment, PspTransaction};
+use crate::money::Money;
 pub mod memory;
 #[cfg(feature = "paygate")]
 pub mod paygate;
@@ -84,6 +85,27 @@ pub enum PspError {
     Auth(String),
     #[error("PSP reply invalid: {0}")]
     BadReply(String),
+    /// The connector cannot do this (a payment link of a PSP without hosted payment pages).
+    #[error("not supported by this PSP: {0}")]
+    Unsupported(String),
+}
+
+/// What a payment link asks the customer to pay (behaviour.md §3.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRequest {
+    /// Our id of the requested payment, the same on every send of the link (the PSP's merchant
+    /// transaction id and idempotency key: a link paid twice makes one payment).
+    pub reference: String,
+    pub amount: Money,
+    /// The order number the customer sees.
+    pub order_id: String,
+    /// What the payment page shows (ASCII).
+    pub description: String,
+    /// Where the PSP posts its notify.
+    pub notify_url: String,
+    /// Where the customer returns after paying, and after giving up.
+    pub success_url: String,
+    pub failure_url: String,
 }
 
 /// The result of one money call.
@@ -132,6 +154,14 @@ pub trait Psp: Send + Sync {
     ) -> Result<Option<PspTransaction>, PspError> {
         let _ = (account, call);
         Ok(payment.find_by_reference(reference).cloned())
+    }
+
+    /// The link to the PSP's payment page for `request`, with the method config's account.
+    /// Building it moves no money and calls nothing; the customer pays on the page and the
+    /// PSP reports the payment through its webhook naming `request.reference`.
+    fn payment_link(&self, account: &MethodConfig, request: &LinkRequest) -> Result<String, PspError> {
+        let _ = (account, request);
+        Err(PspError::Unsupported("payment links".into()))
     }
 }
 
@@ -193,5 +223,9 @@ impl Psp for PspRouter {
         self.pick(account)?
             .find_transaction(account, payment, call, reference)
             .await
+    }
+
+    fn payment_link(&self, account: &MethodConfig, request: &LinkRequest) -> Result<String, PspError> {
+        self.pick(account)?.payment_link(account, request)
     }
 }

@@ -458,8 +458,91 @@ pub fn unsent_id(reference: &str) -> String {
     format!("unsent-{reference}")
 }
 
+/// Printable ASCII without Paygate's separators, cut to `max` characters (`RefNr`,
+/// `OrderDesc`: §1.2 — `&` and `=` cannot be escaped; RefNr is ASCII only).
+fn ascii_field(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| match c {
+            'ä' => 'a',
+            'ö' => 'o',
+            'ü' => 'u',
+            'Ä' => 'A',
+            'Ö' => 'O',
+            'Ü' => 'U',
+            'ß' => 's',
+            c if c.is_ascii_graphic() && c != '&' && c != '=' => c,
+            _ => ' ',
+        })
+        .take(max)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+impl PaygatePsp {
+    /// The hosted payment page link (§3.1): `paymentPage.aspx` with `MerchantID`, `Len`, `Data`
+    /// and `Language` outside; inside `TransID` and `ReqId` = the request's reference (a link
+    /// opened twice, or e-mailed again, answers the first payment instead of making another,
+    /// §3.7), `RefNr` = the order number, `Amount` in minor units, `Currency`, `OrderDesc`, the
+    /// three URLs (no query strings, §1.2), `Capture=MANUAL` for reserved methods (captured per
+    /// invoice later) or `AUTO` for the ones booked at once, `Response=encrypt`, `MsgVer=2.0`
+    /// (3-D Secure 2) and the MAC over `*TransID*MerchantID*Amount*Currency` (no PayID yet).
+    pub fn link(&self, cfg: &MethodConfig, request: &crate::psp::LinkRequest) -> Result<String, PspError> {
+        let account = self.account(cfg).map_err(PspError::Auth)?;
+        let minor = request
+            .amount
+            .to_minor()
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or_else(|| PspError::BadReply(format!("amount {} is not positive", request.amount)))?
+            .to_string();
+        let currency = request.amount.currency().code().to_string();
+        for url in [&request.notify_url, &request.success_url, &request.failure_url] {
+            if url.contains('?') || url.contains('#') || url.len() > 256 {
+                return Err(PspError::Auth(format!(
+                    "{url:?}: Paygate takes absolute URLs without parameters, at most 256 characters"
+                )));
+            }
+        }
+        let booked = matches!(cfg.account.extra.psp_method.as_deref(), Some("paypal" | "sofort"));
+        let mac = account.request_mac("", &request.reference, &minor, &currency);
+        let fields = [
+            ("MerchantID", account.merchant_id.clone()),
+            ("TransID", request.reference.clone()),
+            ("ReqId", request.reference.clone()),
+            ("RefNr", ascii_field(&request.order_id, 30)),
+            ("Amount", minor),
+            ("Currency", currency),
+            ("OrderDesc", ascii_field(&request.description, 768)),
+            ("URLSuccess", request.success_url.clone()),
+            ("URLFailure", request.failure_url.clone()),
+            ("URLNotify", request.notify_url.clone()),
+            ("Capture", if booked { "AUTO" } else { "MANUAL" }.to_string()),
+            ("Response", "encrypt".to_string()),
+            ("MsgVer", "2.0".to_string()),
+            ("MAC", mac),
+        ];
+        let form = account.seal(&fields).map_err(PspError::Auth)?;
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.extend_pairs(&form).append_pair("Language", "de");
+        Ok(format!(
+            "{}/paymentPage.aspx?{}",
+            account.base.origin().ascii_serialization(),
+            query.finish()
+        ))
+    }
+}
+
 #[async_trait]
 impl Psp for PaygatePsp {
+    fn payment_link(
+        &self,
+        cfg: &MethodConfig,
+        request: &crate::psp::LinkRequest,
+    ) -> Result<String, PspError> {
+        self.link(cfg, request)
+    }
+
     async fn fetch(&self, cfg: &MethodConfig, payment_id: &str) -> Result<PspPayment, PspError> {
         self.inquire(cfg, payment_id).await
     }
@@ -503,6 +586,11 @@ impl Psp for PaygatePsp {
                 "PAYBRIDGE.UNSUPPORTED",
                 "Paygate has no shipment call; no Paygate method needs one",
             ),
+            // The link is built by `payment_link`; nothing is sent to Paygate for it.
+            PspCall::RequestPayment { .. } => declined(
+                "PAYBRIDGE.UNSUPPORTED",
+                "a payment request is a link (Psp::payment_link), not a server call",
+            ),
         }
     }
 
@@ -519,7 +607,7 @@ impl Psp for PaygatePsp {
             PspCall::Capture { .. } => TxKind::Charge,
             PspCall::Refund { .. } => TxKind::CancelCharge,
             PspCall::Reverse { .. } => TxKind::CancelAuthorize,
-            PspCall::Shipment { .. } => return Ok(None),
+            PspCall::Shipment { .. } | PspCall::RequestPayment { .. } => return Ok(None),
         };
         if let PspCall::Reverse { amount } = call
             && !transformers::reversal_is_last_step(payment, *amount)
@@ -548,7 +636,7 @@ impl Psp for PaygatePsp {
             PspCall::Capture { amount } => ("capture.aspx", *amount),
             PspCall::Refund { amount, .. } => ("credit.aspx", *amount),
             PspCall::Reverse { amount } => ("reverse.aspx", *amount),
-            PspCall::Shipment { .. } => return Ok(None),
+            PspCall::Shipment { .. } | PspCall::RequestPayment { .. } => return Ok(None),
         };
         match self
             .money_call(account, endpoint, payment, amount, reference)

@@ -531,6 +531,12 @@ impl UnzerPsp {
                     format!("a refund on payment {pid} goes over its charges, not as one call"),
                 ));
             }
+            PspCall::RequestPayment { .. } => {
+                return Err(declined(
+                    "PAYBRIDGE.UNSUPPORTED",
+                    "the Unzer connector makes no payment links",
+                ));
+            }
             // Shipment (legacy secured types): POST …/shipments with invoiceId (php-sdk PaymentService::ship; API.360.100.025 without it).
             PspCall::Shipment { invoice_id } => {
                 let body = serde_json::to_value(ShipmentRequest {

@@ -47,6 +47,9 @@ pub struct PspEvent {
     /// The store keeps one event per identity: one per (account, payment) for every connector
     /// here, so varying what else a body says (event name, URLs) makes no new stored event.
     pub identity: String,
+    /// The merchant's reference of the payment the body names, checked to be a plain id
+    /// (Paygate: `TransID`); how a payment paybridge asked for (a payment link) finds its order.
+    pub reference: Option<String>,
 }
 
 /// A PSP's incoming webhooks.

@@ -75,12 +75,26 @@ pub struct OrderRecord {
     /// index until then (unless it has open errors), and the sweep evaluates it when due.
     #[serde(default)]
     pub recheck_at: Option<DateTime<Utc>>,
+    /// §3.6: the PSP's id of the payment the customer made on paybridge's payment link, for
+    /// an order the ERP knows no payment of.
+    #[serde(default)]
+    pub link_payment_id: Option<String>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
     pub version: u64,
 }
 
 impl OrderRecord {
+    /// The order's PSP payment: the one the ERP names, else the one made on paybridge's
+    /// payment link.
+    pub fn payment_id(&self) -> Option<&str> {
+        self.facts
+            .as_ref()
+            .and_then(|f| f.psp_payment_id.as_deref())
+            .filter(|p| !p.is_empty())
+            .or(self.link_payment_id.as_deref())
+    }
+
     pub fn new(key: OrderKey, now: DateTime<Utc>) -> OrderRecord {
         OrderRecord {
             key,
@@ -93,6 +107,7 @@ impl OrderRecord {
             first_seen_at: Some(now),
             hands_off_since: None,
             recheck_at: None,
+            link_payment_id: None,
             updated_at: now,
             version: 0,
         }
@@ -138,6 +153,10 @@ pub struct EventRecord {
     /// How often the sweep has looked at it since it arrived (its back-off doubles each time).
     #[serde(default)]
     pub sweeps: u32,
+    /// The payment's merchant reference the webhook named (Paygate: `TransID`), by which a
+    /// payment paybridge asked for itself (§3.6) finds its order.
+    #[serde(default)]
+    pub reference: Option<String>,
     #[serde(skip)]
     pub version: u64,
 }

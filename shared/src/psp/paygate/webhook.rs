@@ -133,6 +133,7 @@ fn open(account: &Account, data: &str, len: usize) -> Result<PspEvent, String> {
         "paygate.notify".into()
     };
     Ok(PspEvent {
+        reference: crate::psp::webhook::valid_id(trans_id).then(|| trans_id.to_string()),
         event,
         payment_id: pay_id.to_string(),
         account: account.merchant_id.clone(),

@@ -9,7 +9,9 @@ pub(super) fn read_failed(e: PspError) -> PspOutcome {
     match e {
         PspError::Unavailable(_) => PspOutcome::Retryable { message },
         PspError::Auth(_) => auth_declined("PAYBRIDGE.AUTH".into(), &message),
-        PspError::NotFound(_) | PspError::BadReply(_) => declined("PAYBRIDGE.REFUND_READ", message),
+        PspError::NotFound(_) | PspError::BadReply(_) | PspError::Unsupported(_) => {
+            declined("PAYBRIDGE.REFUND_READ", message)
+        }
     }
 }
 
@@ -152,5 +154,6 @@ pub(super) fn call_kind(call: &PspCall) -> TxKind {
         PspCall::Reverse { .. } => TxKind::CancelAuthorize,
         PspCall::Refund { .. } => TxKind::CancelCharge,
         PspCall::Shipment { .. } => TxKind::Shipment,
+        PspCall::RequestPayment { .. } => TxKind::Authorize,
     }
 }

@@ -55,6 +55,7 @@ impl IncomingWebhook for UnzerWebhook {
         // for distinct happenings, such as a second partial transfer).
         let identity = identity(&[&hook.public_key, &payment_id]);
         Ok(PspEvent {
+            reference: None,
             event: hook.event,
             payment_id,
             account: hook.public_key,
