@@ -11,8 +11,10 @@
 //! values. Writes are **not idempotent**, like pixi's: a capture sent twice books twice.
 //!
 //! Test controls are plain methods: add/edit orders, ship lines into an invoice, cancel lines,
-//! credit notes, close orders; readers for assertions; fault injection for the next N requests
-//! (HTTP 503, SOAP fault, hang after applying a write so the client times out); a request log.
+//! credit notes, close orders, customers' e-mail addresses ([`NewOrder::customer_email`],
+//! [`PixiSim::set_customer_email`]; a customer has none unless set); readers for assertions;
+//! fault injection for the next N requests (HTTP 503, SOAP fault, hang after applying a write
+//! so the client times out); a request log.
 //!
 //! [`PixiSim::start_on`] binds a given address for the `paybridge-sim` binary.
 
@@ -211,6 +213,8 @@ pub struct State {
     pub(crate) bookings: Vec<SimBooking>,
     pub(crate) comments: Vec<SimComment>,
     pub(crate) addresses: BTreeMap<i64, SimBank>,
+    /// The customer's e-mail address (`CeMail`) per `CustKey`, as stored (not checked).
+    pub(crate) customer_emails: BTreeMap<i64, String>,
     pub(crate) clock: NaiveDateTime,
     next_line: i64,
     next_invoice: i64,
@@ -234,6 +238,7 @@ impl State {
             bookings: Vec::new(),
             comments: Vec::new(),
             addresses: BTreeMap::new(),
+            customer_emails: BTreeMap::new(),
             clock: now_ms(),
             next_line: 1,
             next_invoice: 1,
@@ -305,6 +310,9 @@ pub struct NewOrder {
     pub discount: Decimal,
     /// (quantity, gross unit price)
     pub lines: Vec<(Decimal, Decimal)>,
+    /// The customer's e-mail address (`CeMail`), set on the customer when the order is added;
+    /// `None` leaves the customer's address as it is.
+    pub customer_email: Option<String>,
 }
 
 impl NewOrder {
@@ -321,6 +329,7 @@ impl NewOrder {
             ship_cost: Decimal::ZERO,
             discount: Decimal::ZERO,
             lines: Vec::new(),
+            customer_email: None,
         }
     }
     /// A line of `qty` × gross unit `price` (decimal string).
@@ -355,6 +364,11 @@ impl NewOrder {
     }
     pub fn customer(mut self, c: i64) -> NewOrder {
         self.cust_key = c;
+        self
+    }
+    /// The customer's e-mail address, stored as given (malformed ones too).
+    pub fn customer_email(mut self, e: &str) -> NewOrder {
+        self.customer_email = Some(e.into());
         self
     }
     /// Imported as OPEN with lines `ANG` instead of HOLD/`HAL`.
@@ -455,6 +469,9 @@ impl PixiSim {
             }
             let addr_ref = 5000 + n.order_nr;
             s.addresses.insert(addr_ref, SimBank::default());
+            if let Some(e) = n.customer_email {
+                s.customer_emails.insert(n.cust_key, e);
+            }
             s.orders.insert(
                 n.order_nr,
                 SimOrder {
@@ -608,6 +625,15 @@ impl PixiSim {
                 s.touch(o);
             }
         })
+    }
+
+    /// Sets (or, with `None`, removes) the e-mail address of customer `cust_key`, stored as given
+    /// (pixi does not check it either).
+    pub fn set_customer_email(&self, cust_key: i64, email: Option<&str>) {
+        self.with(|s| match email {
+            Some(e) => s.customer_emails.insert(cust_key, e.to_string()),
+            None => s.customer_emails.remove(&cust_key),
+        });
     }
 
     /// The next request of `call` gets `body` as its HTTP 200 reply, unchecked.

@@ -1,7 +1,9 @@
 //! paybridge-core's e-mail notifier against a real SMTP server: `python3 -m aiosmtpd` with the
 //! `Mailbox` handler writing every received mail into a maildir, which the tests then read
 //! ([`paybridge_testkit::smtp_sink`]; here and not under `shared/tests/` because paybridge-core
-//! does not depend on the testkit).
+//! does not depend on the testkit). Operator problem mails and the test mail, and the payment-link
+//! mail to a customer (`email_payment_link_*`: `multipart/alternative`, decoded part by part
+//! here with Python's `email` package, as the sink's reader takes single-part mails only).
 //!
 //! Needs `python3` with `aiosmtpd` (`pip install aiosmtpd`) and, for the STARTTLS tests, the
 //! `openssl` CLI. A missing `aiosmtpd` fails the tests (it never skips them silently). Every test
@@ -12,8 +14,9 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use paybridge_core::config::{Secret, SecretRef, Smtp};
+use paybridge_core::money::{Currency, Money};
 use paybridge_core::notify::email::EmailNotifier;
-use paybridge_core::notify::{Notifier, Problem};
+use paybridge_core::notify::{Notifier, PaymentLinkMail, Problem};
 use paybridge_testkit::smtp_sink::{Mail, SinkOptions, SmtpSink};
 
 const SMTP_PASSWORD: &str = "smtp-Pa55word-4-test";
@@ -265,4 +268,267 @@ async fn silent_server_times_out() {
 
     stop_tx.send(()).unwrap();
     holder.join().unwrap();
+}
+
+const CUSTOMER: &str = "kunde.1001@customer.example";
+/// A Paygate-style hosted-form link: `&` must arrive verbatim in the text part and escaped in
+/// the HTML part.
+const LINK: &str = "https://www.computop-paygate.com/payssl.aspx?MerchantID=acme&Len=32\
+                    &Data=0123456789ABCDEF0123456789ABCDEF&Language=en";
+
+fn link_mail(resent: bool) -> PaymentLinkMail {
+    PaymentLinkMail {
+        to: CUSTOMER.into(),
+        shop: "Müller & Söhne".into(),
+        order_id: "1001".into(),
+        shop_order_no: "S-2024-1001".into(),
+        amount: Money::parse("123.45", Currency::EUR).expect("amount"),
+        url: LINK.into(),
+        resent,
+    }
+}
+
+/// A received mail with its leaf parts, decoded by Python's `email` package.
+#[derive(Debug, serde::Deserialize)]
+struct Decoded {
+    from: String,
+    to: String,
+    cc: String,
+    bcc: String,
+    envelope_to: String,
+    subject: String,
+    content_type: String,
+    parts: Vec<DecodedPart>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DecodedPart {
+    content_type: String,
+    charset: String,
+    body: String,
+}
+
+const DECODE_MIME_PY: &str = r#"
+import email, email.policy, json, sys
+m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)
+parts = [
+    {"content_type": p.get_content_type(), "charset": str(p.get_content_charset()),
+     "body": p.get_content()}
+    for p in m.walk() if not p.is_multipart()
+]
+json.dump({
+    "from": str(m["From"]), "to": str(m["To"]), "cc": str(m["Cc"]), "bcc": str(m["Bcc"]),
+    "envelope_to": str(m["X-RcptTo"]), "subject": str(m["Subject"]),
+    "content_type": m.get_content_type(), "parts": parts,
+}, sys.stdout)
+"#;
+
+/// Decodes one raw mail (headers, RFC 2047 subject, every leaf part's transfer encoding).
+fn decode(raw: &str) -> Decoded {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("python3")
+        .args(["-c", DECODE_MIME_PY])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3 to decode the mail");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(raw.as_bytes())
+        .expect("write the mail");
+    let out = child.wait_with_output().expect("python3 output");
+    assert!(
+        out.status.success(),
+        "decoding the mail failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("mail JSON")
+}
+
+/// The one received mail, raw and decoded, with both parts checked: text first, HTML last.
+fn one_link_mail(sink: &SmtpSink) -> (String, Decoded) {
+    let raw = sink.raw_mails();
+    assert_eq!(raw.len(), 1, "one mail; server log:\n{}", sink.log());
+    let d = decode(&raw[0]);
+    assert_eq!(d.content_type, "multipart/alternative", "{}", raw[0]);
+    let kinds: Vec<(&str, &str)> = d
+        .parts
+        .iter()
+        .map(|p| (p.content_type.as_str(), p.charset.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("text/plain", "utf-8"), ("text/html", "utf-8")],
+        "{}",
+        raw[0]
+    );
+    (raw.into_iter().next().unwrap_or_default(), d)
+}
+
+/// Log lines written while a test runs (this thread's default subscriber, info and above).
+#[derive(Clone, Default)]
+struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+/// Plain SMTP: the payment link arrives at the customer's address only (header and envelope;
+/// the operators' address is not a recipient), from the configured sender, as
+/// `multipart/alternative` with a plain-text and an HTML part that both name the shop, the
+/// order and shop order numbers and the amount with its currency; the link is in the text
+/// verbatim and in the HTML escaped (button and text). The info log names the order, never the
+/// link or the address.
+#[tokio::test]
+async fn email_payment_link_arrives_at_the_customer_with_both_parts() {
+    let logs = LogCapture::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _log_guard = tracing::subscriber::set_default(subscriber);
+
+    let sink = SmtpSink::start(SinkOptions::default());
+    let notifier = EmailNotifier::new(&smtp_settings(&sink, false, false), "acme").unwrap();
+    notifier
+        .payment_link(&link_mail(false))
+        .await
+        .unwrap_or_else(|e| panic!("send the payment link: {e}\nserver log:\n{}", sink.log()));
+
+    let (raw, m) = one_link_mail(&sink);
+    assert_eq!(m.to, CUSTOMER);
+    assert_eq!(
+        m.envelope_to, CUSTOMER,
+        "envelope recipient: the customer only"
+    );
+    assert_eq!((m.cc.as_str(), m.bcc.as_str()), ("None", "None"));
+    assert!(
+        !raw.contains(TO),
+        "the operators' address is not a recipient"
+    );
+    assert_eq!(m.from, FROM);
+    assert_eq!(m.subject, "Payment for your order 1001 at Müller & Söhne");
+
+    let text = &m.parts[0].body;
+    for want in [
+        "Müller & Söhne",
+        "Order number:      1001\n",
+        "Shop order number: S-2024-1001\n",
+        "Amount:            123.45 EUR\n",
+        "can be used once",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    assert!(
+        text.contains(&format!("\n{LINK}\n")),
+        "link verbatim:\n{text}"
+    );
+
+    let html = &m.parts[1].body;
+    let escaped = LINK.replace('&', "&amp;");
+    assert!(!html.contains(LINK), "a raw & in the HTML:\n{html}");
+    assert_eq!(
+        html.matches(&format!("href=\"{escaped}\"")).count(),
+        2,
+        "button and text link:\n{html}"
+    );
+    for want in [
+        "Müller &amp; Söhne",
+        "<strong>1001</strong>",
+        "S-2024-1001",
+        "<strong>123.45 EUR</strong>",
+        ">Pay 123.45 EUR now</a>",
+        &format!(">{escaped}</a>"),
+        "can be used once",
+    ] {
+        assert!(html.contains(want), "{want:?} missing:\n{html}");
+    }
+
+    let log = logs.text();
+    assert!(log.contains("payment link e-mail sent"), "{log}");
+    assert!(log.contains("1001"), "{log}");
+    for secret in ["payssl.aspx", "0123456789ABCDEF", CUSTOMER] {
+        assert!(!log.contains(secret), "{secret:?} in the info log:\n{log}");
+    }
+}
+
+/// STARTTLS with AUTH: a resent link arrives with the reminder wording, and neither the SMTP
+/// password nor the operators' address is in it.
+#[tokio::test]
+async fn email_payment_link_reminder_over_starttls_with_auth() {
+    let sink = tls_auth_sink();
+    let notifier = EmailNotifier::with_tls_roots(
+        &smtp_settings(&sink, true, true),
+        "acme",
+        sink.cert_pem().unwrap(),
+    )
+    .unwrap();
+    notifier
+        .payment_link(&link_mail(true))
+        .await
+        .unwrap_or_else(|e| panic!("send over STARTTLS: {e}\nserver log:\n{}", sink.log()));
+
+    let (raw, m) = one_link_mail(&sink);
+    assert_eq!(
+        (m.to.as_str(), m.envelope_to.as_str()),
+        (CUSTOMER, CUSTOMER)
+    );
+    assert_eq!(
+        m.subject,
+        "Reminder: payment for your order 1001 at Müller & Söhne"
+    );
+    assert!(m.parts[0].body.contains("reminder"), "{}", m.parts[0].body);
+    assert!(m.parts[0].body.contains("123.45 EUR"));
+    assert!(m.parts[1].body.contains("123.45 EUR"));
+    assert!(!raw.contains(SMTP_PASSWORD), "the SMTP password leaked");
+    assert!(!raw.contains(TO));
+}
+
+/// A recipient that would smuggle in a header or a second recipient is refused before anything
+/// is sent; the error does not repeat the address.
+#[tokio::test]
+async fn email_payment_link_refuses_a_smuggled_recipient_and_sends_nothing() {
+    let sink = SmtpSink::start(SinkOptions::default());
+    let notifier = EmailNotifier::new(&smtp_settings(&sink, false, false), "acme").unwrap();
+    for to in [
+        "kunde@customer.example\r\nBcc: victim@elsewhere.example",
+        "kunde@customer.example\nBcc: victim@elsewhere.example",
+        "kunde@customer.example, victim@elsewhere.example",
+        "Kunde <kunde@customer.example>",
+        "not-an-address",
+    ] {
+        let mut mail = link_mail(false);
+        mail.to = to.into();
+        let e = notifier.payment_link(&mail).await.expect_err("refused");
+        assert!(e.0.contains("e-mail address is refused"), "{to:?}: {e}");
+        assert!(!e.0.contains("victim"), "{e}");
+    }
+    assert!(sink.raw_mails().is_empty(), "nothing was sent");
+    // The same notifier still sends to a plain address.
+    notifier
+        .payment_link(&link_mail(false))
+        .await
+        .expect("a plain address is sent to");
+    assert_eq!(sink.raw_mails().len(), 1);
 }

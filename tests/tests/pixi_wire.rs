@@ -1135,3 +1135,197 @@ private_key = "plain:s-priv-y"
     .expect_err("secret");
     assert!(e.to_string().contains("PIXI_PW") && !e.to_string().contains(&sim.password()));
 }
+
+/// The order facts as the connector reads them (with `CustKey`).
+async fn read_facts(pixi: &PixiErp, nr: i64) -> ErpOrder {
+    pixi.orders(&[nr.to_string()])
+        .await
+        .expect("orders")
+        .remove(0)
+}
+
+/// https://pixi-api-docs.de/api/pixiGetCustomerOrderAccount: the customer's `CeMail` of the
+/// "Customer information" set, asked with the `CustKey` of the order facts (one call, no header
+/// read, only the required parameter); the "Detail customer information" set beside it is not
+/// taken for it.
+#[tokio::test]
+async fn pixi_customer_email_found_with_the_orders_cust_key() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(
+        NewOrder::new(1501, "P")
+            .customer(7701)
+            .customer_email(" kunde.7701@example.de ")
+            .line(1, "10.00"),
+    );
+    // Another customer's address must not be the answer.
+    sim.add_order(
+        NewOrder::new(1502, "P")
+            .customer(7702)
+            .customer_email("other@example.de")
+            .line(1, "1.00"),
+    );
+    let pixi = erp(&sim, &["P"]);
+    let facts = read_facts(&pixi, nr).await;
+    assert_eq!(facts.customer_key.as_deref(), Some("7701"));
+    sim.clear_log();
+    let email = pixi.customer_email(&facts).await.expect("answer");
+    assert_eq!(email.as_deref(), Some("kunde.7701@example.de"));
+    let log = sim.requests();
+    assert_eq!(
+        call_names(&sim),
+        ["pixiGetCustomerOrderAccount"],
+        "no header read"
+    );
+    assert_eq!(
+        log[0].params,
+        [("CustKey".to_string(), "7701".to_string())],
+        "CustKey only, as an integer"
+    );
+    assert!(
+        log[0]
+            .soap_action
+            .as_deref()
+            .is_some_and(|a| a.ends_with("pixiGetCustomerOrderAccount")),
+        "{:?}",
+        log[0].soap_action
+    );
+}
+
+/// Order facts without `CustKey` (known only by number): the header is read for it first, as
+/// for a booking, and the request carries the header's `CustKey`.
+#[tokio::test]
+async fn pixi_customer_email_reads_the_cust_key_from_the_header_when_missing() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(
+        NewOrder::new(1511, "P")
+            .customer(7711)
+            .customer_email("kunde@example.de")
+            .line(1, "10.00"),
+    );
+    let pixi = erp(&sim, &["P"]);
+    sim.clear_log();
+    let email = pixi
+        .customer_email(&bare(&nr.to_string()))
+        .await
+        .expect("answer");
+    assert_eq!(email.as_deref(), Some("kunde@example.de"));
+    assert_eq!(
+        call_names(&sim),
+        ["pixiGetOrderHeader", "pixiGetCustomerOrderAccount"]
+    );
+    assert_eq!(sim.requests()[1].param("CustKey"), Some("7711"));
+
+    // An order pixi does not know is refused by the header read; nothing else is asked.
+    sim.clear_log();
+    let e = pixi
+        .customer_email(&bare("999999"))
+        .await
+        .expect_err("no such order");
+    assert!(matches!(e, ErpError::Refused(_)), "{e:?}");
+    assert_eq!(call_names(&sim), ["pixiGetOrderHeader"]);
+}
+
+/// No address: a customer without `CeMail` (NULL, left out of the row), one set to blanks, and
+/// a customer pixi does not know (empty "Customer information") are all `None`, not errors.
+#[tokio::test]
+async fn pixi_customer_email_none_when_pixi_has_none() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(1521, "P").customer(7721).line(1, "10.00"));
+    let pixi = erp(&sim, &["P"]);
+    let facts = read_facts(&pixi, nr).await;
+    assert_eq!(pixi.customer_email(&facts).await, Ok(None), "no CeMail");
+
+    sim.set_customer_email(7721, Some("   "));
+    assert_eq!(pixi.customer_email(&facts).await, Ok(None), "blank CeMail");
+
+    sim.set_customer_email(7721, Some("kunde@example.de"));
+    assert_eq!(
+        pixi.customer_email(&facts)
+            .await
+            .expect("answer")
+            .as_deref(),
+        Some("kunde@example.de")
+    );
+    sim.set_customer_email(7721, None);
+    assert_eq!(pixi.customer_email(&facts).await, Ok(None), "removed");
+
+    let mut stranger = facts.clone();
+    stranger.customer_key = Some("424242".into());
+    sim.clear_log();
+    assert_eq!(
+        pixi.customer_email(&stranger).await,
+        Ok(None),
+        "unknown customer"
+    );
+    assert_eq!(sim.requests()[0].param("CustKey"), Some("424242"));
+}
+
+/// A malformed address is `None` (with a warning), never an error that stops the order: no
+/// `@`, two `@`, a blank, a header smuggled in with a line break, a list, a display name, more
+/// than 254 characters.
+#[tokio::test]
+async fn pixi_customer_email_malformed_is_none_not_an_error() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(NewOrder::new(1531, "P").customer(7731).line(1, "10.00"));
+    let pixi = erp(&sim, &["P"]);
+    let facts = read_facts(&pixi, nr).await;
+    let too_long = format!("{}@example.de", "a".repeat(250));
+    for bad in [
+        "kunde.example.de",
+        "kunde@@example.de",
+        "ku@nde@example.de",
+        "kun de@example.de",
+        "kunde@example.de\r\nBcc: victim@example.org",
+        "kunde@example.de\nBcc: victim@example.org",
+        "a@example.de, b@example.de",
+        "Kunde <kunde@example.de>",
+        too_long.as_str(),
+    ] {
+        sim.set_customer_email(7731, Some(bad));
+        assert_eq!(
+            pixi.customer_email(&facts).await,
+            Ok(None),
+            "{bad:?} must not be used"
+        );
+    }
+    // At the limit it is used.
+    let longest = format!("{}@example.de", "a".repeat(243));
+    assert_eq!(longest.len(), 254);
+    sim.set_customer_email(7731, Some(&longest));
+    assert_eq!(
+        pixi.customer_email(&facts)
+            .await
+            .expect("answer")
+            .as_deref(),
+        Some(longest.as_str())
+    );
+}
+
+/// Failures of the call itself stay errors (the caller retries or reports them): a pixi
+/// without the procedure is refused, a 503 is unavailable.
+#[tokio::test]
+async fn pixi_customer_email_call_failures_are_errors() {
+    let sim = PixiSim::start().await;
+    let nr = sim.add_order(
+        NewOrder::new(1541, "P")
+            .customer(7741)
+            .customer_email("kunde@example.de")
+            .line(1, "10.00"),
+    );
+    let pixi = erp(&sim, &["P"]);
+    let facts = read_facts(&pixi, nr).await;
+    sim.fail_next_call("pixiGetCustomerOrderAccount", SimFault::Unavailable, 1);
+    assert!(matches!(
+        pixi.customer_email(&facts).await,
+        Err(ErpError::Unavailable(_))
+    ));
+    sim.uninstall("pixiGetCustomerOrderAccount");
+    let e = pixi
+        .customer_email(&facts)
+        .await
+        .expect_err("not installed");
+    assert!(
+        matches!(&e, ErpError::Refused(m) if m.contains("pixiGetCustomerOrderAccount")),
+        "{e:?}"
+    );
+}

@@ -3,12 +3,17 @@
 //! watermark), fault injection for the "crash after the write" cases, and the JSON fixtures
 //! file `paybridge serve` seeds it from, so a newcomer can run the whole loop without any
 //! account. Tests use it as their ERP.
+//!
+//! A fixtures order may carry `"customer_email"` (beside the order's fields): the customer's
+//! address [`Erp::customer_email`] answers for it (`None` with a warning when it is not one
+//! plain address). Tests set it with [`MemoryErp::set_customer_email`].
 
 use crate::config::read::{FIXTURES_LIMIT, read_text};
 use crate::erp::{Changes, Erp, ErpError};
 use crate::ledger::ErpWrite;
 use crate::model::{BankDetails, ErpOrder, LineStatus, OrderLine, OrderStatus, PspPayment};
 use crate::money::Money;
+use crate::notify::plain_email_address;
 use crate::psp::memory::MemoryPsp;
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -38,6 +43,8 @@ struct ErpState {
     comments: BTreeMap<String, Vec<String>>,
     bookings: Vec<Booking>,
     transfer: BTreeMap<String, BankDetails>,
+    /// The customer's e-mail address per order, as the ERP holds it (unchecked).
+    customer_emails: BTreeMap<String, String>,
     applied: Vec<(String, String, ErpWrite)>,
     calls: u64,
     fail_next_apply: Option<ErpError>,
@@ -107,6 +114,18 @@ impl MemoryErp {
             .filter(|b| b.order_id == order_id)
             .cloned()
             .collect()
+    }
+
+    /// Sets (or, with `None`, removes) the e-mail address the ERP holds for the customer of
+    /// `order_id`, as given: [`Erp::customer_email`] checks it when asked.
+    pub fn set_customer_email(&self, order_id: &str, email: Option<&str>) {
+        let mut s = lock(&self.state);
+        match email {
+            Some(e) => s
+                .customer_emails
+                .insert(order_id.to_string(), e.to_string()),
+            None => s.customer_emails.remove(order_id),
+        };
     }
 
     pub fn transfer_details(&self, order_id: &str) -> Option<BankDetails> {
@@ -273,6 +292,28 @@ impl Erp for MemoryErp {
     fn can_read_back(&self, _order_id: &str, _write: &ErpWrite) -> bool {
         true
     }
+
+    async fn customer_email(&self, order: &ErpOrder) -> Result<Option<String>, ErpError> {
+        let mut s = lock(&self.state);
+        if !s.reachable {
+            return Err(ErpError::Unavailable("memory ERP switched off".into()));
+        }
+        s.calls += 1;
+        let Some(raw) = s.customer_emails.get(&order.order_id) else {
+            return Ok(None);
+        };
+        match plain_email_address(raw) {
+            Ok(a) => Ok(Some(a.to_string())),
+            Err(why) => {
+                tracing::warn!(
+                    order = %order.order_id,
+                    why,
+                    "the memory ERP's e-mail address for the order's customer is not usable"
+                );
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// Contents of a `memory` fixtures file.
@@ -284,6 +325,21 @@ pub struct Fixtures {
     pub payments: Vec<PspPayment>,
 }
 
+/// The customer e-mail addresses of a fixtures file: its orders' optional `customer_email`
+/// (read in a second pass, so [`Fixtures`] and its error positions stay as they are).
+#[derive(Debug, Deserialize)]
+struct FixtureEmails {
+    #[serde(default)]
+    orders: Vec<OrderEmail>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderEmail {
+    order_id: String,
+    #[serde(default)]
+    customer_email: Option<String>,
+}
+
 /// Loads a fixtures file into a fresh memory ERP, adding its payments to `psp` (one memory PSP
 /// can serve several memory connections).
 pub fn load_fixtures_into(path: &Path, psp: &MemoryPsp) -> Result<MemoryErp, String> {
@@ -291,11 +347,17 @@ pub fn load_fixtures_into(path: &Path, psp: &MemoryPsp) -> Result<MemoryErp, Str
         Some((line, col)) => format!("{}:{line}:{col}: {e}", path.display()),
         None => format!("{}: {e}", path.display()),
     })?;
-    let f: Fixtures = serde_json::from_str(&text)
-        .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    let at = |e: serde_json::Error| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column());
+    let f: Fixtures = serde_json::from_str(&text).map_err(at)?;
+    let emails: FixtureEmails = serde_json::from_str(&text).map_err(at)?;
     let erp = MemoryErp::new();
     for o in f.orders {
         erp.upsert(o);
+    }
+    for o in emails.orders {
+        if let Some(e) = o.customer_email {
+            erp.set_customer_email(&o.order_id, Some(&e));
+        }
     }
     for p in f.payments {
         psp.put(p);
@@ -316,5 +378,67 @@ pub fn line(id: &str, status: LineStatus, amount: Money) -> OrderLine {
         line_id: id.into(),
         status,
         amount,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    #[tokio::test]
+    async fn customer_email_comes_from_the_fixtures_and_is_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("fixtures.json");
+        let order = |id: &str, email: Option<&str>| {
+            let mut v =
+                serde_json::to_value(ErpOrder::known_by_id(id, Currency::EUR)).expect("order JSON");
+            if let Some(e) = email {
+                v["customer_email"] = serde_json::Value::from(e);
+            }
+            v
+        };
+        let doc = serde_json::json!({
+            "orders": [
+                order("1", Some(" kunde@example.de ")),
+                order("2", None),
+                order("3", Some("kunde.example.de")),
+                order("4", Some("a@example.de\r\nBcc: x@evil.example")),
+                order("5", Some("")),
+            ]
+        });
+        std::fs::write(&path, doc.to_string()).expect("write fixtures");
+        let (erp, _psp) = load_fixtures(&path).expect("fixtures load");
+        let email = |id: &str| {
+            let erp = erp.clone();
+            let o = erp.order(id).expect("order");
+            async move { erp.customer_email(&o).await.expect("answer") }
+        };
+        assert_eq!(email("1").await.as_deref(), Some("kunde@example.de"));
+        assert_eq!(email("2").await, None, "no address");
+        assert_eq!(email("3").await, None, "malformed: no @");
+        assert_eq!(email("4").await, None, "malformed: a header in it");
+        assert_eq!(email("5").await, None, "empty");
+
+        // Set by a test, removed again; an unknown order has none; a switched-off ERP fails.
+        erp.set_customer_email("2", Some("neu@example.de"));
+        assert_eq!(email("2").await.as_deref(), Some("neu@example.de"));
+        erp.set_customer_email("2", None);
+        assert_eq!(email("2").await, None);
+        let unknown = ErpOrder::known_by_id("99", Currency::EUR);
+        assert_eq!(erp.customer_email(&unknown).await, Ok(None));
+        erp.set_reachable(false);
+        assert!(matches!(
+            erp.customer_email(&unknown).await,
+            Err(ErpError::Unavailable(_))
+        ));
+
+        // A customer_email that is not a string is an error at its position.
+        let mut bad = order("1", None);
+        bad["customer_email"] = serde_json::Value::from(7);
+        let doc = serde_json::json!({ "orders": [bad] });
+        std::fs::write(&path, doc.to_string()).expect("write fixtures");
+        let e = load_fixtures(&path).err().expect("a number is refused");
+        assert!(e.contains("fixtures.json:1:"), "{e}");
     }
 }

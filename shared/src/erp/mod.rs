@@ -3,6 +3,11 @@
 //!
 //! ERP writes are not idempotent (pixi has no request ids), so the contract has a read-back:
 //! after a write whose outcome is unknown, [`Erp::was_applied`] is asked before writing again.
+//!
+//! Besides the order facts, a connector may tell the customer's e-mail address
+//! ([`Erp::customer_email`], for payment links, behaviour.md §3.6); every address a connector
+//! hands out has passed [`crate::notify::plain_email_address`], the check the mail is sent
+//! with.
 
 use crate::ledger::ErpWrite;
 use crate::model::ErpOrder;
@@ -65,5 +70,12 @@ pub trait Erp: Send + Sync {
     /// its own: after a crash it is read back with the previous one.
     fn can_read_back(&self, _order_id: &str, _write: &ErpWrite) -> bool {
         false
+    }
+
+    /// The e-mail address of the order's customer (a payment link is sent there); `None` when the
+    /// ERP has none for it. Connectors that cannot tell keep the default.
+    async fn customer_email(&self, order: &ErpOrder) -> Result<Option<String>, ErpError> {
+        let _ = order;
+        Ok(None)
     }
 }

@@ -1,10 +1,23 @@
-//! Error e-mails through the tenant's SMTP settings (lettre, rustls).
+//! E-mails through the tenant's SMTP settings (lettre, rustls): error mails to the operator and
+//! payment links to customers.
 //!
 //! [`EmailNotifier`] is built once from the `[smtp]` config section and sends **one plain-text
 //! mail per problem** it is asked to report: subject `[paybridge] order 1001 (acme): <what
 //! failed>`, body with the order number, what failed, what to do and the problem code.
 //! [`EmailNotifier::send_test`] sends a test mail so an operator can check the settings
 //! (`paybridge mail-test`).
+//!
+//! A **payment link** ([`Notifier::payment_link`], behaviour.md §3.6) goes to the customer's
+//! address only (`mail.to`, never the operators'), from the configured `from`: subject
+//! `Payment for your order 1001 at <shop>` (`Reminder: payment for …` when resent), a
+//! `multipart/alternative` body with a plain-text and an HTML part (every value HTML-escaped
+//! there) naming the shop, the order number, the shop's order number when there is one, the
+//! amount with its currency (`123.45 EUR`), the link as a button and as text, and that it can
+//! be used once ([`EmailNotifier::render_payment_link`]). The recipient must be one plain
+//! address ([`super::plain_email_address`], then lettre's syntax check): a line break, a comma
+//! or a display name is refused before anything is sent, so no header can be smuggled in. The
+//! link must be an http(s) URL without blanks. Neither the URL nor the address is logged; a
+//! sent link is logged at info with its tenant, order number and whether it was a reminder.
 //!
 //! Transport security:
 //! - `starttls = true` (the default): the connection **must** be upgraded with STARTTLS before
@@ -18,11 +31,13 @@
 //!   self-signed server certificate, or a relay with an internal CA). Certificate and host name are
 //!   still verified; there is deliberately no "accept invalid certificates" switch.
 //!
-//! No secrets, no card data: every text that goes into a mail is scrubbed first. The SMTP
-//! password, anything looking like an Unzer private key (`s-priv-…`, `p-priv-…`) and anything
-//! looking like a card number (13–19 digits passing the Luhn check) is replaced by a
+//! No secrets, no card data: every text that goes into an operator mail is scrubbed first. The
+//! SMTP password, anything looking like an Unzer private key (`s-priv-…`, `p-priv-…`) and
+//! anything looking like a card number (13–19 digits passing the Luhn check) is replaced by a
 //! `[redacted …]` marker, and a warning is logged (without the value) so the leaking source can be
-//! fixed. Send errors are scrubbed the same way.
+//! fixed. Send errors are scrubbed the same way. A payment-link mail carries structured fields,
+//! not free text: only the SMTP password is removed from them (the patterns could match a digit
+//! run of a link or an order number and break what the customer needs).
 //!
 //! The transport keeps a small connection pool whose housekeeping runs on Tokio: construct and
 //! drop an [`EmailNotifier`] inside a Tokio runtime ([`EmailNotifier::new`] returns an error
@@ -32,13 +47,14 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lettre::Address;
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Mailboxes};
+use lettre::message::{Mailbox, Mailboxes, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{Notifier, NotifyError, Problem};
+use super::{Notifier, NotifyError, PaymentLinkMail, Problem, plain_email_address};
 use crate::config::{Secret, Smtp};
 
 /// Timeout for the TCP connect (lettre's Tokio transport applies its timeout to connecting only).
@@ -271,6 +287,149 @@ impl EmailNotifier {
     }
 }
 
+/// The subject and the two bodies of a payment-link mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentLinkParts {
+    pub subject: String,
+    /// The `text/plain` part.
+    pub text: String,
+    /// The `text/html` part; every value in it is HTML-escaped.
+    pub html: String,
+}
+
+impl EmailNotifier {
+    /// The subject, plain-text and HTML bodies of the payment-link mail for `mail`. Refuses a
+    /// mail without order number, shop or a positive amount, and a link that is not an http(s)
+    /// URL or holds a blank or control character (the error never contains the link).
+    pub fn render_payment_link(
+        &self,
+        mail: &PaymentLinkMail,
+    ) -> Result<PaymentLinkParts, NotifyError> {
+        Ok(self.payment_link_parts(mail)?)
+    }
+
+    fn payment_link_parts(&self, mail: &PaymentLinkMail) -> Result<PaymentLinkParts, EmailError> {
+        let url = self.redact_secrets(&link_url(&mail.url)?);
+        let shop = one_line(&self.redact_secrets(&mail.shop));
+        let order = one_line(&self.redact_secrets(&mail.order_id));
+        let shop_order = one_line(&self.redact_secrets(&mail.shop_order_no));
+        if order.is_empty() {
+            return Err(EmailError::Compose(
+                "a payment link needs the order number".into(),
+            ));
+        }
+        if shop.is_empty() {
+            return Err(EmailError::Compose(
+                "a payment link needs the shop's name".into(),
+            ));
+        }
+        if !mail.amount.is_positive() {
+            return Err(EmailError::Compose(
+                "a payment link needs an amount above zero".into(),
+            ));
+        }
+        let amount = mail.amount.to_string();
+        let subject = if mail.resent {
+            format!("Reminder: payment for your order {order} at {shop}")
+        } else {
+            format!("Payment for your order {order} at {shop}")
+        };
+        let subject = one_line(&subject);
+        let opening = if mail.resent {
+            format!(
+                "this is a reminder: your order {order} at {shop} is still waiting for its payment."
+            )
+        } else {
+            format!("please pay for your order {order} at {shop} with the link below.")
+        };
+        let shop_order_line = if shop_order.is_empty() {
+            String::new()
+        } else {
+            format!("Shop order number: {shop_order}\n")
+        };
+        let text = format!(
+            "Hello,\n\
+             \n\
+             {opening}\n\
+             \n\
+             Order number:      {order}\n\
+             {shop_order_line}\
+             Amount:            {amount}\n\
+             \n\
+             Pay here (the link can be used once):\n\
+             {url}\n\
+             \n\
+             If you have paid already, please ignore this e-mail.\n\
+             \n\
+             -- \n\
+             {shop} (sent by paybridge)\n"
+        );
+        let h = html_escape;
+        let shop_order_row = if shop_order.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<tr><td style=\"{CELL}\">Shop order number</td><td>{}</td></tr>\n",
+                h(&shop_order)
+            )
+        };
+        let html = format!(
+            "<!DOCTYPE html>\n\
+             <html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+             <body style=\"font-family: Arial, Helvetica, sans-serif; color: #222222;\">\n\
+             <p>Hello,</p>\n\
+             <p>{opening}</p>\n\
+             <table role=\"presentation\" style=\"border-collapse: collapse;\">\n\
+             <tr><td style=\"{CELL}\">Order number</td><td><strong>{order}</strong></td></tr>\n\
+             {shop_order_row}\
+             <tr><td style=\"{CELL}\">Amount</td><td><strong>{amount}</strong></td></tr>\n\
+             </table>\n\
+             <p style=\"margin: 24px 0;\"><a href=\"{url}\" style=\"{BUTTON}\">Pay {amount} now</a></p>\n\
+             <p>The link can be used once. If the button does not work, open this address in \
+             your browser:<br>\n<a href=\"{url}\">{url}</a></p>\n\
+             <p>If you have paid already, please ignore this e-mail.</p>\n\
+             <p style=\"color: #777777; font-size: 12px;\">{shop} (sent by paybridge)</p>\n\
+             </body></html>\n",
+            title = h(&subject),
+            opening = h(&opening),
+            order = h(&order),
+            amount = h(&amount),
+            url = h(&url),
+            shop = h(&shop),
+        );
+        Ok(PaymentLinkParts {
+            subject,
+            text,
+            html,
+        })
+    }
+
+    /// The whole payment-link message: from the configured sender to the customer only.
+    fn payment_link_message(&self, mail: &PaymentLinkMail) -> Result<Message, EmailError> {
+        let to = customer_mailbox(&mail.to)?;
+        let parts = self.payment_link_parts(mail)?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(parts.subject)
+            .multipart(MultiPart::alternative_plain_html(parts.text, parts.html))
+            .map_err(|e| EmailError::Compose(e.to_string()))
+    }
+
+    /// `text` without the known secret values (the SMTP password), logging (without values)
+    /// when one was there.
+    fn redact_secrets(&self, text: &str) -> String {
+        let (clean, removed) = redact_secrets(text, &self.secrets);
+        if removed {
+            tracing::warn!(
+                "removed a secret from a payment-link e-mail; find and fix the source that put it \
+                 there"
+            );
+        }
+        clean
+    }
+}
+
 #[async_trait]
 impl Notifier for EmailNotifier {
     /// Sends exactly one mail for `problem` (to all configured recipients at once).
@@ -279,6 +438,73 @@ impl Notifier for EmailNotifier {
         let message = self.compose(&subject, body)?;
         Ok(self.deliver(message).await?)
     }
+
+    /// Sends one payment-link mail to `mail.to` (only). Nothing is sent when the address or the
+    /// link is refused.
+    async fn payment_link(&self, mail: &PaymentLinkMail) -> Result<(), NotifyError> {
+        let message = self.payment_link_message(mail)?;
+        self.deliver(message).await?;
+        tracing::info!(
+            tenant = %self.tenant,
+            order = %mail.order_id,
+            resent = mail.resent,
+            "payment link e-mail sent"
+        );
+        Ok(())
+    }
+}
+
+/// Table label cells of the payment-link mail.
+const CELL: &str = "padding: 2px 16px 2px 0; color: #555555;";
+/// The payment-link button.
+const BUTTON: &str = "display: inline-block; padding: 12px 24px; background: #1a5fb4; \
+                      color: #ffffff; text-decoration: none; border-radius: 4px; font-weight: bold;";
+
+/// Text made safe for HTML content and quoted attribute values.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The customer's mailbox (address only, no display name), when `to` is one plain address
+/// that lettre accepts. The error says why, never the address.
+fn customer_mailbox(to: &str) -> Result<Mailbox, EmailError> {
+    let refused =
+        |why: &str| EmailError::Compose(format!("the customer's e-mail address is refused: {why}"));
+    if to.contains(['\r', '\n']) {
+        return Err(refused("it contains a line break"));
+    }
+    let plain = plain_email_address(to).map_err(refused)?;
+    let address: Address = plain.parse().map_err(|e| refused(&format!("{e}")))?;
+    Ok(Mailbox::new(None, address))
+}
+
+/// The payment link (trimmed), when it is an http(s) URL without blanks or control characters.
+/// The error never contains the link.
+fn link_url(url: &str) -> Result<String, EmailError> {
+    let refused = |why: &str| EmailError::Compose(format!("the payment link is refused: {why}"));
+    let u = url.trim();
+    if u.is_empty() {
+        return Err(refused("empty"));
+    }
+    if u.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(refused("it contains a blank or a control character"));
+    }
+    let parsed = url::Url::parse(u).map_err(|_| refused("not a URL"))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(refused("not an http(s) URL"));
+    }
+    Ok(u.to_string())
 }
 
 const FOOTER: &str =
@@ -399,6 +625,16 @@ fn tls(smtp: &Smtp, pem_roots: Option<&[u8]>) -> Result<(Tls, &'static str), Ema
 /// like an Unzer private key (`s-priv-…`, `p-priv-…`, any case) and anything looking like a card
 /// number. Returns the cleaned text and whether something was removed.
 pub fn scrub(text: &str, secrets: &[Secret]) -> (String, bool) {
+    let (out, _) = redact_secrets(text, secrets);
+    let out = redact_unzer_private_keys(&out);
+    let out = redact_card_numbers(&out);
+    let removed = out != text;
+    (out, removed)
+}
+
+/// `text` with the given secret values (of at least [`MIN_SCRUB_LEN`] bytes) replaced, and
+/// whether one was there.
+fn redact_secrets(text: &str, secrets: &[Secret]) -> (String, bool) {
     let mut out = text.to_string();
     for s in secrets {
         let v = s.expose();
@@ -406,8 +642,6 @@ pub fn scrub(text: &str, secrets: &[Secret]) -> (String, bool) {
             out = out.replace(v, REDACTED_SECRET);
         }
     }
-    let out = redact_unzer_private_keys(&out);
-    let out = redact_card_numbers(&out);
     let removed = out != text;
     (out, removed)
 }
@@ -655,6 +889,228 @@ mod tests {
         let n = EmailNotifier::new(&s, "acme").unwrap();
         assert_eq!(n.to.len(), 2);
         assert!(!format!("{n:?}").contains("pw-value"));
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn link_mail() -> PaymentLinkMail {
+        crate::notify::tests::link_mail()
+    }
+
+    #[test]
+    fn payment_link_mail_has_a_plain_and_an_html_part_to_the_customer_only() {
+        let rt = runtime();
+        let _guard = rt.enter();
+        let n = EmailNotifier::new(&smtp(), "acme").unwrap();
+        let mail = link_mail();
+        let parts = n.render_payment_link(&mail).unwrap();
+        assert_eq!(parts.subject, "Payment for your order 1001 at Acme Shop");
+        for body in [&parts.text, &parts.html] {
+            assert!(body.contains("1001"), "{body}");
+            assert!(body.contains("S-1001"), "{body}");
+            assert!(body.contains("Acme Shop"), "{body}");
+            assert!(body.contains("123.45 EUR"), "{body}");
+            assert!(body.contains("can be used once"), "{body}");
+        }
+        assert!(
+            parts.text.contains(&format!("\n{}\n", mail.url)),
+            "{}",
+            parts.text
+        );
+        assert!(
+            parts.text.contains("Shop order number: S-1001\n"),
+            "{}",
+            parts.text
+        );
+        // The link as a button and as text, `&` escaped in both places.
+        let escaped = mail.url.replace('&', "&amp;");
+        assert_eq!(
+            parts.html.matches(&format!("href=\"{escaped}\"")).count(),
+            2
+        );
+        assert!(
+            parts.html.contains(&format!(">{escaped}</a>")),
+            "{}",
+            parts.html
+        );
+        assert!(
+            parts.html.contains(">Pay 123.45 EUR now</a>"),
+            "{}",
+            parts.html
+        );
+        assert!(
+            !parts.html.contains("MerchantID=acme&Len"),
+            "{}",
+            parts.html
+        );
+
+        let raw = String::from_utf8(n.payment_link_message(&mail).unwrap().formatted()).unwrap();
+        let head = raw.split("\r\n\r\n").next().unwrap();
+        assert!(head.contains("To: kunde@example.de\r\n"), "{head}");
+        assert!(head.contains("From: paybridge@example.com\r\n"), "{head}");
+        assert!(
+            !raw.contains("ops@example.com"),
+            "operators are not recipients"
+        );
+        assert!(head.contains("multipart/alternative"), "{head}");
+        let plain = raw
+            .find("Content-Type: text/plain; charset=utf-8")
+            .expect("plain part");
+        let html = raw
+            .find("Content-Type: text/html; charset=utf-8")
+            .expect("html part");
+        assert!(plain < html, "plain first, the preferred HTML last");
+    }
+
+    #[test]
+    fn payment_link_values_are_html_escaped_and_formatted() {
+        let rt = runtime();
+        let _guard = rt.enter();
+        let n = EmailNotifier::new(&smtp(), "acme").unwrap();
+        let mut mail = link_mail();
+        mail.shop = "Tom & Jerry's <b>Shop</b>".into();
+        mail.order_id = "10\"01".into();
+        mail.shop_order_no = "<script>alert(1)</script>".into();
+        mail.url = "https://pay.example/p?a=1&b=\"x\"><script>".into();
+        let p = n.render_payment_link(&mail).unwrap();
+        assert!(
+            p.html
+                .contains("Tom &amp; Jerry&#39;s &lt;b&gt;Shop&lt;/b&gt;"),
+            "{}",
+            p.html
+        );
+        assert!(p.html.contains("10&quot;01"), "{}", p.html);
+        assert!(
+            p.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{}",
+            p.html
+        );
+        assert!(
+            !p.html.contains("<script>") && !p.html.contains("<b>"),
+            "{}",
+            p.html
+        );
+        assert!(
+            p.html.contains(
+                "href=\"https://pay.example/p?a=1&amp;b=&quot;x&quot;&gt;&lt;script&gt;\""
+            ),
+            "{}",
+            p.html
+        );
+        // The plain part and the subject carry the values as they are.
+        assert!(p.text.contains("Tom & Jerry's <b>Shop</b>"), "{}", p.text);
+        assert_eq!(
+            p.subject,
+            "Payment for your order 10\"01 at Tom & Jerry's <b>Shop</b>"
+        );
+
+        // Amounts with their currency's decimals; no shop order number line when there is none;
+        // a reminder says so.
+        let mut mail = link_mail();
+        mail.amount = crate::money::Money::parse("1234.5", crate::money::Currency::EUR).unwrap();
+        mail.shop_order_no = "  ".into();
+        mail.resent = true;
+        let p = n.render_payment_link(&mail).unwrap();
+        assert!(
+            p.text.contains("Amount:            1234.50 EUR\n"),
+            "{}",
+            p.text
+        );
+        assert!(!p.text.contains("Shop order number") && !p.html.contains("Shop order number"));
+        assert_eq!(
+            p.subject,
+            "Reminder: payment for your order 1001 at Acme Shop"
+        );
+        assert!(p.text.contains("this is a reminder"), "{}", p.text);
+        let jpy = crate::money::Currency::from_code("JPY").unwrap();
+        mail.amount = crate::money::Money::parse("500", jpy).unwrap();
+        let p = n.render_payment_link(&mail).unwrap();
+        assert!(
+            p.text.contains("Amount:            500 JPY\n"),
+            "{}",
+            p.text
+        );
+
+        // Line breaks in a value cannot break the subject.
+        mail.shop = "Acme\r\nBcc: x@evil.example".into();
+        let p = n.render_payment_link(&mail).unwrap();
+        assert!(!p.subject.contains(['\r', '\n']), "{}", p.subject);
+    }
+
+    #[test]
+    fn payment_link_recipient_and_link_are_checked_before_anything_is_sent() {
+        let rt = runtime();
+        let _guard = rt.enter();
+        let n = EmailNotifier::new(&smtp(), "acme").unwrap();
+        let send = |mail: PaymentLinkMail| {
+            rt.block_on(async { n.payment_link(&mail).await })
+                .expect_err("refused")
+                .0
+        };
+        for to in [
+            "kunde@example.de\r\nBcc: victim@example.org",
+            "kunde@example.de\nBcc: victim@example.org",
+            "kunde@example.de, victim@example.org",
+            "Kunde <kunde@example.de>",
+            "kunde.example.de",
+            "kunde@@example.de",
+            "",
+            &format!("{}@example.de", "a".repeat(250)),
+        ] {
+            let mut mail = link_mail();
+            mail.to = to.to_string();
+            let e = send(mail);
+            assert!(
+                e.contains("customer's e-mail address is refused"),
+                "{to:?}: {e}"
+            );
+            assert!(!e.contains("victim"), "{e}");
+        }
+        for url in [
+            "javascript:alert(1)",
+            "ftp://pay.example/x",
+            "https://pay.example/a b",
+            "https://pay.example/a\r\nX: y",
+            "not a url",
+            "",
+        ] {
+            let mut mail = link_mail();
+            mail.url = url.to_string();
+            let e = send(mail);
+            assert!(e.contains("payment link is refused"), "{url:?}: {e}");
+            assert!(url.is_empty() || !e.contains(url), "{e}");
+        }
+        let mut mail = link_mail();
+        mail.amount = crate::money::Money::zero(crate::money::Currency::EUR);
+        assert!(send(mail).contains("amount above zero"));
+        let mut mail = link_mail();
+        mail.order_id = " ".into();
+        assert!(send(mail).contains("order number"));
+        // Nothing above reached the (absent) server: each was refused before connecting.
+    }
+
+    #[test]
+    fn payment_link_carries_no_smtp_password() {
+        let rt = runtime();
+        let _guard = rt.enter();
+        let mut s = smtp();
+        s.starttls = true;
+        s.user = Some("mailer".into());
+        s.password = Some(SecretRef::Plain(Secret::new("pw-value-123")));
+        let n = EmailNotifier::new(&s, "acme").unwrap();
+        let mut mail = link_mail();
+        mail.shop = "Shop pw-value-123".into();
+        let p = n.render_payment_link(&mail).unwrap();
+        assert!(!p.text.contains("pw-value-123") && !p.html.contains("pw-value-123"));
+        // A digit run that looks like a card number stays: it may be what the customer needs.
+        mail.shop_order_no = "4111111111111111".into();
+        let p = n.render_payment_link(&mail).unwrap();
+        assert!(p.text.contains("4111111111111111"), "{}", p.text);
     }
 
     #[test]

@@ -187,6 +187,12 @@ fn spec(call: &str) -> Option<Spec> {
         "pixiCreateOrderComment" => s(&["OrderNr", "Comment"], &["OrderNr", "Comment"], true),
         // [doc] Since, OrderNr, RowCount, OrderNrShop (table only).
         "pixiGetOrderComments" => s(&["Since", "OrderNr", "RowCount", "OrderNrShop"], &[], false),
+        // [doc] request example: CustKey, OrderDateFrom, OrderDateTo; CustKey required.
+        "pixiGetCustomerOrderAccount" => s(
+            &["CustKey", "OrderDateFrom", "OrderDateTo"],
+            &["CustKey"],
+            true,
+        ),
         _ => None,
     }
 }
@@ -354,6 +360,7 @@ pub(super) fn dispatch(s: &mut State, req: &Request) -> Outcome {
         "pixiCanChangeAddress" => can_change_address(s, &a),
         "pixiCreateOrderComment" => add_comment(s, &a),
         "pixiGetOrderComments" => get_comments(s, &a),
+        "pixiGetCustomerOrderAccount" => customer_order_account(s, &a),
         other => Err(Outcome::client_fault(format!(
             "Could not find stored procedure '{other}'."
         ))),
@@ -1113,4 +1120,55 @@ fn get_comments(s: &mut State, a: &Args<'_>) -> R<Outcome> {
         }
     }
     Ok(Outcome::rows(set))
+}
+
+/// pixiGetCustomerOrderAccount — https://pixi-api-docs.de/api/pixiGetCustomerOrderAccount
+/// ("Returns orders for given customer"). [doc] result set 1 "Customer information": `CeMail`
+/// ("Customers eMail"), `ShopID`, `AddrRef` (billing address id), `CustomerLocked` (char(1)
+/// Y/N), `CustomerNrExternal` (the shop's customer reference); set 2 "Detail customer
+/// information": `Fax`, `ZIP`, `City`, `Fax2`, `Name`, `Note`, `CCCVC`, … (cut off in the stored
+/// page). Further sets (the customer's orders the description speaks of) are not shown there.
+///
+/// Served here: set 1 with its five [doc] columns and set 2 with the [doc] columns `Name`,
+/// `ZIP`, `City` (no card columns); both empty for a customer no order has. A customer exists
+/// here only through its orders: `ShopID`, `AddrRef` are its first order's. Values the
+/// simulator chooses (it has no customer table): `CustomerLocked` is always `N` (no customer
+/// lock), `CustomerNrExternal` is `K<CustKey>`, the set-2 name and address are fixed. `CeMail`
+/// is left out (NULL) unless a test set one, and is stored as given (pixi does not check it).
+/// `OrderDateFrom`/`OrderDateTo` filter only the orders, which are not served, so they change
+/// nothing here.
+fn customer_order_account(s: &mut State, a: &Args<'_>) -> R<Outcome> {
+    let cust = a.int("CustKey")?.unwrap_or(0);
+    let _from = a.time("OrderDateFrom")?;
+    let _to = a.time("OrderDateTo")?;
+    let mut info = RowSet::new(&[
+        ("CeMail", SqlType::Varchar),
+        ("ShopID", SqlType::Varchar),
+        ("AddrRef", SqlType::Int),
+        ("CustomerLocked", SqlType::Varchar),
+        ("CustomerNrExternal", SqlType::Varchar),
+    ]);
+    let mut detail = RowSet::new(&[
+        ("Name", SqlType::Varchar),
+        ("ZIP", SqlType::Varchar),
+        ("City", SqlType::Varchar),
+    ]);
+    if let Some(o) = s.order_of_cust(cust) {
+        info.push(vec![
+            (
+                "CeMail",
+                s.customer_emails.get(&cust).cloned().map(Val::Text),
+            ),
+            ("ShopID", text(&o.shop_id)),
+            ("AddrRef", Some(Val::Int(o.addr_ref))),
+            ("CustomerLocked", text("N")),
+            ("CustomerNrExternal", text(format!("K{cust}"))),
+        ]);
+        detail.push(vec![
+            ("Name", text("Sim Customer")),
+            ("ZIP", text("10115")),
+            ("City", text("Berlin")),
+        ]);
+    }
+    Ok(Outcome::sets(vec![info, detail]))
 }

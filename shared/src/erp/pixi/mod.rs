@@ -7,7 +7,7 @@
 //! silent or contradict each other the choice is documented on [`PixiErp`] (see "Choices").
 //!
 //! Calls used, each beside its page https://pixi-api-docs.de/api/<call> (what the page does
-//! not show is said next to the code that relies on it). All but the four marked "extra" are in
+//! not show is said next to the code that relies on it). All but the five marked "extra" are in
 //! seed 000's list of calls a merchant's pixi must have installed; the README's pixi set-up
 //! section says why each extra one is needed.
 //!
@@ -21,6 +21,7 @@
 //! | refund booking | `pixiCACreateManualBooking`, read back with `pixiCAGetInvoiceMatch` (extra) |
 //! | transfer data | `pixiCanChangeAddress`, then `pixiChangeAddress` (extra), read back with `pixiGetAddress` |
 //! | comments | `pixiCreateOrderComment` (no public page), read back with `pixiGetOrderComments` (extra) |
+//! | customer e-mail (payment link) | `pixiGetCustomerOrderAccount` (extra, needed only for payment links), by the order's `CustKey` |
 
 mod read;
 pub mod soap;
@@ -35,6 +36,7 @@ use crate::model::{
     BankDetails, CreditNote, ErpOrder, Invoice, LineStatus, OrderLine, OrderStatus,
 };
 use crate::money::{Currency, Money};
+use crate::notify::plain_email_address;
 use async_trait::async_trait;
 use rust_decimal::{Decimal, RoundingStrategy};
 use soap::{Param, Reply, ReplyError, Row};
@@ -122,6 +124,11 @@ pub enum PixiSetupError {
 ///   that types it) is the `erp_method` of paybridge's `[[method]]`, the `PaymentCode` of the
 ///   work lists and the `PayCode` of pixiPaySetInvoiceCapture. A configured code of more than
 ///   one character can never match a real pixi order; the connector logs a warning for it.
+/// - **Customer e-mail** (payment links): `CeMail` of `pixiGetCustomerOrderAccount(CustKey)`,
+///   the customer's own address. Alternative: the `Email` column of the billing address
+///   (`pixiGetAddress(AddrKey = AddrRef)`, in seed 000's list), which belongs to the address,
+///   not the customer; switch if a customer database shows `CeMail` empty where the address
+///   has one.
 /// - **Write references**: pixi fields are short (`PayID` varchar(50), `EventID` varchar(3)), so
 ///   each write carries `[pb…]` = [`psp_reference`] of the operation id (26 characters) in its
 ///   message/comment/reason; read-backs look for that tag.
@@ -523,6 +530,10 @@ impl Erp for PixiErp {
         op_ref: &str,
     ) -> Result<Option<bool>, ErpError> {
         self.write_applied(order_id, write, op_ref).await
+    }
+
+    async fn customer_email(&self, order: &ErpOrder) -> Result<Option<String>, ErpError> {
+        self.read_customer_email(order).await
     }
 
     fn can_read_back(&self, order_id: &str, write: &ErpWrite) -> bool {

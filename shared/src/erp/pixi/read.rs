@@ -7,6 +7,9 @@
 //! parallel. `pixiGetOrder` (one call for many orders) is not used: it is not in that list, and
 //! its page (https://pixi-api-docs.de/api/pixiGetOrder) shows only address and customer samples,
 //! no order total and no order lines.
+//!
+//! The customer's e-mail address (for a payment link) is read on its own, when asked, with
+//! `pixiGetCustomerOrderAccount` ([`PixiErp::read_customer_email`]).
 
 use super::*;
 
@@ -531,5 +534,91 @@ impl PixiErp {
             }
         }
         Ok(out)
+    }
+}
+
+impl PixiErp {
+    /// The e-mail address of the order's customer: `CeMail` of the "Customer information" rows
+    /// of `pixiGetCustomerOrderAccount`
+    /// (https://pixi-api-docs.de/api/pixiGetCustomerOrderAccount), asked with the order's
+    /// `CustKey` (from the order facts; the header is read only when they lack it, as for a
+    /// booking). `None`, with a warning, when pixi has no such customer, no address for it, an
+    /// address that is not one plain address ([`plain_email_address`]), or rows that disagree
+    /// on it: a missing address never fails the order. Errors are those of the calls.
+    pub(super) async fn read_customer_email(
+        &self,
+        order: &ErpOrder,
+    ) -> Result<Option<String>, ErpError> {
+        let known = order
+            .customer_key
+            .as_deref()
+            .and_then(|k| k.trim().parse::<i64>().ok());
+        let cust = match known {
+            Some(k) => k,
+            None => {
+                let nr = order_nr(&order.order_id)?;
+                self.require_header(nr).await?.cust_key.ok_or_else(|| {
+                    ErpError::BadReply(format!("order {nr}: header without CustKey"))
+                })?
+            }
+        };
+        // https://pixi-api-docs.de/api/pixiGetCustomerOrderAccount (not in seed 000's list):
+        // `CustKey` (int, required), `OrderDateFrom`/`OrderDateTo` (optional filters of the
+        // customer's orders, omitted: only the customer is wanted). Response "1. Customer
+        // information": `CeMail` ("Customers eMail", varchar), `ShopID`, `AddrRef`,
+        // `CustomerLocked` (Y/N), `CustomerNrExternal`; "2. Detail customer information" follows
+        // (name, address; cut off in the stored page) and is not read. The page shows no CustKey
+        // column, so the rows are taken as the asked customer's.
+        let reply = self
+            .call(
+                "pixiGetCustomerOrderAccount",
+                &[Param::int("CustKey", cust)],
+            )
+            .await?;
+        // Only a present-but-empty row set means "no such customer" (as for the header).
+        if reply.result_sets.is_empty() {
+            return Err(bad(format!(
+                "pixiGetCustomerOrderAccount for customer {cust}: reply without a row set"
+            )));
+        }
+        let order_id = order.order_id.as_str();
+        let mut mails: Vec<&str> = reply
+            .rows()
+            .iter()
+            .filter_map(|r| r.get("CeMail"))
+            .collect();
+        mails.sort_unstable();
+        mails.dedup();
+        let raw = match mails.as_slice() {
+            [one] => *one,
+            [] => {
+                tracing::warn!(
+                    order = %order_id,
+                    customer = cust,
+                    "pixi has no e-mail address for the order's customer"
+                );
+                return Ok(None);
+            }
+            _ => {
+                tracing::warn!(
+                    order = %order_id,
+                    customer = cust,
+                    "pixi gave different e-mail addresses for the order's customer; none is used"
+                );
+                return Ok(None);
+            }
+        };
+        match plain_email_address(raw) {
+            Ok(a) => Ok(Some(a.to_string())),
+            Err(why) => {
+                tracing::warn!(
+                    order = %order_id,
+                    customer = cust,
+                    why,
+                    "the e-mail address pixi has for the order's customer is not usable"
+                );
+                Ok(None)
+            }
+        }
     }
 }
