@@ -1407,12 +1407,35 @@ impl PaygateSim {
             step.code = codes::DECLINED.into();
             step.description = "declined".into();
         }
+        // The step is final now: a resubmission under its ReqId answers this result from here
+        // on (developer.computop.com "ReqId": the original result once the first is final).
+        let stored = step.req_id.clone().filter(|_| !auth).map(|req_id| {
+            let mut fields = vec![
+                f("mid", &p.mid),
+                f("PayID", &p.pay_id),
+                f("XID", &step.xid),
+                f("TransID", &p.trans_id),
+                f("Status", &step.status),
+                f("Code", &step.code),
+                f("Description", &step.description),
+                f("Amount", step.amount.to_string()),
+                f("Currency", &step.currency),
+            ];
+            if let Some(r) = &step.ref_nr {
+                fields.push(f("RefNr", r));
+            }
+            let failed = !success;
+            ((p.mid.clone(), req_id), Stored { fields, failed })
+        });
         if auth {
             p.kind = if success {
                 PaymentKind::Reserved
             } else {
                 PaymentKind::Failed
             };
+        }
+        if let Some((key, reply)) = stored {
+            s.replies.insert(key, reply);
         }
         true
     }

@@ -364,3 +364,37 @@ async fn e2e_paygate_notify_early_duplicate_and_forged() {
     settle(&h).await;
     assert_final(&h, &r).await;
 }
+
+#[tokio::test]
+async fn e2e_paygate_3_3_a_capture_held_pending_is_never_sent_again_and_booked_once_final() {
+    let h = harness().await;
+    let sc = scenario("pg-3.3-klarna");
+    let mut r = h.import(&sc).await.expect("import");
+    settle(&h).await;
+    let pid = pid(&r);
+    h.paygate.inject_on(Endpoint::Capture, Fault::Pending, 1);
+    step(&h, &mut r, Step::Ship(vec![])).await;
+    // Paygate holds the capture open: paybridge looks again on its backoff, so it does not come
+    // to rest (80 rounds, the clock jumping 5 minutes each, well past the 10-minute settle
+    // time) — and never re-sends the capture while Paygate's last step is pending.
+    assert!(
+        h.settle().await.is_err(),
+        "still looking while the capture is open"
+    );
+    assert_eq!(calls(&h, Endpoint::Capture, &pid).len(), 1);
+    assert_eq!(
+        h.pixi.bookings_for_order(sc.order).len(),
+        0,
+        "not booked yet"
+    );
+    // The capture turns final; Paygate notifies; the same ReqId now answers the original.
+    assert!(h.paygate.settle(&pid, None, true));
+    assert_eq!(h.send_webhook("", &pid).await.expect("notify"), 200);
+    settle(&h).await;
+    assert_final(&h, &r).await;
+    assert_eq!(
+        steps(&h, &pid, StepKind::Capture),
+        vec![10000],
+        "one capture"
+    );
+}

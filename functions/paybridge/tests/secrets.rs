@@ -5,35 +5,47 @@
 //!
 //! - the pixi SOAP password (HTTP Basic auth; the simulator only accepts it),
 //! - every method's Unzer private key (HTTP Basic auth; the simulator only accepts those),
+//! - the Paygate merchant's Blowfish and HMAC passwords (every Paygate request is encrypted and
+//!   MAC'ed with them, every notify decrypted and verified; the simulator's merchant has exactly
+//!   these, so a request it can open and whose MAC it accepts proves they were used),
 //! - the SMTP password (AUTH PLAIN over STARTTLS to a real `python3 -m aiosmtpd` process that
 //!   refuses mail from unauthenticated clients, so every mail that arrives proves it was used).
 //!
-//! The webhook endpoint and the HTTP API have no secret of their own in this build (webhooks are
-//! matched by public key, the listener has no authentication), so there is nothing else to plant.
+//! The webhook endpoint and the HTTP API have no secret of their own in this build (Unzer
+//! webhooks are matched by public key, Paygate notifies by the merchant's passwords above, the
+//! listener has no authentication), so there is nothing else to plant.
 //!
 //! Every log line is captured at TRACE level for the whole run (human and JSON format, `log`
 //! records of the dependencies included). Then every text paybridge produced is searched:
 //! the log lines; everything written into pixi (comments, lock reasons, the authorization log,
 //! customer-service fields, bookings, every SOAP parameter of every call); what was sent to
-//! Unzer (paths, transactions, payments); every e-mail that arrived (raw and decoded); the
+//! Unzer (paths, transactions, payments) and to Paygate (every decrypted request, payment and
+//! notify); every e-mail that arrived (raw and decoded); the
 //! `/problems` and `/health` bodies; the store (order records, history, ledger operations,
 //! events). Each secret is looked for as is, percent-encoded, XML- and JSON-escaped, in hex and
 //! in base64 at every alignment (which finds `Basic base64(user:password)`, `base64(key:)` and
 //! SMTP `AUTH PLAIN base64(\0user\0password)` inside any larger blob), and so is the
 //! `SECRET-CANARY` marker every secret carries, so that a cut-off secret is caught too.
 //!
+//! A second test runs `paybridge config check` on broken Paygate method configurations holding
+//! the planted Paygate passwords (inline, via `env:` and `file:`): no output may contain any
+//! 8-character piece of them.
+//!
 //! The SMTP server is [`paybridge_testkit::smtp_sink`], as in `tests/tests/email_smtp.rs`: it
 //! needs `python3` with `aiosmtpd` and the `openssl` CLI (`.ci/run` installs aiosmtpd into
 //! `.venv` and puts it first on `PATH`). A missing `aiosmtpd` fails the test; it never skips.
 
 use paybridge::demo::{self, Harness, Method, Options, Outcome, Scenario};
+use paybridge_core::psp::paygate::envelope;
 use paybridge_core::store::repo::Repo;
+use paybridge_testkit::paygate_sim::{self, Endpoint};
 use paybridge_testkit::pixi_sim::SimFault;
 use paybridge_testkit::smtp_sink::{SinkOptions, SmtpSink};
 use paybridge_testkit::unzer_sim::Fault;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -50,6 +62,9 @@ const PIXI_USER: &str = "pixi-leaktest";
 const PIXI_PASSWORD: &str = "SECRET-CANARY-pixi/Pw+9=q&z";
 const SMTP_USER: &str = "paybridge-mailer";
 const SMTP_PASSWORD: &str = "SECRET-CANARY-smtp/Pw+7=x&y";
+/// The Paygate merchant's Blowfish password (4 to 56 bytes) and HMAC password.
+const PAYGATE_BLOWFISH_PW: &str = "SECRET-CANARY-pgBf/7+u=K&w";
+const PAYGATE_HMAC_PW: &str = "SECRET-CANARY-pgMac/3+v=L&q";
 const FROM: &str = "paybridge@example.com";
 const TO: &str = "ops@merchant.example";
 
@@ -58,13 +73,26 @@ fn private_key(m: Method) -> String {
     format!("s-priv-2a10{MARKER}-{}-Zq9xW4", m.label().replace(' ', "-"))
 }
 
+/// The methods on Unzer (the Paygate ones have the Paygate passwords instead of a key).
+fn unzer_methods() -> impl Iterator<Item = Method> {
+    Method::ALL.into_iter().filter(|m| !m.is_paygate())
+}
+
 /// Every planted secret with a name for messages.
 fn secrets() -> Vec<(String, String)> {
     let mut out = vec![
         ("the pixi password".to_string(), PIXI_PASSWORD.to_string()),
         ("the SMTP password".to_string(), SMTP_PASSWORD.to_string()),
+        (
+            "the Paygate Blowfish password".to_string(),
+            PAYGATE_BLOWFISH_PW.to_string(),
+        ),
+        (
+            "the Paygate HMAC password".to_string(),
+            PAYGATE_HMAC_PW.to_string(),
+        ),
     ];
-    for m in Method::ALL {
+    for m in unzer_methods() {
         out.push((format!("the Unzer private key of {m:?}"), private_key(m)));
     }
     out
@@ -216,7 +244,7 @@ fn needles() -> Vec<Needle> {
         "the SMTP AUTH PLAIN argument base64(\\0user\\0password)",
         format!("\0{SMTP_USER}\0{SMTP_PASSWORD}"),
     ));
-    for m in Method::ALL {
+    for m in unzer_methods() {
         out.push(wire(
             &format!("the Unzer Basic auth header value of {m:?} base64(key:)"),
             format!("{}:", private_key(m)),
@@ -383,6 +411,12 @@ const FAULT_CAPTURE_ORDER: i64 = 10901;
 const FAULT_REFUND_ORDER: i64 = 10902;
 /// The Unzer error message of the declined refund: it must reach the operator's e-mail.
 const DECLINE_MESSAGE: &str = "refund refused by the acquirer (leak test)";
+/// Orders of the injected Paygate failures: a capture answered HTTP 500 after Paygate made it
+/// (reconciled by a same-ReqId replay) and a credit the acquirer refuses.
+const PAYGATE_FAULT_CAPTURE_ORDER: i64 = 11901;
+const PAYGATE_FAULT_CREDIT_ORDER: i64 = 11902;
+/// Paygate's description of the refused credit: it must reach the operator's e-mail.
+const PAYGATE_DECLINE_MESSAGE: &str = "credit refused by the acquirer (paygate leak test)";
 
 /// The injected-failure round (faults armed in the test): pixi unavailable on a release, a
 /// SOAP fault on a comment, an HTML page instead of a SOAP reply, Unzer HTTP 500 and 429 on
@@ -401,6 +435,21 @@ fn fault_scenarios() -> Vec<Scenario> {
     vec![capture, refund]
 }
 
+/// The injected Paygate failures (faults armed in the test).
+fn paygate_fault_scenarios() -> Vec<Scenario> {
+    let mut capture = demo::scenarios(&["pg-3.3-expert"])
+        .expect("catalogue key")
+        .remove(0);
+    capture.order = PAYGATE_FAULT_CAPTURE_ORDER;
+    capture.key = "leak-paygate-fault-capture";
+    let mut credit = demo::scenarios(&["pg-3.5-expert"])
+        .expect("catalogue key")
+        .remove(0);
+    credit.order = PAYGATE_FAULT_CREDIT_ORDER;
+    credit.key = "leak-paygate-fault-credit";
+    vec![capture, credit]
+}
+
 // ------------------------------------------------------------------------------- the test
 
 /// The whole catalogue and a round of failures with planted secrets; then no log line, ERP
@@ -412,6 +461,7 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
     let h = Harness::start_with(Options {
         pixi_login: Some((PIXI_USER.into(), PIXI_PASSWORD.into())),
         private_key: Some(private_key),
+        paygate_keys: Some((PAYGATE_BLOWFISH_PW.into(), PAYGATE_HMAC_PW.into())),
         extra_config: Some(smtp_config_section(&sink)),
         smtp_tls_roots: Some(sink.cert_pem().expect("a STARTTLS sink").to_vec()),
         ..Options::default()
@@ -485,6 +535,46 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
         );
     }
 
+    // Paygate failures: a capture made but answered 500 (an unknown outcome, reconciled), and a
+    // credit the acquirer refuses (flagged, its description mailed).
+    h.paygate
+        .inject_on(Endpoint::Capture, paygate_sim::Fault::ServerErrorAfter, 1);
+    h.paygate.inject_on(
+        Endpoint::Credit,
+        paygate_sim::Fault::Decline {
+            code: paygate_sim::DECLINED.into(),
+            description: PAYGATE_DECLINE_MESSAGE.into(),
+        },
+        1,
+    );
+    let paygate_faulted = h
+        .run(&paygate_fault_scenarios())
+        .await
+        .expect("the Paygate failure round runs");
+    let refused = paygate_faulted
+        .iter()
+        .find(|o| o.scenario.order == PAYGATE_FAULT_CREDIT_ORDER)
+        .expect("the credit order ran");
+    assert!(
+        !refused.actual.problems.is_empty(),
+        "the refused credit is flagged: {}",
+        refused.actual
+    );
+    let paygate_calls = h.paygate.calls();
+    assert!(
+        paygate_calls
+            .iter()
+            .any(|c| c.endpoint == Endpoint::Capture && c.http_status == 500),
+        "a Paygate capture answered 500"
+    );
+    assert!(
+        paygate_calls
+            .iter()
+            .any(|c| c.endpoint == Endpoint::Credit
+                && c.code.as_deref() == Some(paygate_sim::DECLINED)),
+        "a Paygate credit refused"
+    );
+
     // Unknown key and malformed body on the webhook listener (answered, nothing stored).
     let client = reqwest::Client::new();
     let unknown = client
@@ -506,6 +596,52 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
         .await
         .expect("paybridge answers");
     assert_eq!(malformed.status().as_u16(), 400);
+    // Paygate notifies: one sealed with another Blowfish password, one with a MAC of another
+    // HMAC password, one for an unknown MerchantID; all refused, nothing stored.
+    let notify_url = h.url("/webhooks/paygate");
+    let plain = |hmac: &[u8]| {
+        let mac = envelope::mac(
+            hmac,
+            &envelope::response_mac_message(
+                "0123456789abcdef0123456789abcdef",
+                "leak-1",
+                demo::PAYGATE_MERCHANT,
+                "OK",
+                "00000000",
+            ),
+        );
+        format!(
+            "mid={}&PayID=0123456789abcdef0123456789abcdef&XID=x&TransID=leak-1&Status=OK&Code=00000000&MAC={mac}",
+            demo::PAYGATE_MERCHANT
+        )
+    };
+    for (outer_mid, blowfish, hmac) in [
+        (demo::PAYGATE_MERCHANT, "notThePlantedKey", PAYGATE_HMAC_PW),
+        (
+            demo::PAYGATE_MERCHANT,
+            PAYGATE_BLOWFISH_PW,
+            "not-the-planted-hmac",
+        ),
+        ("leakTestStranger", PAYGATE_BLOWFISH_PW, PAYGATE_HMAC_PW),
+    ] {
+        let (data, len) =
+            envelope::encrypt(blowfish.as_bytes(), &plain(hmac.as_bytes())).expect("seal");
+        let refused = client
+            .post(&notify_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("MerchantID={outer_mid}&Len={len}&Data={data}"))
+            .send()
+            .await
+            .expect("paybridge answers");
+        assert_eq!(refused.status().as_u16(), 401, "{outer_mid} {blowfish}");
+    }
+    let malformed = client
+        .post(&notify_url)
+        .body("Len=12&Len=12&Data=00")
+        .send()
+        .await
+        .expect("paybridge answers");
+    assert_eq!(malformed.status().as_u16(), 400);
 
     let pixi_requests = h.pixi.requests();
     assert!(
@@ -519,7 +655,7 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
         "every pixi call carried the planted password"
     );
     let unzer_requests = h.unzer.requests();
-    let keys: BTreeSet<String> = Method::ALL.iter().map(|m| private_key(*m)).collect();
+    let keys: BTreeSet<String> = unzer_methods().map(private_key).collect();
     assert!(
         unzer_requests.len() > 100,
         "{} Unzer calls",
@@ -535,10 +671,47 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
         );
     }
 
+    // Every Paygate request was opened with the planted Blowfish password (its fields read)
+    // and none was refused for its MAC (the planted HMAC password).
+    let paygate_calls = h.paygate.calls();
+    let server_to_server: Vec<_> = paygate_calls
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.endpoint,
+                Endpoint::Capture | Endpoint::Credit | Endpoint::Reverse | Endpoint::Inquire
+            )
+        })
+        .collect();
+    assert!(
+        server_to_server.len() > 50,
+        "{} Paygate calls",
+        server_to_server.len()
+    );
+    for c in &server_to_server {
+        assert!(
+            c.field("MerchantID") == Some(demo::PAYGATE_MERCHANT)
+                && c.code.as_deref() != Some("20010008"),
+            "a Paygate call without the planted passwords: {:?} → {} {:?}",
+            c.endpoint,
+            c.http_status,
+            c.code
+        );
+    }
+    let paygate_notifies = h.paygate.notifies();
+    assert!(
+        paygate_notifies.iter().any(|n| n.result == Ok(200)),
+        "a Paygate notify was accepted with the planted passwords"
+    );
+
     // ---------------------------------------------------------------- what to search
 
     let mut texts: Vec<(String, String)> = Vec::new();
-    let all_orders: Vec<&Outcome> = outcomes.iter().chain(faulted.iter()).collect();
+    let all_orders: Vec<&Outcome> = outcomes
+        .iter()
+        .chain(faulted.iter())
+        .chain(paygate_faulted.iter())
+        .collect();
 
     // pixi: everything paybridge wrote or could have written.
     let mut comments = 0;
@@ -582,6 +755,25 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
                 format!("{:#?}", h.unzer.transactions(pid)),
             ));
         }
+    }
+
+    // Paygate: every request as it arrived (decrypted, with its MAC), every payment, every
+    // notify the simulator sent.
+    for (i, c) in paygate_calls.iter().enumerate() {
+        texts.push((
+            format!("Paygate request {i} ({:?})", c.endpoint),
+            format!("{c:?}"),
+        ));
+    }
+    for o in &all_orders {
+        if let Some(pid) = &o.payment_id
+            && let Some(p) = h.paygate.payment(pid)
+        {
+            texts.push((format!("Paygate payment {pid}"), format!("{p:?}")));
+        }
+    }
+    for (i, n) in paygate_notifies.iter().enumerate() {
+        texts.push((format!("Paygate notify {i}"), format!("{n:?}")));
     }
 
     // paybridge's own answers and the demo's table.
@@ -662,6 +854,12 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
     assert!(
         mails
             .iter()
+            .any(|m| m.body.contains(PAYGATE_DECLINE_MESSAGE)),
+        "Paygate's refusal reached the operator"
+    );
+    assert!(
+        mails
+            .iter()
             .any(|m| m.body.contains("deadlock victim (leak test)")),
         "pixi's SOAP fault reached the operator"
     );
@@ -688,6 +886,7 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
     for expected in [
         "pixi call",
         "unzer reply",
+        "Paygate reversal not sent",
         "PSP: capture",
         "ERP write failed",
         "PSP webhook refused",
@@ -740,6 +939,208 @@ async fn no_secret_in_any_log_line_erp_text_mail_problem_page_or_store_entry() {
         comments,
         history_entries,
         mails.len()
+    );
+}
+
+// ------------------------------------------------------------------ Paygate config errors
+
+/// The environment variable and key file the `env:` and `file:` shapes resolve.
+const PAYGATE_ENV: &str = "PAYBRIDGE_LEAKTEST_PAYGATE_KEY";
+const PAYGATE_KEY_FILE: &str = "keys/paygate.key";
+
+/// Every 8-character piece of `secret`.
+fn pieces(secret: &str) -> Vec<String> {
+    let chars: Vec<char> = secret.chars().collect();
+    chars.windows(8).map(|w| w.iter().collect()).collect()
+}
+
+/// `paybridge config check` on broken Paygate method configurations holding the planted
+/// Paygate passwords: each exits 2 with an `error: file:…` line, and neither stdout nor stderr
+/// holds any 8-character piece of either password (nor of the `SECRET-CANARY` marker).
+#[test]
+fn no_paygate_password_piece_in_config_check_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("keys")).expect("mkdir");
+    std::fs::write(
+        dir.path().join(PAYGATE_KEY_FILE),
+        format!("{PAYGATE_BLOWFISH_PW}\n"),
+    )
+    .expect("key file");
+    let base = demo::config_toml_with_keys(
+        "http://127.0.0.1:9/soap/pixiAPP/",
+        PIXI_USER,
+        PIXI_PASSWORD,
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        private_key,
+    )
+    .replace(
+        &format!("\"plain:{}\"", demo::PAYGATE_BLOWFISH),
+        &format!("\"plain:{PAYGATE_BLOWFISH_PW}\""),
+    )
+    .replace(
+        &format!("\"plain:{}\"", demo::PAYGATE_HMAC),
+        &format!("\"plain:{PAYGATE_HMAC_PW}\""),
+    );
+    let key_line = format!("encryption_key = \"plain:{PAYGATE_BLOWFISH_PW}\"");
+    let mac_line = format!("hmac_key = \"plain:{PAYGATE_HMAC_PW}\"");
+    assert!(base.contains(&key_line) && base.contains(&mac_line));
+    // One edit of the first Paygate method: its key line, its MAC line, or a line after them.
+    let key = |with: &str| base.replacen(&key_line, with, 1);
+    let mac = |with: &str| base.replacen(&mac_line, with, 1);
+    let both = |extra: &str| base.replacen(&mac_line, &format!("{mac_line}\n{extra}"), 1);
+    // A field of the first Paygate method after its key line.
+    let after_key = |edit: fn(&str) -> String| {
+        let at = base.find(&key_line).expect("the key line");
+        format!("{}{}", &base[..at], edit(&base[at..]))
+    };
+    let (bf, hm) = (PAYGATE_BLOWFISH_PW, PAYGATE_HMAC_PW);
+    let shapes: Vec<(&str, String)> = vec![
+        // Keys the cipher cannot take.
+        (
+            "an AES account with the Blowfish password",
+            both("encryption = \"aes\""),
+        ),
+        (
+            "a Blowfish password over 56 bytes",
+            key(&format!("encryption_key = \"plain:{bf}{bf}{bf}\"")),
+        ),
+        (
+            "the env: password on an AES account",
+            key(&format!(
+                "encryption_key = \"env:{PAYGATE_ENV}\"\nencryption = \"aes\""
+            )),
+        ),
+        (
+            "the file: password on an AES account",
+            key(&format!(
+                "encryption_key = \"file:{PAYGATE_KEY_FILE}\"\nencryption = \"aes\""
+            )),
+        ),
+        ("an empty HMAC password", mac("hmac_key = \"plain:\"")),
+        // Secret fields written wrong.
+        (
+            "the password without a scheme",
+            key(&format!("encryption_key = \"{bf}\"")),
+        ),
+        (
+            "an unknown scheme",
+            mac(&format!("hmac_key = \"vault:{hm}\"")),
+        ),
+        ("unterminated", mac(&format!("hmac_key = \"plain:{hm}"))),
+        ("unquoted", mac(&format!("hmac_key = plain:{hm}"))),
+        ("as an array", mac(&format!("hmac_key = [\"plain:{hm}\"]"))),
+        (
+            "as a table",
+            mac(&format!("hmac_key = {{ value = \"plain:{hm}\" }}")),
+        ),
+        (
+            "in a multi-line string with a bad escape",
+            key(&format!("encryption_key = \"\"\"plain:{bf}\\q\"\"\"")),
+        ),
+        ("misspelt", mac(&format!("hmac_kye = \"plain:{hm}\""))),
+        (
+            "twice",
+            mac(&format!("{mac_line}\nhmac_key = \"plain:{bf}\"")),
+        ),
+        (
+            "as private_key",
+            both(&format!("private_key = \"plain:{hm}\"")),
+        ),
+        ("the HMAC password missing", mac("")),
+        ("the Blowfish password missing", key("")),
+        (
+            "an unresolvable env: reference",
+            key("encryption_key = \"env:PAYBRIDGE_LEAKTEST_UNSET\""),
+        ),
+        (
+            "another method of the merchant with other keys",
+            base.replacen(&mac_line, &format!("hmac_key = \"plain:{bf}\""), 1),
+        ),
+        // Other fields broken beside the passwords.
+        ("an unknown cipher", both("encryption = \"des\"")),
+        (
+            "an unknown psp_method",
+            after_key(|tail| tail.replacen("psp_method = \"card\"", "psp_method = \"bogus\"", 1)),
+        ),
+        (
+            "a non-loopback http api_host",
+            after_key(|tail| {
+                tail.replacen(
+                    "api_host = \"http://127.0.0.1:9\"",
+                    "api_host = \"http://paygate.example\"",
+                    1,
+                )
+            }),
+        ),
+        (
+            "a bad merchant_id",
+            base.replacen(
+                &format!("merchant_id = \"{}\"", demo::PAYGATE_MERCHANT),
+                "merchant_id = \"not a merchant id!\"",
+                1,
+            ),
+        ),
+    ];
+    let run = |n: usize, text: &str| {
+        let path = dir.path().join(format!("paygate-{n:02}.toml"));
+        std::fs::write(&path, text).expect("write config");
+        Command::new(env!("CARGO_BIN_EXE_paybridge"))
+            .args(["config", "check", "--config"])
+            .arg(&path)
+            .env(PAYGATE_ENV, PAYGATE_BLOWFISH_PW)
+            .env("RUST_LOG", "trace")
+            .output()
+            .expect("the binary runs")
+    };
+    // The base itself is fine (so every failure below is the shape's).
+    let ok = run(0, &base);
+    assert_eq!(
+        (ok.status.code(), String::from_utf8_lossy(&ok.stdout).trim()),
+        (Some(0), "ok"),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let mut needles: Vec<String> = pieces(PAYGATE_BLOWFISH_PW);
+    needles.extend(pieces(PAYGATE_HMAC_PW));
+    let mut failures = Vec::new();
+    for (n, (name, text)) in shapes.iter().enumerate() {
+        assert_ne!(text, &base, "{name} changes the configuration");
+        let out = run(n + 1, text);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        let mut problems = Vec::new();
+        if out.status.code() != Some(2) {
+            problems.push(format!("exit code {:?}, expected 2", out.status.code()));
+        }
+        if !stderr.lines().any(|l| l.starts_with("error: ")) {
+            problems.push("no `error: ` line".to_string());
+        }
+        let lower = format!("{stdout}\n{stderr}").to_ascii_lowercase();
+        if lower.contains(&MARKER.to_ascii_lowercase()) {
+            problems.push("the marker is printed".to_string());
+        }
+        for piece in &needles {
+            if stdout.contains(piece) || stderr.contains(piece) {
+                problems.push(format!("the piece {piece:?} is printed"));
+                break;
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{name}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                problems.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} shapes:\n{}",
+        failures.len(),
+        shapes.len(),
+        failures.join("\n\n")
     );
 }
 

@@ -23,8 +23,9 @@
 //! `ReqId` with the original result instead of executing it again, once the first reached a
 //! final status (§3.7). Paygate's payment reads are totals (`AmountAuth`/`AmountCap`/
 //! `AmountCred`), not single transactions carrying references, so reconciliation after an
-//! unknown outcome ([`Psp::find_transaction`]) inquires first: nothing of the call's kind at
-//! the PSP means not done; where the totals leave no room for the call any more, the same
+//! unknown outcome ([`Psp::find_transaction`]) inquires first: a last step still pending is
+//! reported pending (never re-sent while open); nothing of the call's kind at the PSP means not
+//! done; where the totals leave no room for the call any more, the same
 //! request is sent again under the same `ReqId` — Paygate then answers the original result, or
 //! refuses for want of room, and moves nothing new either way; where there is room, the app
 //! waits its settle time and sends again under the same `ReqId`.
@@ -609,6 +610,21 @@ impl Psp for PaygatePsp {
             PspCall::Reverse { .. } => TxKind::CancelAuthorize,
             PspCall::Shipment { .. } | PspCall::RequestPayment { .. } => return Ok(None),
         };
+        // Paygate's last step is still open (pending): ours, maybe. Never "not sent" then: a
+        // resubmission under the same ReqId would run again while the first is open (§3.7).
+        let last_pending = transformers::last_pending_id(&payment.payment_id);
+        if let Some(t) = payment
+            .transactions
+            .iter()
+            .find(|t| t.id == last_pending && t.status == TxStatus::Pending)
+        {
+            return Ok(Some(PspTransaction {
+                kind,
+                reference: Some(reference.to_string()),
+                amount: call.amount().unwrap_or(t.amount),
+                ..t.clone()
+            }));
+        }
         if let PspCall::Reverse { amount } = call
             && !transformers::reversal_is_last_step(payment, *amount)
             && !payment.transactions.iter().any(|t| t.kind == kind)

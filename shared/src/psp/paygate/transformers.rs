@@ -11,10 +11,18 @@
 //! - `AmountCap` (reserved methods) is one charge, `AmountCred` one refund;
 //! - pending: no amount authorized and `LastStatus` pending (`PENDING`, `AUTHORIZE_REQUEST`),
 //!   or a `Code` starting with 6/7; failed: nothing authorized otherwise;
+//! - a last step still pending (`LastStatus` `PENDING` after the authorization: a capture or
+//!   credit Paygate answered with a `6…` code): one pending transaction `{PayID}-last-pending`
+//!   (amount zero: the totals do not show it), so reconciliation never takes such a call for
+//!   "not sent" — a resubmission under its `ReqId` would run again while the first is open (§3.7);
+//! - PayPal and Sofort are booked at once: their initial charge is what `AmountCap` shows; an
+//!   amount authorized but not (yet) captured is a *pending* charge, never money received;
 //! - a reversed authorization: `LastStatus` naming a reversal (`REVERSED`, `CANCELED`,
 //!   `CANCELLED`, `VOIDED`) with nothing captured. **Inferred [I]**: no public page shows what
-//!   inquire answers after `reverse.aspx`; the simulator follows the same reading and both say
-//!   so, so a test cannot catch a wrong guess here.
+//!   inquire answers after `reverse.aspx`. The simulator takes the other plausible reading
+//!   (`AmountAuth` unchanged, `LastStatus` the reversal's `OK`), so against it a reversal does
+//!   not show in the view: the flows then rely on the ledger's finished reversal (the e2e
+//!   suite's cancellations pass that way). Check on Computop's test platform.
 //! - Klarna and BillSAFE have no method of their own in the neutral model: they are read as the
 //!   authorize-then-capture family (`card`); their authorization lifetime comes from the method
 //!   config's `authorization_validity_days`.
@@ -328,6 +336,11 @@ fn minor(reply: &Reply, key: &str, currency: Currency) -> Result<Money, PspError
     }
 }
 
+/// The id of the transaction that stands for a pending last step (see the module doc).
+pub fn last_pending_id(pay_id: &str) -> String {
+    format!("{pay_id}-last-pending")
+}
+
 /// An inquire reply as the payment's view (see the module doc).
 pub fn payment(
     reply: &Reply,
@@ -398,7 +411,9 @@ pub fn payment(
     } else {
         auth
     };
-    let initial_status = if initial_amount.is_positive() {
+    let initial_status = if booked && cap.is_zero() && auth.is_positive() {
+        TxStatus::Pending // authorized, not booked yet: no money received
+    } else if initial_amount.is_positive() {
         TxStatus::Success
     } else if pending_last {
         TxStatus::Pending
@@ -437,6 +452,16 @@ pub fn payment(
     }
     if cred.is_positive() {
         transactions.push(tx(format!("{pay_id}-credited"), TxKind::CancelCharge, cred));
+    }
+    if pending_last && initial_status == TxStatus::Success {
+        transactions.push(PspTransaction {
+            status: TxStatus::Pending,
+            ..tx(
+                last_pending_id(pay_id),
+                TxKind::Charge,
+                Money::zero(currency),
+            )
+        });
     }
     let state = if initial_status == TxStatus::Pending {
         PaymentState::Pending
