@@ -413,6 +413,7 @@ impl World {
             PspCall::Reverse { amount } => (TxKind::CancelAuthorize, *amount),
             PspCall::Refund { amount, .. } => (TxKind::CancelCharge, *amount),
             PspCall::Shipment { .. } => (TxKind::Shipment, self.money(0)),
+            PspCall::RequestPayment { .. } => unreachable!("the model draws no payment-link orders"),
         };
         self.psp.transactions.push(PspTransaction {
             at: None,
@@ -899,7 +900,7 @@ impl World {
             );
         }
         match (self.family, self.cfg.mode) {
-            (Family::CardAuthorized, Mode::Expert) => {
+            (Family::CardAuthorized, Mode::Expert | Mode::Link) => {
                 prop_assert_eq!(
                     pos.charged,
                     s_inv.min(pos.authorized).unwrap(),

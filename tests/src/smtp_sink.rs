@@ -69,7 +69,8 @@ for name in sorted(os.listdir(new)):
         "envelope_to": str(m["X-RcptTo"]),
         "content_type": m.get_content_type(),
         "charset": str(m.get_content_charset()),
-        "body": m.get_content(),
+        # A multipart mail (a payment link: plain text and HTML) shows its plain-text part.
+        "body": (m.get_body(preferencelist=("plain", "html")) or m).get_content(),
     })
 json.dump(out, sys.stdout)
 "#;

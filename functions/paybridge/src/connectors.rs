@@ -116,6 +116,15 @@ impl Erp for LoggedErp {
     fn can_read_back(&self, order_id: &str, write: &ErpWrite) -> bool {
         self.inner.can_read_back(order_id, write)
     }
+
+    async fn customer_email(&self, order: &ErpOrder) -> Result<Option<String>, ErpError> {
+        // Forwarded: the default says "none". The address is personal data: not logged.
+        let r = self.inner.customer_email(order).await;
+        if let Err(e) = &r {
+            tracing::warn!(connection = %self.connection, order = %order.order_id, error = %e, "ERP: customer e-mail not read");
+        }
+        r
+    }
 }
 
 /// A PSP that logs every money call and its outcome.

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 /// The reference of an order's payment link: `pl` + 24 hex digits of SHA-256 of the order's
-/// key (26 characters: within every PSP's merchant-reference limits, Paygate's `ReqId` 32).
+/// key (26 characters: within every PSP's merchant-reference limits, an idempotency key of 32).
 pub fn link_reference(key: &OrderKey) -> String {
     let digest = Sha256::digest(format!("{}#payment-link", key.pk()).as_bytes());
     format!("pl{}", &hex::encode(digest)[..24])

@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 
 /// Days an authorization holds when the method config does not say: card and Apple Pay 7
 /// (card-not-present authorizations commonly hold 7 days), PayPal 29 (PayPal's honour of an
-/// order id), Paylater 28 (not published by Unzer: a cautious guess below a month). `None` for
+/// order id), Paylater 28 (not published by the PSP: a cautious guess below a month). `None` for
 /// families that hold no authorization (charged in the shop, prepayment, legacy invoice).
 pub fn default_validity_days(method: PaymentMethod, family: MethodFamily) -> Option<u32> {
     match family {

@@ -1,7 +1,7 @@
 //! behaviour.md §3.1: is the payment accepted and does it match the order? Then release the
 //! order (standard mode: capture the whole amount first), keep it on HOLD while the payment is
 //! pending (an error once it has been pending too long), or release it with a shipping lock and
-//! an error. Prepayment and the legacy Unzer Invoice / Invoice Secured get the transfer details
+//! an error. Prepayment and the legacy invoice / invoice secured types get the transfer details
 //! written at release (seed 000: the customer-service fields).
 
 use super::{Cx, Facts, Problem, comments::LOCKED};
@@ -146,7 +146,7 @@ impl Cx<'_, '_> {
         }
     }
 
-    /// Legacy Unzer Invoice / Invoice Secured: released (the customer pays after delivery)
+    /// Legacy invoice / invoice secured types: released (the customer pays after delivery)
     /// with the transfer details the customer pays to, unless paid already.
     fn release_invoice(&mut self, p: &PspPayment) -> Result<(), MoneyError> {
         if p.received_in_full()? {

@@ -266,6 +266,8 @@ impl S {
                 PspCall::Reverse { amount } => (TxKind::CancelAuthorize, *amount),
                 PspCall::Refund { amount, .. } => (TxKind::CancelCharge, *amount),
                 PspCall::Shipment { .. } => (TxKind::Shipment, Money::zero(p.currency)),
+                // No money moves on a payment request; the customer pays later.
+                PspCall::RequestPayment { .. } => return,
             };
             let id = format!("s-tx-{}", p.transactions.len());
             p.transactions.push(PspTransaction {

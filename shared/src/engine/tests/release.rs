@@ -60,7 +60,7 @@ fn spec_3_1_2_difference_within_tolerance_is_absorbed_and_noted() {
             d.notes
         );
         match mode {
-            Expert => assert_eq!(purposes(&d), [P::Release]),
+            Expert | Mode::Link => assert_eq!(purposes(&d), [P::Release]),
             Standard => {
                 assert_eq!(purposes(&d), [P::CaptureOrder]);
                 assert_eq!(

@@ -396,7 +396,7 @@ fn spec_4_hands_off_switch_comments_are_one_per_switch() {
 // ---------------------------------------------- items 5 and 6: captured outside paybridge
 
 /// A card order (expert) whose first invoice R1 (L1, 60.00) was captured in the PSP portal
-/// and marked paid in pixi before paybridge handled it.
+/// and marked paid in the ERP before paybridge handled it.
 fn foreign_r1() -> S {
     let mut s = S::new(PM::Card, Expert, LINES).released();
     s.pay()

@@ -1121,6 +1121,7 @@ fn call_label(call: &PspCall) -> String {
         PspCall::Reverse { amount } => format!("reverse {amount}"),
         PspCall::Refund { amount, .. } => format!("refund {amount}"),
         PspCall::Shipment { invoice_id } => format!("shipment {invoice_id}"),
+        PspCall::RequestPayment { amount } => format!("payment request {amount}"),
     }
 }
 
@@ -1130,6 +1131,7 @@ fn hook_event(call: &PspCall) -> &'static str {
         PspCall::Reverse { .. } => "authorize.canceled",
         PspCall::Refund { .. } => "charge.canceled",
         PspCall::Shipment { .. } => "shipment.succeeded",
+        PspCall::RequestPayment { .. } => "payment.pending",
     }
 }
 

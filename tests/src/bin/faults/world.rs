@@ -336,6 +336,7 @@ private_key = "plain:s-priv-test"
         mode = match o.mode {
             Mode::Standard => "standard",
             Mode::Expert => "expert",
+            Mode::Link => "link",
         },
         tol = o.tolerance,
     );
