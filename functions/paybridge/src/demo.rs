@@ -2750,8 +2750,21 @@ mod tests {
             assert!(m.invoice_event.chars().count() <= 3, "{}", m.invoice_event);
             assert!(m.return_event.chars().count() <= 3, "{}", m.return_event);
         }
+        // One Unzer key pair per Unzer config; the Paygate configs share one merchant account
+        // (MerchantID), as the methods of one real Paygate account do.
         let public: HashSet<_> = cfg.methods.iter().map(|m| &m.account.public_key).collect();
-        assert_eq!(public.len(), Method::ALL.len(), "one key pair per config");
+        let unzer = Method::ALL.iter().filter(|m| !m.is_paygate()).count();
+        assert_eq!(
+            public.len(),
+            unzer + 1,
+            "one key pair per Unzer config, one merchant"
+        );
+        assert!(
+            cfg.methods
+                .iter()
+                .filter(|m| m.psp == paybridge_core::config::PspKind::Paygate)
+                .all(|m| m.account.public_key == PAYGATE_MERCHANT)
+        );
     }
 
     #[test]
