@@ -52,7 +52,9 @@ pub fn router(app: Arc<App>) -> Router {
         // a fresh read decide.
         .route(
             "/paylink/done",
-            get(paylink_done).post(paylink_done).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+            get(paylink_done)
+                .post(paylink_done)
+                .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
         .route(
             "/paylink/failed",

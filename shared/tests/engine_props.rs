@@ -413,7 +413,9 @@ impl World {
             PspCall::Reverse { amount } => (TxKind::CancelAuthorize, *amount),
             PspCall::Refund { amount, .. } => (TxKind::CancelCharge, *amount),
             PspCall::Shipment { .. } => (TxKind::Shipment, self.money(0)),
-            PspCall::RequestPayment { .. } => unreachable!("the model draws no payment-link orders"),
+            PspCall::RequestPayment { .. } => {
+                unreachable!("the model draws no payment-link orders")
+            }
         };
         self.psp.transactions.push(PspTransaction {
             at: None,

@@ -197,7 +197,9 @@ impl Psp for LoggedPsp {
         let link = self.inner.payment_link(account, request);
         match &link {
             Ok(_) => tracing::info!(reference = %request.reference, "PSP: payment link built"),
-            Err(e) => tracing::warn!(reference = %request.reference, error = %e, "PSP: no payment link"),
+            Err(e) => {
+                tracing::warn!(reference = %request.reference, error = %e, "PSP: no payment link")
+            }
         }
         link
     }

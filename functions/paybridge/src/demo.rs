@@ -40,9 +40,7 @@ use paybridge_core::ledger::{OrderKey, PspCall};
 use paybridge_core::money::Money;
 use paybridge_core::notify::email::EmailNotifier;
 use paybridge_core::notify::recording::RecordingNotifier;
-use paybridge_core::notify::{
-    Notifier, NotifyError, PaymentLinkMail, Problem as NotifyProblem,
-};
+use paybridge_core::notify::{Notifier, NotifyError, PaymentLinkMail, Problem as NotifyProblem};
 use paybridge_core::psp::paygate::{PaygatePsp, PaygateTimeouts};
 use paybridge_core::psp::unzer::{UnzerPsp, UnzerTimeouts};
 use paybridge_core::psp::{PspOutcome, PspRouter};
@@ -448,7 +446,7 @@ pub fn paygate_state(p: &SimPaymentView) -> PspState {
 /// The `[[method]]` of a Paygate method of the demo, for the Paygate simulator at `paygate_base`.
 pub fn paygate_method_block(m: Method, paygate_base: &str) -> String {
     format!(
-                r#"
+        r#"
 # {label}
 [[method]]
 erp = "{CONNECTION}"
@@ -466,14 +464,14 @@ psp_method = "{pm}"
 authorization_validity_days = 28
 api_host = "{paygate_base}"
 "#,
-                label = m.label(),
-                code = m.code(),
-                mode = m.mode(),
-                inv = m.invoice_event(),
-                ret = m.return_event(),
-                tol = m.tolerance(),
-                pm = m.paygate_method(),
-            )
+        label = m.label(),
+        code = m.code(),
+        mode = m.mode(),
+        inv = m.invoice_event(),
+        ret = m.return_event(),
+        tol = m.tolerance(),
+        pm = m.paygate_method(),
+    )
 }
 
 // ------------------------------------------------------------------------------- money text
@@ -2519,7 +2517,9 @@ impl Harness {
             .rev()
             .find(|m| m.order_id == order.to_string())
             .map(|m| m.url)
-            .ok_or_else(|| DemoError::Scenario(format!("order {order}: no payment link was e-mailed")))
+            .ok_or_else(|| {
+                DemoError::Scenario(format!("order {order}: no payment link was e-mailed"))
+            })
     }
 
     fn expect_200(&self, order: i64, status: u16) -> Result<(), DemoError> {

@@ -75,11 +75,18 @@ async fn e2e_3_6_link_e_mailed_paid_released_captured_and_booked() {
     assert!(m.subject.contains("12001"), "{}", m.subject);
     assert!(m.raw.contains("multipart/alternative"), "{}", m.raw);
     assert!(m.raw.contains("text/plain") && m.raw.contains("text/html"));
-    assert!(m.raw.contains("100.00") && m.raw.contains("EUR"), "{}", m.raw);
+    assert!(
+        m.raw.contains("100.00") && m.raw.contains("EUR"),
+        "{}",
+        m.raw
+    );
     assert!(m.raw.contains(demo_shop()), "the shop's name: {}", m.raw);
     let link = h.link_of(order).expect("the link");
     assert!(link.contains("/paymentPage.aspx?MerchantID="), "{link}");
-    assert_eq!(comments_with(&h, order, "payment link for 100.00 EUR e-mailed"), 1);
+    assert_eq!(
+        comments_with(&h, order, "payment link for 100.00 EUR e-mailed"),
+        1
+    );
     let s = state(&h, &r).await;
     assert_eq!(s.erp.status, "HOLD");
     assert_eq!(s.hints, vec!["payment_link_open".to_string()]);
@@ -96,21 +103,37 @@ async fn e2e_3_6_link_e_mailed_paid_released_captured_and_booked() {
     step(&h, &mut r, Step::PayLink).await;
     settle(&h).await;
     let pid = pid(&r);
-    let notified: Vec<_> = h.paygate.notifies().into_iter().filter(|n| n.pay_id == pid).collect();
+    let notified: Vec<_> = h
+        .paygate
+        .notifies()
+        .into_iter()
+        .filter(|n| n.pay_id == pid)
+        .collect();
     assert_eq!(notified.len(), 1);
     assert_eq!(notified[0].result, Ok(200));
     let s = state(&h, &r).await;
     assert_eq!(s.erp.status, "OPEN", "{s}");
     assert!(s.hints.is_empty() && s.problems.is_empty(), "{s}");
-    assert_eq!(record(&h, order).await.link_payment_id.as_deref(), Some(pid.as_str()));
+    assert_eq!(
+        record(&h, order).await.link_payment_id.as_deref(),
+        Some(pid.as_str())
+    );
     let p = h.paygate.payment(&pid).expect("the payment");
-    assert_eq!((p.amount_auth, p.amount_cap), (10000, 0), "reserved, not captured");
+    assert_eq!(
+        (p.amount_auth, p.amount_cap),
+        (10000, 0),
+        "reserved, not captured"
+    );
 
     // Booked: shipped and invoiced → captured at Paygate, booked in pixi.
     step(&h, &mut r, Step::Ship(vec![])).await;
     settle(&h).await;
     let s = state(&h, &r).await;
-    assert_eq!(format!("{s}"), "CLOSED charged 100.00 booked ZE 100.00", "{s}");
+    assert_eq!(
+        format!("{s}"),
+        "CLOSED charged 100.00 booked ZE 100.00",
+        "{s}"
+    );
     let caps: Vec<i64> = h
         .paygate
         .payment(&pid)
@@ -136,15 +159,28 @@ async fn e2e_3_6_link_re_sent_by_an_operator_and_paid_twice_is_one_payment() {
     let order = r.scenario.order;
     let first = h.link_of(order).expect("link");
     let key = h.order_key(order);
-    let resent = h.app.resend_payment_link(&key, h.now()).await.expect("resend");
-    assert!(matches!(resent, paybridge_core::app::Resend::Queued(_)), "{resent:?}");
+    let resent = h
+        .app
+        .resend_payment_link(&key, h.now())
+        .await
+        .expect("resend");
+    assert!(
+        matches!(resent, paybridge_core::app::Resend::Queued(_)),
+        "{resent:?}"
+    );
     settle(&h).await;
     let links = h.links.payment_links();
     let mine: Vec<_> = links.iter().filter(|l| l.order_id == "12002").collect();
     assert_eq!(mine.len(), 2);
     assert!(mine[1].resent);
-    assert_eq!(mine[1].url, first, "the same link: the same TransID and ReqId");
-    assert_eq!(comments_with(&h, order, "e-mailed to the customer again"), 1);
+    assert_eq!(
+        mine[1].url, first,
+        "the same link: the same TransID and ReqId"
+    );
+    assert_eq!(
+        comments_with(&h, order, "e-mailed to the customer again"),
+        1
+    );
     // The customer pays on both mails' links: Paygate answers the second with the first.
     step(&h, &mut r, Step::PayLink).await;
     let again = h.paygate.pay_link(&first).await.expect("second pay");
@@ -155,8 +191,15 @@ async fn e2e_3_6_link_re_sent_by_an_operator_and_paid_twice_is_one_payment() {
     let s = state(&h, &r).await;
     assert_eq!(s.erp.status, "OPEN");
     // Paid now: a re-send is refused.
-    let refused = h.app.resend_payment_link(&key, h.now()).await.expect("resend");
-    assert!(matches!(refused, paybridge_core::app::Resend::Refused(_)), "{refused:?}");
+    let refused = h
+        .app
+        .resend_payment_link(&key, h.now())
+        .await
+        .expect("resend");
+    assert!(
+        matches!(refused, paybridge_core::app::Resend::Refused(_)),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -168,7 +211,11 @@ async fn e2e_3_6_link_cancelled_on_the_page_stays_usable_then_paid() {
     step(&h, &mut r, Step::CancelLink).await;
     settle(&h).await;
     let s = state(&h, &r).await;
-    assert_eq!((s.erp.status.as_str(), s.erp.locked), ("HOLD", false), "{s}");
+    assert_eq!(
+        (s.erp.status.as_str(), s.erp.locked),
+        ("HOLD", false),
+        "{s}"
+    );
     assert!(s.problems.is_empty(), "{s}");
     assert!(
         s.hints.iter().any(|h| h == "payment_link_failed"),
@@ -198,7 +245,8 @@ async fn e2e_3_6_link_unpaid_too_long_is_an_error_with_comment_and_e_mail() {
     assert!(
         sink.mails()
             .iter()
-            .any(|m| m.envelope_to.contains("ops@example.com") && m.raw.contains("payment_link_unpaid")),
+            .any(|m| m.envelope_to.contains("ops@example.com")
+                && m.raw.contains("payment_link_unpaid")),
         "the operators are told"
     );
     assert!(h.paygate.calls_to(Endpoint::Capture).is_empty());
@@ -216,13 +264,13 @@ async fn e2e_3_6_no_customer_address_fails_the_link_for_an_operator_and_sends_no
     h.pixi.set_customer_email(cust, None);
     settle(&h).await;
     let s = state(&h, &r).await;
-    assert!(
-        s.problems.iter().any(|p| p == "op_failed"),
-        "{s}"
-    );
+    assert!(s.problems.iter().any(|p| p == "op_failed"), "{s}");
     assert!(h.links.payment_links().is_empty());
     assert!(
-        !sink.mails().iter().any(|m| m.envelope_to.contains("customer-")),
+        !sink
+            .mails()
+            .iter()
+            .any(|m| m.envelope_to.contains("customer-")),
         "no customer mail"
     );
 }

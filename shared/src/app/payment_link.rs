@@ -53,7 +53,10 @@ impl App {
         now: DateTime<Utc>,
     ) -> Result<Option<OrderKey>, StoreError> {
         let repo = self.repo();
-        if let Some(key) = repo.order_for_payment(self.tenant(), payment_id, now).await? {
+        if let Some(key) = repo
+            .order_for_payment(self.tenant(), payment_id, now)
+            .await?
+        {
             return Ok(Some(key));
         }
         match reference {
@@ -70,9 +73,7 @@ impl App {
     ) -> Result<Option<OrderKey>, StoreError> {
         match reference {
             Some(r) if r.starts_with("pl") => {
-                self.repo()
-                    .order_for_payment(self.tenant(), r, now)
-                    .await
+                self.repo().order_for_payment(self.tenant(), r, now).await
             }
             _ => Ok(None),
         }
@@ -144,10 +145,7 @@ impl App {
             reference: reference.clone(),
             amount,
             order_id: facts.order_id.clone(),
-            description: format!(
-                "{} order {}",
-                self.config.tenant.shop_name, facts.order_id
-            ),
+            description: format!("{} order {}", self.config.tenant.shop_name, facts.order_id),
             notify_url: format!("{public}/webhooks/{}", cfg.psp.name()),
             success_url: format!("{public}/paylink/done"),
             failure_url: format!("{public}/paylink/failed"),
@@ -208,9 +206,11 @@ impl App {
         let Some(rec) = repo.order(key, now).await? else {
             return refused("paybridge does not know the order");
         };
-        let paid = rec.psp.as_ref().and_then(|v| v.initial()).is_some_and(|t| {
-            matches!(t.status, TxStatus::Success | TxStatus::Pending)
-        });
+        let paid = rec
+            .psp
+            .as_ref()
+            .and_then(|v| v.initial())
+            .is_some_and(|t| matches!(t.status, TxStatus::Success | TxStatus::Pending));
         if rec.payment_id().is_some() && paid {
             return refused("the order is paid (or its payment is under way): nothing to re-send");
         }
@@ -244,8 +244,14 @@ impl App {
         if !repo.insert_op(&op, now).await? {
             return refused("a re-send is being planned already");
         }
-        self.history(key, now, Some(&op.id), "planned PaymentLinkResend (operator)".into(), None)
-            .await?;
+        self.history(
+            key,
+            now,
+            Some(&op.id),
+            "planned PaymentLinkResend (operator)".into(),
+            None,
+        )
+        .await?;
         let job = Job::RunOp {
             order_pk: key.pk(),
             op_id: op.id.clone(),

@@ -97,9 +97,9 @@ pub(super) fn known_view(
         let (kind, amount) = match call {
             PspCall::Capture { amount } => (TxKind::Charge, *amount),
             PspCall::Refund { amount, .. } => (TxKind::CancelCharge, *amount),
-            PspCall::Reverse { .. }
-            | PspCall::Shipment { .. }
-            | PspCall::RequestPayment { .. } => return None,
+            PspCall::Reverse { .. } | PspCall::Shipment { .. } | PspCall::RequestPayment { .. } => {
+                return None;
+            }
         };
         view.transactions.push(PspTransaction {
             at: None,

@@ -47,6 +47,8 @@ const KNOWN_KEYS: &[&str] = &[
     "timezone",
     "quiet_hours",
     "unverified_events_per_hour",
+    "shop_name",
+    "public_url",
     "listen",
     "database",
     "poll_interval_secs",

@@ -640,3 +640,67 @@ fn paygate_config_errors_are_located_and_name_the_field() {
         );
     }
 }
+
+#[test]
+fn link_mode_needs_paygate_a_public_url_and_smtp_each_error_at_the_mode() {
+    let smtp =
+        "\n[smtp]\nhost = \"127.0.0.1\"\nfrom = \"shop@example.com\"\nto = \"ops@example.com\"\n";
+    let server = "\n[server]\npublic_url = \"https://pay.example.com\"\n";
+    let link = PAYGATE.replace("mode = \"expert\"", "mode = \"link\"");
+    let mode_line = link.lines().position(|l| l.starts_with("mode =")).unwrap() + 1;
+    // all three present: fine
+    let ok = format!("{link}{server}{smtp}");
+    let c = Config::parse(&ok, "l.toml").unwrap();
+    assert_eq!(c.methods[0].mode, Mode::Link);
+    assert_eq!(
+        c.server.public_url.as_deref(),
+        Some("https://pay.example.com")
+    );
+    for (text, needle) in [
+        (format!("{link}{smtp}"), "public_url"),
+        (format!("{link}{server}"), "[smtp]"),
+    ] {
+        let e = Config::parse(&text, "l.toml").unwrap_err();
+        assert_eq!(e.line, mode_line, "{e}");
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+    let unzer = GOOD.replace("mode = \"expert\"", "mode = \"link\"");
+    let e = Config::parse(&format!("{unzer}{server}{smtp}"), "l.toml").unwrap_err();
+    assert!(e.to_string().contains("psp = \"paygate\""), "{e}");
+}
+
+#[test]
+fn public_url_is_https_or_loopback_with_no_path_and_shop_name_is_checked() {
+    let with = |server: &str| format!("{PAYGATE}\n[server]\n{server}\n");
+    for bad in [
+        "public_url = \"http://pay.example.com\"",
+        "public_url = \"https://pay.example.com/x\"",
+        "public_url = \"https://u:p@pay.example.com\"",
+        "public_url = \"nonsense\"",
+    ] {
+        let e = Config::parse(&with(bad), "u.toml").unwrap_err();
+        assert!(e.to_string().contains("server.public_url"), "{bad}: {e}");
+        assert!(!e.to_string().contains("u:p@"), "userinfo masked: {e}");
+    }
+    let c = Config::parse(&with("public_url = \"http://127.0.0.1:8080/\""), "u.toml").unwrap();
+    assert_eq!(
+        c.server.public_url.as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    let named = PAYGATE.replace("id = \"acme\"", "id = \"acme\"\nshop_name = \"Acme Shoes\"");
+    assert_eq!(
+        Config::parse(&named, "n.toml").unwrap().tenant.shop_name,
+        "Acme Shoes"
+    );
+    assert_eq!(
+        Config::parse(PAYGATE, "n.toml").unwrap().tenant.shop_name,
+        "acme"
+    );
+    let bad = PAYGATE.replace("id = \"acme\"", "id = \"acme\"\nshop_name = \"  \"");
+    assert!(
+        Config::parse(&bad, "n.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("shop_name")
+    );
+}

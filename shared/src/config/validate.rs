@@ -150,9 +150,16 @@ fn server(s: Option<RawServer>, loc: &Locator<'_>) -> Result<Server, ConfigError
     };
     let public_url = match &s.public_url {
         None => None,
-        Some(u) => match crate::psp::checked_base(u.get_ref().trim(), "/webhooks/… and /paylink/…") {
+        Some(u) => match crate::psp::checked_base(u.get_ref().trim(), "/webhooks/… and /paylink/…")
+        {
             Ok(url) => Some(url.origin().ascii_serialization()),
-            Err(m) => return loc.err(u.span(), "server.public_url", m.replace("api_host", "public_url")),
+            Err(m) => {
+                return loc.err(
+                    u.span(),
+                    "server.public_url",
+                    m.replace("api_host", "public_url"),
+                );
+            }
         },
     };
     Ok(Server {

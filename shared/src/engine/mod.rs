@@ -210,10 +210,7 @@ impl<'a> Cx<'_, 'a> {
     /// config, no payment id, PSP not readable, payment or currency not the order's).
     fn facts(&mut self) -> Option<Facts<'a>> {
         let o = self.order();
-        let link = self
-            .input
-            .config
-            .is_some_and(|c| c.mode == Mode::Link);
+        let link = self.input.config.is_some_and(|c| c.mode == Mode::Link);
         // §3.1.5: manual / exchange orders are not ours: no lock, no error — unless their
         // method asks for payments by link (§3.6): those orders come without a payment.
         if o.is_manual() && !link {

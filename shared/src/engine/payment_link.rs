@@ -26,7 +26,13 @@ impl Cx<'_, '_> {
                 o.total
             ));
             let call = PspCall::RequestPayment { amount: o.total };
-            self.plan(DocKind::Order, &id, Purpose::PaymentLink, Some(call), vec![c]);
+            self.plan(
+                DocKind::Order,
+                &id,
+                Purpose::PaymentLink,
+                Some(call),
+                vec![c],
+            );
             return;
         };
         if op.status != OpStatus::Done {

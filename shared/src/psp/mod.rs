@@ -159,7 +159,11 @@ pub trait Psp: Send + Sync {
     /// The link to the PSP's payment page for `request`, with the method config's account.
     /// Building it moves no money and calls nothing; the customer pays on the page and the
     /// PSP reports the payment through its webhook naming `request.reference`.
-    fn payment_link(&self, account: &MethodConfig, request: &LinkRequest) -> Result<String, PspError> {
+    fn payment_link(
+        &self,
+        account: &MethodConfig,
+        request: &LinkRequest,
+    ) -> Result<String, PspError> {
         let _ = (account, request);
         Err(PspError::Unsupported("payment links".into()))
     }
@@ -225,7 +229,11 @@ impl Psp for PspRouter {
             .await
     }
 
-    fn payment_link(&self, account: &MethodConfig, request: &LinkRequest) -> Result<String, PspError> {
+    fn payment_link(
+        &self,
+        account: &MethodConfig,
+        request: &LinkRequest,
+    ) -> Result<String, PspError> {
         self.pick(account)?.payment_link(account, request)
     }
 }

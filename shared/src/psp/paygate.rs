@@ -488,24 +488,37 @@ impl PaygatePsp {
     /// three URLs (no query strings, §1.2), `Capture=MANUAL` for reserved methods (captured per
     /// invoice later) or `AUTO` for the ones booked at once, `Response=encrypt`, `MsgVer=2.0`
     /// (3-D Secure 2) and the MAC over `*TransID*MerchantID*Amount*Currency` (no PayID yet).
-    pub fn link(&self, cfg: &MethodConfig, request: &crate::psp::LinkRequest) -> Result<String, PspError> {
+    pub fn link(
+        &self,
+        cfg: &MethodConfig,
+        request: &crate::psp::LinkRequest,
+    ) -> Result<String, PspError> {
         let account = self.account(cfg).map_err(PspError::Auth)?;
         let minor = request
             .amount
             .to_minor()
             .ok()
             .filter(|m| *m > 0)
-            .ok_or_else(|| PspError::BadReply(format!("amount {} is not positive", request.amount)))?
+            .ok_or_else(|| {
+                PspError::BadReply(format!("amount {} is not positive", request.amount))
+            })?
             .to_string();
         let currency = request.amount.currency().code().to_string();
-        for url in [&request.notify_url, &request.success_url, &request.failure_url] {
+        for url in [
+            &request.notify_url,
+            &request.success_url,
+            &request.failure_url,
+        ] {
             if url.contains('?') || url.contains('#') || url.len() > 256 {
                 return Err(PspError::Auth(format!(
                     "{url:?}: Paygate takes absolute URLs without parameters, at most 256 characters"
                 )));
             }
         }
-        let booked = matches!(cfg.account.extra.psp_method.as_deref(), Some("paypal" | "sofort"));
+        let booked = matches!(
+            cfg.account.extra.psp_method.as_deref(),
+            Some("paypal" | "sofort")
+        );
         let mac = account.request_mac("", &request.reference, &minor, &currency);
         let fields = [
             ("MerchantID", account.merchant_id.clone()),
@@ -518,7 +531,10 @@ impl PaygatePsp {
             ("URLSuccess", request.success_url.clone()),
             ("URLFailure", request.failure_url.clone()),
             ("URLNotify", request.notify_url.clone()),
-            ("Capture", if booked { "AUTO" } else { "MANUAL" }.to_string()),
+            (
+                "Capture",
+                if booked { "AUTO" } else { "MANUAL" }.to_string(),
+            ),
             ("Response", "encrypt".to_string()),
             ("MsgVer", "2.0".to_string()),
             ("MAC", mac),

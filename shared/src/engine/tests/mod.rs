@@ -1,4 +1,4 @@
-//! Unit tests of [`decide`], one file per section of behaviour.md (§2–§3.5a, §4) and one for issue
+//! Unit tests of [`decide`], one file per section of behaviour.md (§2–§3.6, §4) and one for issue
 //! 12's seed-000 items across sections (`seed000.rs`, §3.1–§3.9); this file
 //! holds the builders they share.
 //!
@@ -259,15 +259,17 @@ impl S {
     fn finish(&mut self, i: usize) {
         let plan = self.ledger[i].plan.clone();
         let reference = psp_reference(&self.ledger[i].id);
-        if let Some(call) = &plan.psp {
+        // A payment request moves no money (the customer pays later): its step just ends.
+        if let Some(PspCall::RequestPayment { .. }) = &plan.psp {
+            self.ledger[i].psp_done = true;
+        } else if let Some(call) = &plan.psp {
             let p = self.pay();
             let (kind, amount) = match call {
                 PspCall::Capture { amount } => (TxKind::Charge, *amount),
                 PspCall::Reverse { amount } => (TxKind::CancelAuthorize, *amount),
                 PspCall::Refund { amount, .. } => (TxKind::CancelCharge, *amount),
                 PspCall::Shipment { .. } => (TxKind::Shipment, Money::zero(p.currency)),
-                // No money moves on a payment request; the customer pays later.
-                PspCall::RequestPayment { .. } => return,
+                PspCall::RequestPayment { .. } => unreachable!("handled above"),
             };
             let id = format!("s-tx-{}", p.transactions.len());
             p.transactions.push(PspTransaction {
@@ -455,6 +457,7 @@ mod comments;
 mod credit_note;
 mod families;
 mod modes;
+mod payment_link;
 mod prepayment;
 mod release;
 mod seed000;
